@@ -1,0 +1,23 @@
+# Image for the mscrowd API (and, later, the worker). Built by docker-compose.yml.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# The API never imports torch, but the distribution depends on it: take the small CPU build.
+RUN pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
+
+COPY pyproject.toml README.md alembic.ini ./
+COPY backend ./backend
+COPY ml ./ml
+COPY alembic ./alembic
+COPY frontend ./frontend
+COPY tutorials ./tutorials
+# Editable, so `mscrowd migrate` finds alembic/ beside the packages.
+RUN pip install -e .
+
+RUN useradd --create-home --uid 10001 mscrowd && mkdir -p /data && chown mscrowd /data
+USER mscrowd
+ENV MSCROWD_DATA_DIR=/data
+EXPOSE 8000
+CMD ["sh", "-c", "mscrowd migrate && mscrowd serve --host 0.0.0.0 --port 8000"]

@@ -1,0 +1,37 @@
+# The README's two commands: `make run` and `make test`. Both work from a clean clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first, from the CPU wheel pip finds on disk; any other route pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test lint services install clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+install: $(INSTALLED)
+
+## Serve mscrowd at http://localhost:8000 on the embedded default (SQLite under ./var).
+run: $(INSTALLED)
+	$(BIN)/mscrowd migrate
+	$(BIN)/mscrowd serve --port 8000
+
+## Lint, type-check and run the whole suite against real PostgreSQL and Redis.
+test: $(INSTALLED) services lint
+	MSCROWD_REQUIRE_POSTGRES=1 $(BIN)/pytest --junitxml=var/junit.xml
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+services:
+	bash scripts/ensure-services.sh
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache

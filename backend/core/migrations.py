@@ -1,0 +1,63 @@
+"""Alembic from code: upgrade, downgrade and revision checks for a given engine."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from backend.core.errors import SchemaNotCurrent
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ALEMBIC_DIR = REPO_ROOT / "alembic"
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the repository's ``alembic/`` folder."""
+    config = Config(str(REPO_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database behind ``engine`` up to ``revision``."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Migrate the database behind ``engine`` down to ``revision``."""
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str | None:
+    """The newest revision this code ships (read once: the scripts do not change at run time)."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def ensure_current(engine: Engine) -> str:
+    """Return the schema revision, or raise ``SchemaNotCurrent`` when it is not the head."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        state = "has never been migrated" if current is None else f"is at revision {current}"
+        raise SchemaNotCurrent(
+            f"The database ({engine.url.render_as_string(hide_password=True)}) {state}, "
+            f"but this code needs revision {head}. Run `mscrowd migrate` first."
+        )
+    assert current is not None
+    return current

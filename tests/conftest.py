@@ -1,0 +1,112 @@
+"""Shared fixtures: real databases (PostgreSQL and SQLite), each test in its own empty schema.
+
+PostgreSQL tests use ``MSCROWD_TEST_DATABASE_URL``. When the server does not answer they skip,
+unless ``MSCROWD_REQUIRE_POSTGRES=1`` (set by ``make test``), which turns the skip into a failure.
+The outcome of every ``postgres`` test is tallied in ``var/test-backends.json`` for ``.ci/run``.
+"""
+
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from backend.core.config import get_settings
+from backend.core.db import create_db_engine
+
+PG_URL = os.environ.get(
+    "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_PG = os.environ.get("MSCROWD_REQUIRE_POSTGRES") == "1"
+BACKEND_REPORT = Path(os.environ.get("MSCROWD_BACKEND_REPORT", "var/test-backends.json"))
+
+_postgres_outcomes: Counter[str] = Counter()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    if item.get_closest_marker("postgres") is not None:
+        # A test counts once: by its call, or by its setup when setup skipped or failed.
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            _postgres_outcomes[report.outcome] += 1
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    BACKEND_REPORT.parent.mkdir(parents=True, exist_ok=True)
+    BACKEND_REPORT.write_text(json.dumps({"postgres": dict(_postgres_outcomes)}) + "\n")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Engine]:
+    """An engine on the test PostgreSQL database; skips (or fails) when it does not answer."""
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        engine.dispose()
+        message = (
+            f"PostgreSQL at {make_url(PG_URL).render_as_string(hide_password=True)} does not "
+            f"answer ({exc.orig}); run scripts/ensure-services.sh or set MSCROWD_TEST_DATABASE_URL"
+        )
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_server: Engine) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL schema (via search_path), dropped after the test."""
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with pg_server.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with pg_server.connect() as connection:
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh SQLite file (the embedded default's dialect)."""
+    return f"sqlite:///{tmp_path / 'mscrowd.sqlite'}"
+
+
+@pytest.fixture(
+    params=[pytest.param("postgresql", marks=pytest.mark.postgres), pytest.param("sqlite")]
+)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """An empty database on each supported dialect."""
+    fixture = "pg_url" if request.param == "postgresql" else "sqlite_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on an empty database of each dialect."""
+    engine = create_db_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """Isolate ``MSCROWD_*`` settings: data under tmp_path, cache cleared before and after."""
+    for name in list(os.environ):
+        if name.startswith("MSCROWD_") and not name.startswith("MSCROWD_TEST"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MSCROWD_DATA_DIR", str(tmp_path / "var"))
+    get_settings.cache_clear()
+    yield monkeypatch
+    get_settings.cache_clear()
