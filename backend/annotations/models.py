@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from backend.core.timeutil import utcnow
+from backend.core.columns import created_at_field
 
 
 class Annotation(SQLModel, table=True):
@@ -21,4 +21,4 @@ class Annotation(SQLModel, table=True):
     mask_key: str = Field(max_length=255)
     duration_ms: int | None = Field(default=None, ge=0)
     client_info: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = created_at_field()

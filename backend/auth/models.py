@@ -3,10 +3,9 @@
 from datetime import datetime
 from enum import StrEnum
 
-import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from backend.core.timeutil import utcnow
+from backend.core.columns import created_at_field, enum_type
 
 
 class UserRole(StrEnum):
@@ -24,8 +23,6 @@ class User(SQLModel, table=True):
     # Public pseudonym shown on leaderboards; never the email.
     display_name: str = Field(max_length=40, unique=True)
     password_hash: str = Field(max_length=255)
-    role: UserRole = Field(
-        default=UserRole.volunteer, sa_type=sa.Enum(UserRole, native_enum=False, length=16)
-    )
+    role: UserRole = Field(default=UserRole.volunteer, sa_type=enum_type(UserRole))
     is_active: bool = True
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = created_at_field()

@@ -6,7 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from backend.core.timeutil import utcnow
+from backend.core.columns import created_at_field, enum_type
 
 
 class ConsentScope(StrEnum):
@@ -31,10 +31,8 @@ class Case(SQLModel, table=True):
     public_id: str = Field(max_length=32, unique=True, index=True)
     source: str = Field(max_length=200)
     licence: str = Field(max_length=64)
-    consent_scope: ConsentScope = Field(
-        default=ConsentScope.open, sa_type=sa.Enum(ConsentScope, native_enum=False, length=16)
-    )
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    consent_scope: ConsentScope = Field(default=ConsentScope.open, sa_type=enum_type(ConsentScope))
+    created_at: datetime = created_at_field()
 
 
 class Slice(SQLModel, table=True):
@@ -47,9 +45,7 @@ class Slice(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     case_id: int = Field(foreign_key="cases.id", ondelete="CASCADE", index=True)
-    axis: SliceAxis = Field(
-        default=SliceAxis.axial, sa_type=sa.Enum(SliceAxis, native_enum=False, length=16)
-    )
+    axis: SliceAxis = Field(default=SliceAxis.axial, sa_type=enum_type(SliceAxis))
     index: int = Field(ge=0)
     # Crop box in voxel coordinates of the volume grid, half-open: [x0, x1) x [y0, y1).
     crop_x0: int

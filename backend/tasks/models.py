@@ -6,7 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from backend.core.timeutil import utcnow
+from backend.core.columns import created_at_field, enum_type
 
 
 class TaskKind(StrEnum):
@@ -28,13 +28,11 @@ class Task(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     slice_id: int = Field(foreign_key="slices.id", ondelete="CASCADE", index=True)
-    kind: TaskKind = Field(
-        default=TaskKind.normal, sa_type=sa.Enum(TaskKind, native_enum=False, length=16)
-    )
+    kind: TaskKind = Field(default=TaskKind.normal, sa_type=enum_type(TaskKind))
     required_labels: int = 3
     state: TaskState = Field(
         default=TaskState.open,
-        sa_type=sa.Enum(TaskState, native_enum=False, length=16),
+        sa_type=enum_type(TaskState),
         index=True,
     )
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    created_at: datetime = created_at_field()
