@@ -1,13 +1,11 @@
-"""Database engine and the per-request session (one transaction per request)."""
+"""Database engine creation for every supported dialect."""
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import create_engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -28,23 +26,3 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
-
-
-def describe_database(engine: Engine) -> dict[str, str | None]:
-    """Dialect and database name of ``engine``, without credentials."""
-    return {"dialect": engine.dialect.name, "name": engine.url.database}
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    """Yield a session that commits when the request succeeds and rolls back otherwise."""
-    engine: Engine = request.app.state.engine
-    with Session(engine) as session:
-        try:
-            yield session
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
-
-
-SessionDep = Annotated[Session, Depends(get_session)]

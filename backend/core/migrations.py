@@ -1,5 +1,6 @@
 """Alembic from code: upgrade, downgrade and revision checks for a given engine."""
 
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,20 +23,22 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database behind ``engine`` up to ``revision``."""
+def _run(command_fn: Callable[[Config, str], None], engine: Engine, revision: str) -> None:
+    # One transaction: on PostgreSQL a failed migration leaves the schema as it was.
     config = alembic_config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        command_fn(config, revision)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database behind ``engine`` up to ``revision``."""
+    _run(command.upgrade, engine, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Migrate the database behind ``engine`` down to ``revision``."""
-    config = alembic_config()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    _run(command.downgrade, engine, revision)
 
 
 @lru_cache(maxsize=1)
