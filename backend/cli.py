@@ -1,16 +1,54 @@
 """The ``mscrowd`` command line."""
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from backend.core.config import get_settings
+from backend.auth import service as auth
+from backend.auth.models import UserRole
+from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine
-from backend.core.errors import SchemaNotCurrent
+from backend.core.errors import DomainError, SchemaNotCurrent
 from backend.core.migrations import current_revision, ensure_current, upgrade
+from backend.core.storage import Storage
+from backend.imaging.models import ConsentScope
+from backend.imaging.service import ImportOutcome, folder_loaders, import_cases
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _migrated_engine(settings: Settings) -> Engine:
+    """An engine on the configured database, or a clean exit when it is not migrated."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        ensure_current(engine)
+    except SchemaNotCurrent as exc:
+        engine.dispose()
+        raise _fail(exc.message) from exc
+    return engine
+
+
+def _report(outcomes: list[ImportOutcome]) -> int:
+    failed = 0
+    for outcome in outcomes:
+        mark = {"imported": "+", "skipped": "=", "failed": "!"}[outcome.status]
+        where = f" as case {outcome.case_public_id}" if outcome.case_public_id else ""
+        typer.echo(f"{mark} {outcome.name}: {outcome.status}{where} ({outcome.message})")
+        failed += outcome.status == "failed"
+    return failed
 
 
 @app.command()
@@ -32,20 +70,168 @@ def migrate(
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    worker: Annotated[
+        bool | None,
+        typer.Option(help="Also run a Celery worker (default: when the broker is embedded)."),
+    ] = None,
 ) -> None:
     """Serve the web app and API; the database must be migrated first."""
     settings = get_settings()
-    engine = create_db_engine(settings.database_url)
+    _migrated_engine(settings).dispose()
+    child = None
+    if worker if worker is not None else settings.embedded_worker:
+        # The embedded default has no separate worker service; run one beside the server.
+        command = [sys.executable, "-m", "backend", "worker", "--concurrency", "1"]
+        child = subprocess.Popen(command)
     try:
-        ensure_current(engine)
-    except SchemaNotCurrent as exc:
-        typer.echo(f"Error: {exc.message}", err=True)
-        raise typer.Exit(code=1) from exc
+        uvicorn.run(
+            "backend.main:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+        )
+    finally:
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "default,gpu",
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker (``default`` backend jobs; ``gpu`` for the ML worker)."""
+    from backend.worker import QUEUES, celery_app
+
+    unknown = set(queues.split(",")) - set(QUEUES)
+    if unknown:
+        raise _fail(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+    argv = [
+        "worker",
+        f"--queues={queues}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+    ]
+    if get_settings().broker_is_embedded:
+        argv.append("--pool=solo")  # one process polling SQLite is plenty for the demo
+    celery_app.worker_main(argv)
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A folder of case folders, or one case folder.")],
+    project: Annotated[str, typer.Option(help="Project to import into (created if new).")],
+    source: Annotated[str | None, typer.Option(help="Provenance text stored per case.")] = None,
+    licence: Annotated[str, typer.Option(help="Licence of the images.")] = "CC-BY-4.0",
+    consent: Annotated[ConsentScope, typer.Option(help="Who may see the images.")] = (
+        ConsentScope.open
+    ),
+    redundancy: Annotated[
+        int | None, typer.Option(min=1, help="Labels per task, for a new project.")
+    ] = None,
+    gold_rate: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Share of gold tasks, for a new project.")
+    ] = None,
+) -> None:
+    """Import NIfTI cases (FLAIR, T1, T2, optional lesion mask) and open their slice tasks."""
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        loaders = folder_loaders(path.expanduser())
+        outcomes = import_cases(
+            engine=engine,
+            storage=Storage(settings.storage_url),
+            project_name=project,
+            loaders=loaders,
+            provenance=source or f"import of {path.expanduser().resolve().name}",
+            licence=licence,
+            consent=consent,
+            redundancy=redundancy,
+            gold_rate=gold_rate,
+        )
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
     finally:
         engine.dispose()
-    uvicorn.run(
-        "backend.main:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-    )
+    failed = _report(outcomes)
+    if failed:
+        raise _fail(f"{failed} of {len(outcomes)} case(s) failed; nothing of them was kept")
+
+
+@app.command()
+def demo(
+    cases: Annotated[int, typer.Option(min=1, max=64, help="Synthetic cases to build.")] = 8,
+    seed: Annotated[int, typer.Option(help="First random seed.")] = 0,
+    password: Annotated[
+        str | None, typer.Option(help="Password of the demo admin and expert.")
+    ] = None,
+) -> None:
+    """Build synthetic MS cases from the MNI152 template, import them, add demo accounts."""
+    from backend.imaging.demo import DEMO_PASSWORD, DEMO_PROJECT, build_demo
+
+    settings = get_settings()
+    if settings.environment == "production" and password is None:
+        raise _fail("in production, give the demo accounts a password with --password")
+    engine = _migrated_engine(settings)
+    try:
+        report = build_demo(
+            engine=engine,
+            storage=Storage(settings.storage_url),
+            cases=cases,
+            seed=seed,
+            password=password or DEMO_PASSWORD,
+        )
+    finally:
+        engine.dispose()
+    failed = _report(report.outcomes)
+    for email, role, created in report.accounts:
+        state = "created" if created else "exists"
+        shown = f" password {password or DEMO_PASSWORD!r}" if created else ""
+        typer.echo(f"  {role.value:<8} {email} ({state}){shown}")
+    typer.echo(f"Demo project {DEMO_PROJECT!r} is ready; volunteers sign up at the front page.")
+    if failed:
+        raise _fail(f"{failed} demo case(s) failed")
+
+
+@users_app.command("create")
+def users_create(
+    email: Annotated[str, typer.Argument(help="Login email.")],
+    role: Annotated[UserRole, typer.Option(help="Role of the account.")] = UserRole.volunteer,
+    display_name: Annotated[str | None, typer.Option(help="Public pseudonym.")] = None,
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password."),
+    ] = "",
+) -> None:
+    """Create an account (e.g. the first admin)."""
+    from pydantic import ValidationError
+
+    from backend.auth.schemas import SignupIn
+
+    try:
+        SignupIn(email=email, password=password, display_name=display_name)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise _fail(problems) from exc
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with Session(engine) as session:
+            user = auth.create_user(
+                session=session,
+                email=email,
+                password=password,
+                role=role,
+                display_name=display_name,
+            )
+            session.commit()
+            typer.echo(f"Created {user.role.value} {user.email} ({user.display_name}).")
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()

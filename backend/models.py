@@ -1,14 +1,21 @@
 """Every table model, imported in one place so Alembic and tests see the whole schema."""
 
 from backend.annotations.models import Annotation
-from backend.auth.models import User, UserRole
-from backend.imaging.models import Case, ConsentScope, Slice, SliceAxis
-from backend.tasks.models import Task, TaskKind, TaskState
+from backend.auth.models import Credential, CredentialKind, User, UserRole
+from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
+from backend.projects.models import Project
+from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 __all__ = [
     "Annotation",
+    "Assignment",
+    "AssignmentState",
     "Case",
     "ConsentScope",
+    "Contrast",
+    "Credential",
+    "CredentialKind",
+    "Project",
     "Slice",
     "SliceAxis",
     "Task",
@@ -16,4 +23,5 @@ __all__ = [
     "TaskState",
     "User",
     "UserRole",
+    "Volume",
 ]

@@ -17,8 +17,10 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from backend.core.config import get_settings
+from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine
+from backend.core.migrations import upgrade
+from backend.core.storage import Storage
 
 PG_URL = os.environ.get(
     "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -110,3 +112,22 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[py
     get_settings.cache_clear()
     yield monkeypatch
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def migrated_engine(db_engine: Engine) -> Engine:
+    """An engine on a database of each dialect, migrated to head."""
+    upgrade(db_engine)
+    return db_engine
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    """Blob storage in a temporary folder."""
+    return Storage((tmp_path / "storage").as_uri())
+
+
+@pytest.fixture
+def app_settings(settings_env: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Settings:
+    """Settings for an app on the test database and the test storage folder."""
+    return Settings(database_url=db_url, storage_url=(tmp_path / "storage").as_uri())

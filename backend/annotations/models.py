@@ -1,4 +1,4 @@
-"""Annotations: one volunteer's lesion mask for one task."""
+"""Annotations: one rater's lesion mask for one task."""
 
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,10 @@ class Annotation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
     user_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
-    # Storage key of the binary mask (PNG at the cropped slice size).
+    # Storage key of the binary mask: an 8-bit PNG (0 or 255) at the cropped slice size.
     mask_key: str = Field(max_length=255)
+    # Painted pixels; 0 is a valid answer ("no lesion on this slice").
+    lesion_pixels: int = Field(ge=0)
     duration_ms: int | None = Field(default=None, ge=0)
     client_info: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime = created_at_field()

@@ -1,11 +1,11 @@
-"""Accounts: pseudonymous volunteers, experts, ML engineers and admins."""
+"""Accounts (pseudonymous volunteers, experts, ML engineers, admins) and their credentials."""
 
 from datetime import datetime
 from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-from backend.core.columns import created_at_field, enum_type
+from backend.core.columns import created_at_field, enum_type, timestamp_field
 
 
 class UserRole(StrEnum):
@@ -26,3 +26,24 @@ class User(SQLModel, table=True):
     role: UserRole = Field(default=UserRole.volunteer, sa_type=enum_type(UserRole))
     is_active: bool = True
     created_at: datetime = created_at_field()
+
+
+class CredentialKind(StrEnum):
+    session = "session"  # browser cookie; unsafe requests also need the CSRF token
+    token = "token"  # bearer token for scripts; no CSRF (never sent automatically by browsers)
+
+
+class Credential(SQLModel, table=True):
+    """A login session or an API token. Only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "credentials"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    kind: CredentialKind = Field(sa_type=enum_type(CredentialKind))
+    secret_sha256: str = Field(max_length=64, unique=True, index=True)
+    csrf_token: str | None = Field(default=None, max_length=64)
+    name: str = Field(default="", max_length=100)
+    created_at: datetime = created_at_field()
+    expires_at: datetime | None = timestamp_field(nullable=True)
+    revoked_at: datetime | None = timestamp_field(nullable=True)

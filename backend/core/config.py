@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "change-me-in-production"
@@ -22,9 +22,24 @@ class Settings(BaseSettings):
     database_url: str = ""
     # Celery broker; empty means the embedded default, a SQLite-backed broker that needs no server.
     broker_url: str = ""
+    # Celery result store; empty means Redis when the broker is Redis, else a SQLite file.
+    result_backend: str = ""
+    # Whether `mscrowd serve` also starts a worker process; unset means "when the broker is
+    # the embedded one".
+    embedded_worker: bool | None = None
+    # fsspec URL of image, mask and volume storage (file://, s3://, memory://, ...); empty means
+    # a folder inside data_dir.
+    storage_url: str = ""
     secret_key: str = DEFAULT_SECRET_KEY
     host: str = "127.0.0.1"
     port: int = 8000
+    # Session cookies are sent over HTTPS only; on by default in production.
+    cookie_secure: bool | None = None
+    session_hours: float = Field(default=24 * 14, gt=0)
+    # How long a volunteer holds a task before it returns to the pool.
+    lease_seconds: int = Field(default=15 * 60, gt=0)
+    # Largest accepted encoded mask (PNG bytes or RLE runs), a guard against abuse.
+    max_mask_bytes: int = Field(default=512 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_unsafe(self) -> "Settings":
@@ -32,12 +47,28 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'mscrowd.sqlite'}"
         if not self.broker_url:
             self.broker_url = f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+        if not self.result_backend:
+            if self.broker_url.startswith(("redis://", "rediss://")):
+                self.result_backend = self.broker_url
+            else:
+                self.result_backend = f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+        if self.embedded_worker is None:
+            self.embedded_worker = self.broker_is_embedded
+        if not self.storage_url:
+            self.storage_url = (self.data_dir / "storage").resolve().as_uri()
+        if self.cookie_secure is None:
+            self.cookie_secure = self.environment == "production"
         if self.environment == "production" and self.secret_key == DEFAULT_SECRET_KEY:
             raise ValueError(
                 "MSCROWD_SECRET_KEY is still the development default; "
                 "set a long random value before running in production"
             )
         return self
+
+    @property
+    def broker_is_embedded(self) -> bool:
+        """True for the serverless SQLite broker of the one-command demo."""
+        return self.broker_url.startswith("sqla+")
 
 
 @lru_cache

@@ -1,11 +1,12 @@
 """Database engine creation for every supported dialect."""
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
-from sqlmodel import create_engine
+from sqlmodel import Session, create_engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -26,3 +27,30 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def on_rollback(session: Session, undo: Callable[[], None]) -> None:
+    """Run ``undo`` if this session's transaction is rolled back (e.g. delete a stored blob)."""
+    session.info.setdefault("undo", []).append(undo)
+
+
+def run_undo(session: Session) -> None:
+    """Run and forget the undo actions registered on ``session`` (after a rollback)."""
+    for undo in reversed(session.info.pop("undo", [])):
+        undo()
+
+
+def clear_undo(session: Session) -> None:
+    """Forget the undo actions (after a successful commit)."""
+    session.info.pop("undo", None)
+
+
+def serialize_writers(session: Session) -> None:
+    """On SQLite, take the database write lock now, before reading what we will change.
+
+    PostgreSQL uses row locks (``FOR UPDATE``) instead. SQLite has no row locks: a no-op UPDATE
+    starts the write transaction at once, so concurrent writers queue (busy_timeout) instead of
+    deciding on a stale read.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("UPDATE projects SET id = id WHERE 1 = 0"))

@@ -1,4 +1,4 @@
-"""Imaging: pseudonymous cases and the 2-D slices volunteers label."""
+"""Imaging: pseudonymous cases, their volumes and the 2-D slices volunteers label."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -23,16 +23,49 @@ class SliceAxis(StrEnum):
     sagittal = "sagittal"
 
 
+class Contrast(StrEnum):
+    """MRI contrasts shown to raters, plus the expert reference mask (never shown to them)."""
+
+    flair = "flair"
+    t1 = "t1"
+    t2 = "t2"
+    reference = "reference"
+
+
 class Case(SQLModel, table=True):
     __tablename__ = "cases"
+    __table_args__ = (sa.UniqueConstraint("project_id", "source_sha256"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    # Random pseudonym; the source's own identifiers are never stored here.
+    project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
+    # Random pseudonym; the source's own identifiers (folder names, patient ids) are never stored.
     public_id: str = Field(max_length=32, unique=True, index=True)
+    # Fingerprint of the source files: importing the same case twice is a no-op.
+    source_sha256: str = Field(max_length=64)
     source: str = Field(max_length=200)
     licence: str = Field(max_length=64)
     consent_scope: ConsentScope = Field(default=ConsentScope.open, sa_type=enum_type(ConsentScope))
+    # Voxels of the expert reference lesion mask, or None when the case has no reference.
+    reference_voxels: int | None = Field(default=None, ge=0)
     created_at: datetime = created_at_field()
+
+
+class Volume(SQLModel, table=True):
+    """One 3-D image of a case on the case grid (RAS, resampled to the FLAIR grid)."""
+
+    __tablename__ = "volumes"
+    __table_args__ = (sa.UniqueConstraint("case_id", "contrast"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="cases.id", ondelete="CASCADE", index=True)
+    contrast: Contrast = Field(sa_type=enum_type(Contrast))
+    shape: list[int] = Field(sa_type=sa.JSON)
+    spacing: list[float] = Field(sa_type=sa.JSON)
+    # 4x4 voxel-to-world (RAS, mm) matrix, row major.
+    affine: list[list[float]] = Field(sa_type=sa.JSON)
+    storage_key: str = Field(max_length=255)
+    # Intensity window used to render 8-bit slices (robust percentiles inside the brain).
+    window: list[float] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class Slice(SQLModel, table=True):
@@ -52,6 +85,19 @@ class Slice(SQLModel, table=True):
     crop_y0: int
     crop_x1: int
     crop_y1: int
-    # Storage key of the rendered PNG for each contrast, e.g. {"flair": "...", "t1": "..."}.
+    # Storage key of the rendered PNG for each shown contrast, e.g. {"flair": "...", "t1": "..."}.
     image_keys: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)
+    # Storage key of the expert reference mask PNG; served to experts and scoring only.
+    reference_key: str | None = Field(default=None, max_length=255)
+    reference_pixels: int | None = Field(default=None, ge=0)
     brain_fraction: float
+
+    @property
+    def width(self) -> int:
+        """Width in pixels of the cropped slice image (volume x extent)."""
+        return self.crop_x1 - self.crop_x0
+
+    @property
+    def height(self) -> int:
+        """Height in pixels of the cropped slice image (volume y extent)."""
+        return self.crop_y1 - self.crop_y0

@@ -1,4 +1,4 @@
-"""Labelling tasks: one slice to be labelled by a number of volunteers."""
+"""Labelling tasks (a slice for several raters) and the leases that hand them out."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -6,7 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from backend.core.columns import created_at_field, enum_type
+from backend.core.columns import created_at_field, enum_type, timestamp_field
 
 
 class TaskKind(StrEnum):
@@ -27,12 +27,38 @@ class Task(SQLModel, table=True):
     __table_args__ = (sa.CheckConstraint("required_labels >= 1", name="required_labels_positive"),)
 
     id: int | None = Field(default=None, primary_key=True)
+    project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
     slice_id: int = Field(foreign_key="slices.id", ondelete="CASCADE", index=True)
     kind: TaskKind = Field(default=TaskKind.normal, sa_type=enum_type(TaskKind))
     required_labels: int = 3
-    state: TaskState = Field(
-        default=TaskState.open,
-        sa_type=enum_type(TaskState),
-        index=True,
-    )
+    # Higher first; active learning raises the priority of the slices the model is unsure about.
+    priority: float = 0.0
+    state: TaskState = Field(default=TaskState.open, sa_type=enum_type(TaskState), index=True)
     created_at: datetime = created_at_field()
+
+
+class AssignmentState(StrEnum):
+    active = "active"  # leased to the rater until lease_expires_at
+    submitted = "submitted"  # the rater's annotation is stored
+
+
+class Assignment(SQLModel, table=True):
+    """A rater's lease on a task. An expired active lease frees its slot for someone else."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (
+        sa.UniqueConstraint("task_id", "user_id"),
+        sa.UniqueConstraint("user_id", "idempotency_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    state: AssignmentState = Field(
+        default=AssignmentState.active, sa_type=enum_type(AssignmentState)
+    )
+    leased_at: datetime = created_at_field()
+    lease_expires_at: datetime = timestamp_field(index=True)
+    # The client's key for the submission; a retry with the same key gets the same answer.
+    idempotency_key: str | None = Field(default=None, max_length=64)
+    submitted_at: datetime | None = timestamp_field(nullable=True)

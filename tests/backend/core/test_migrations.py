@@ -10,7 +10,8 @@ from sqlmodel import SQLModel
 import backend.models  # noqa: F401  (registers every table)
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
 
-TABLES = {"users", "cases", "slices", "tasks", "annotations"}
+TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
+TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -23,6 +24,10 @@ def test_upgrade_builds_every_table_and_downgrade_removes_them(db_engine: Engine
     upgrade(db_engine)
     assert current_revision(db_engine) == head_revision()
     assert _tables(db_engine) == TABLES | {"alembic_version"}
+
+    downgrade(db_engine, "0001")
+    assert _tables(db_engine) == TABLES_0001 | {"alembic_version"}
+    assert "project_id" not in {c["name"] for c in inspect(db_engine).get_columns("tasks")}
 
     downgrade(db_engine, "base")
     assert current_revision(db_engine) is None
@@ -46,8 +51,15 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
     with db_engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO cases (id, public_id, source, licence, consent_scope, created_at) "
-                "VALUES (1, 'c-1', 'demo', 'CC-BY-4.0', 'open', CURRENT_TIMESTAMP)"
+                "INSERT INTO projects (id, name, description, redundancy, gold_rate, created_at) "
+                "VALUES (1, 'p', '', 3, 0.1, CURRENT_TIMESTAMP)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO cases (id, project_id, public_id, source_sha256, source, licence, "
+                "consent_scope, created_at) "
+                "VALUES (1, 1, 'c-1', 'abc', 'demo', 'CC-BY-4.0', 'open', CURRENT_TIMESTAMP)"
             )
         )
         connection.execute(
@@ -59,8 +71,17 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
         )
     bad_rows = [
         # A task must ask for at least one label.
-        "INSERT INTO tasks (slice_id, kind, required_labels, state, created_at) "
-        "VALUES (1, 'normal', 0, 'open', CURRENT_TIMESTAMP)",
+        "INSERT INTO tasks (project_id, slice_id, kind, required_labels, priority, state, "
+        "created_at) VALUES (1, 1, 'normal', 0, 0, 'open', CURRENT_TIMESTAMP)",
+        # A project needs at least one label per task, and a gold rate within 0..1.
+        "INSERT INTO projects (name, description, redundancy, gold_rate, created_at) "
+        "VALUES ('q', '', 0, 0.1, CURRENT_TIMESTAMP)",
+        "INSERT INTO projects (name, description, redundancy, gold_rate, created_at) "
+        "VALUES ('r', '', 3, 1.5, CURRENT_TIMESTAMP)",
+        # The same source is imported into a project once.
+        "INSERT INTO cases (project_id, public_id, source_sha256, source, licence, "
+        "consent_scope, created_at) "
+        "VALUES (1, 'c-2', 'abc', 'demo', 'CC-BY-4.0', 'open', CURRENT_TIMESTAMP)",
         # A slice belongs to an existing case.
         'INSERT INTO slices (case_id, axis, "index", crop_x0, crop_y0, crop_x1, crop_y1, '
         "image_keys, brain_fraction) VALUES (99, 'axial', 1, 0, 0, 10, 10, '{}', 0.5)",

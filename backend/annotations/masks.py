@@ -1,0 +1,123 @@
+"""Binary lesion masks on the wire: PNG or run-length encoded, validated strictly. Pure numpy.
+
+Both encodings describe the cropped slice image exactly as served (``[H, W]``, radiological
+display, see ``backend.imaging.preprocess``):
+
+- ``png``: base64 of an 8-bit greyscale (or 1-bit) PNG of size W x H whose pixels are 0
+  (background) or 255 (lesion); 0/1 is accepted too.
+- ``rle``: ``counts`` of alternating runs over the pixels in row-major order (top row first,
+  left to right), starting with a run of background (which may be 0). The runs sum to W x H.
+"""
+
+import base64
+import binascii
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
+
+from backend.core.errors import InvalidInput
+
+# Hard caps in the schema; the configurable byte limit (max_mask_bytes) applies on top.
+MAX_PNG_BASE64 = 4 * 1024 * 1024
+MAX_RLE_RUNS = 1_000_000
+
+Mask = npt.NDArray[np.uint8]
+
+
+class InvalidMask(InvalidInput):
+    """The mask cannot be accepted (encoding, size, shape or values)."""
+
+
+class PngMask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encoding: Literal["png"]
+    data: str = Field(max_length=MAX_PNG_BASE64, description="base64 of the PNG file")
+
+
+class RleMask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    encoding: Literal["rle"]
+    width: int = Field(gt=0, le=4096)
+    height: int = Field(gt=0, le=4096)
+    counts: list[int] = Field(max_length=MAX_RLE_RUNS)
+
+
+MaskIn = Annotated[PngMask | RleMask, Field(discriminator="encoding")]
+
+
+def decode(mask: PngMask | RleMask, *, width: int, height: int, max_bytes: int) -> Mask:
+    """The mask as ``uint8`` 0/1 of shape ``[height, width]``; ``InvalidMask`` otherwise."""
+    if isinstance(mask, PngMask):
+        return decode_png(mask.data, width=width, height=height, max_bytes=max_bytes)
+    if len(mask.counts) * 4 > max_bytes:
+        raise InvalidMask(f"The RLE mask is larger than the {max_bytes}-byte limit")
+    return decode_rle(mask.counts, width=mask.width, height=mask.height, expected=(width, height))
+
+
+def decode_png(data: str, *, width: int, height: int, max_bytes: int) -> Mask:
+    """Decode and check a base64 PNG mask."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidMask("The PNG mask is not valid base64") from exc
+    if len(raw) > max_bytes:
+        raise InvalidMask(f"The PNG mask is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        image = Image.open(io.BytesIO(raw))
+        if image.format != "PNG":
+            raise InvalidMask(f"The mask must be a PNG, got {image.format}")
+        # Check the declared size before decoding pixels (no decompression bombs).
+        if image.size != (width, height):
+            raise InvalidMask(
+                f"The mask is {image.size[0]}x{image.size[1]} pixels; "
+                f"this slice needs {width}x{height}"
+            )
+        if image.mode not in ("L", "1"):
+            raise InvalidMask(f"The PNG mask must be greyscale (mode L or 1), got {image.mode}")
+        pixels = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise InvalidMask(f"The mask is not a readable PNG ({exc})") from exc
+    values = np.unique(pixels)
+    if not (set(values.tolist()) <= {0, 255} or set(values.tolist()) <= {0, 1}):
+        shown = ", ".join(str(v) for v in values[:8])
+        raise InvalidMask(f"Mask pixels must be 0 or 255 (or 0 or 1); found {shown}")
+    return (pixels > 0).astype(np.uint8)
+
+
+def decode_rle(counts: list[int], *, width: int, height: int, expected: tuple[int, int]) -> Mask:
+    """Decode and check a run-length mask."""
+    if (width, height) != expected:
+        raise InvalidMask(
+            f"The mask is {width}x{height} pixels; this slice needs {expected[0]}x{expected[1]}"
+        )
+    runs = np.asarray(counts, dtype=np.int64)
+    if runs.size == 0 or (runs < 0).any():
+        raise InvalidMask("RLE counts must be a non-empty list of non-negative run lengths")
+    if int(runs.sum()) != width * height:
+        raise InvalidMask(
+            f"RLE runs cover {int(runs.sum())} pixels; the slice has {width * height}"
+        )
+    values = np.arange(runs.size, dtype=np.uint8) % 2
+    return np.repeat(values, runs).reshape(height, width)
+
+
+def encode_rle(mask: Mask) -> list[int]:
+    """Run lengths of a 0/1 mask ``[H, W]`` in the wire format (starts with background)."""
+    flat = (mask.ravel() > 0).astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate(([0], edges, [flat.size]))
+    runs: list[int] = [int(r) for r in np.diff(bounds)]
+    return ([0] + runs) if flat.size and flat[0] == 1 else runs
+
+
+def to_png(mask: Mask) -> bytes:
+    """A 0/255 greyscale PNG of a 0/1 mask, as stored."""
+    buffer = io.BytesIO()
+    Image.fromarray((mask > 0).astype(np.uint8) * 255).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,75 @@
+"""Who is calling: a session cookie (with CSRF check) or a bearer token, and their role."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from backend.auth import service
+from backend.auth.models import Credential, CredentialKind, User, UserRole
+from backend.core import security
+from backend.core.deps import SessionDep
+from backend.core.errors import NotAuthenticated, PermissionDenied
+
+SESSION_COOKIE = "mscrowd_session"
+CSRF_COOKIE = "mscrowd_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    credential: Credential
+
+
+def current_principal(request: Request, session: SessionDep) -> Principal:
+    """Authenticate the request; cookie sessions must echo their CSRF token on unsafe methods."""
+    authorization = request.headers.get("authorization", "")
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() == "bearer" and secret:
+        user, credential = service.resolve(
+            session=session, secret=secret.strip(), kind=CredentialKind.token
+        )
+        return Principal(user, credential)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise NotAuthenticated("Sign in first (session cookie or bearer token)")
+    user, credential = service.resolve(session=session, secret=cookie, kind=CredentialKind.session)
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if (
+            not sent
+            or credential.csrf_token is None
+            or not security.same(sent, credential.csrf_token)
+        ):
+            raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header")
+    return Principal(user, credential)
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def current_user(principal: PrincipalDep) -> User:
+    """The signed-in user."""
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(*roles: UserRole) -> Callable[[User], User]:
+    """A dependency that admits only the given roles (admins are always admitted)."""
+    allowed = {*roles, UserRole.admin}
+
+    def check(user: CurrentUser) -> User:
+        if user.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDenied(f"This needs one of the roles: {names}")
+        return user
+
+    return check
+
+
+AdminUser = Annotated[User, Depends(require_role(UserRole.admin))]

@@ -1,0 +1,283 @@
+"""From NIfTI volumes to the 8-bit slice images volunteers label. Pure: no database, no storage.
+
+Conventions, used everywhere in mscrowd:
+- Volumes are reoriented to RAS (``nibabel.as_closest_canonical``): array axes are
+  ``[x: left->right, y: posterior->anterior, z: inferior->superior]``.
+- Every contrast and the reference mask are resampled onto the FLAIR grid, in world space.
+- One crop box per case, ``[x0, x1) x [y0, y1)``: the brain's bounding box plus a margin.
+- A slice image is the cropped axial plane in radiological display: anterior at the top,
+  the patient's right on the viewer's left. Shape ``[H, W] = [y1 - y0, x1 - x0]``. Masks that
+  volunteers paint use the same geometry; ``from_display`` maps them back to volume axes.
+"""
+
+import gzip
+import io
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+from PIL import Image
+from scipy import ndimage
+
+from backend.core.errors import InvalidInput
+from backend.imaging.models import Contrast
+
+FloatArray = npt.NDArray[np.float32]
+ByteArray = npt.NDArray[np.uint8]
+BoolArray = npt.NDArray[np.bool_]
+
+G = TypeVar("G", bound=np.generic)
+
+SHOWN_CONTRASTS = (Contrast.flair, Contrast.t1, Contrast.t2)
+
+
+class InvalidCase(InvalidInput):
+    """A case that cannot be imported: unreadable, inconsistent or without brain."""
+
+
+@dataclass(frozen=True)
+class CaseSource:
+    """A case as loaded from disk (or synthesised), before any processing."""
+
+    name: str  # for messages only; never stored
+    images: dict[Contrast, nib.spatialimages.SpatialImage]  # FLAIR required
+    reference: nib.spatialimages.SpatialImage | None
+    fingerprint: str  # SHA-256 of the source content; makes import idempotent
+
+
+@dataclass(frozen=True)
+class SliceRender:
+    index: int
+    brain_fraction: float
+    pngs: dict[Contrast, bytes]
+    reference_png: bytes | None
+    reference_pixels: int | None
+
+
+@dataclass
+class PreparedCase:
+    affine: npt.NDArray[np.float64]
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    volumes: dict[Contrast, FloatArray]
+    windows: dict[Contrast, tuple[float, float]]
+    reference: ByteArray | None
+    crop: tuple[int, int, int, int]  # x0, y0, x1, y1
+    slices: list[SliceRender] = field(default_factory=list)
+
+
+def canonical(image: nib.spatialimages.SpatialImage, what: str) -> nib.Nifti1Image:
+    """``image`` as a 3-D RAS NIfTI image; ``InvalidCase`` when it is not 3-D or not finite."""
+    if len(image.shape) == 4 and image.shape[3] == 1:
+        image = image.slicer[..., 0]
+    if len(image.shape) != 3:
+        raise InvalidCase(f"{what} must be a 3-D volume, got shape {tuple(image.shape)}")
+    if min(image.shape) < 2:
+        raise InvalidCase(f"{what} has a degenerate shape {tuple(image.shape)}")
+    if not np.all(np.isfinite(image.affine)) or abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
+        raise InvalidCase(f"{what} has an invalid voxel-to-world affine")
+    result: nib.Nifti1Image = nib.as_closest_canonical(
+        nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine)
+    )
+    return result
+
+
+def _to_sitk(data: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> sitk.Image:
+    # nibabel speaks RAS, ITK speaks LPS: flip the first two world axes.
+    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :4]
+    spacing = np.linalg.norm(lps[:, :3], axis=0)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((lps[:, :3] / spacing).flatten().tolist())
+    image.SetOrigin(lps[:, 3].tolist())
+    return image
+
+
+def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
+    """Whether two images share shape and affine (no resampling needed)."""
+    return a.shape == b.shape and np.allclose(a.affine, b.affine, atol=1e-4)
+
+
+def resample_to(
+    image: nib.Nifti1Image, reference: nib.Nifti1Image, *, nearest: bool = False
+) -> npt.NDArray[np.float32]:
+    """``image`` resampled onto ``reference``'s grid in world space (SimpleITK), ``[X, Y, Z]``."""
+    moving = _to_sitk(np.asarray(image.dataobj, dtype=np.float32), image.affine)
+    target = _to_sitk(np.zeros(reference.shape, dtype=np.float32), reference.affine)
+    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    out = sitk.Resample(moving, target, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
+    return np.asarray(sitk.GetArrayFromImage(out).transpose(2, 1, 0), dtype=np.float32)
+
+
+def brain_mask(volumes: dict[Contrast, FloatArray]) -> BoolArray:
+    """Head/brain foreground ``[X, Y, Z]``: nonzero voxels for skull-stripped input, else Otsu.
+
+    The largest connected component is kept and enclosed holes (ventricles) are filled.
+    """
+    flair = volumes[Contrast.flair]
+    if np.mean(flair == 0) > 0.2:  # skull-stripped: background is exactly zero
+        foreground = np.zeros(flair.shape, dtype=bool)
+        for data in volumes.values():
+            foreground |= data != 0
+    else:
+        threshold = sitk.OtsuThreshold(_to_sitk(flair, np.eye(4)), 0, 1)
+        foreground = sitk.GetArrayFromImage(threshold).transpose(2, 1, 0).astype(bool)
+    labels, count = ndimage.label(foreground)
+    if count == 0:
+        return foreground
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = labels == int(np.argmax(sizes))
+    filled: BoolArray = np.asarray(ndimage.binary_fill_holes(largest), dtype=bool)
+    return filled
+
+
+def robust_window(
+    data: FloatArray, brain: BoolArray, low: float = 0.5, high: float = 99.5
+) -> tuple[float, float]:
+    """Intensity window from percentiles inside the brain (ignores outliers and background)."""
+    values = data[brain]
+    lo, hi = np.percentile(values, [low, high]) if values.size else (0.0, 1.0)
+    if hi - lo < 1e-6:
+        hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def to_uint8(data: FloatArray, window: tuple[float, float]) -> ByteArray:
+    """Map ``window`` linearly to 0..255, clipping outside it."""
+    lo, hi = window
+    scaled = (data.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    out: ByteArray = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return out
+
+
+def crop_box(brain: BoolArray, margin: int) -> tuple[int, int, int, int]:
+    """The brain's in-plane bounding box ``(x0, y0, x1, y1)`` plus ``margin``, half-open."""
+    xs = np.flatnonzero(brain.any(axis=(1, 2)))
+    ys = np.flatnonzero(brain.any(axis=(0, 2)))
+    x0, x1 = max(int(xs[0]) - margin, 0), min(int(xs[-1]) + 1 + margin, brain.shape[0])
+    y0, y1 = max(int(ys[0]) - margin, 0), min(int(ys[-1]) + 1 + margin, brain.shape[1])
+    return x0, y0, x1, y1
+
+
+def to_display(plane: npt.NDArray[G]) -> npt.NDArray[G]:
+    """An axial ``[X, Y]`` plane as a radiological image ``[H=Y, W=X]`` (anterior up)."""
+    return np.ascontiguousarray(np.flip(plane.T, axis=(0, 1)))
+
+
+def from_display(image: npt.NDArray[G]) -> npt.NDArray[G]:
+    """Inverse of ``to_display``: an image ``[H, W]`` back to the plane ``[X, Y]``."""
+    return np.ascontiguousarray(np.flip(image, axis=(0, 1)).T)
+
+
+def encode_png(image: ByteArray) -> bytes:
+    """An 8-bit greyscale PNG of ``image`` ``[H, W]``."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def encode_nifti(data: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> bytes:
+    """A gzipped NIfTI-1 file holding ``data`` on ``affine``.
+
+    Float volumes are stored as scaled int16 (slope and intercept in the header), as scanners
+    store them: 16 bits hold far more precision than the noise, at half the size.
+    """
+    image = nib.Nifti1Image(data, affine)
+    if np.issubdtype(data.dtype, np.floating):
+        image.set_data_dtype(np.int16)
+    return gzip.compress(image.to_bytes(), compresslevel=1)
+
+
+def _reference_on_grid(source: CaseSource, flair: nib.Nifti1Image) -> ByteArray | None:
+    if source.reference is None:
+        return None
+    reference = canonical(source.reference, "The lesion mask")
+    raw = np.asarray(reference.dataobj)
+    if not np.all(np.isfinite(raw)):
+        raise InvalidCase("The lesion mask holds NaN or infinite values")
+    values = np.unique(raw)
+    if values.size > 2 or not np.all(np.isin(values, (0, 1, 255))):
+        shown = ", ".join(f"{v:g}" for v in values[:6])
+        raise InvalidCase(f"The lesion mask must be binary (0 and 1), found values {shown}")
+    if same_grid(reference, flair):
+        mask = raw > 0
+    else:
+        mask = (
+            resample_to(
+                nib.Nifti1Image((raw > 0).astype(np.float32), reference.affine), flair, nearest=True
+            )
+            > 0.5
+        )
+    if raw.any() and not mask.any():
+        raise InvalidCase("The lesion mask does not overlap the FLAIR volume in world space")
+    return mask.astype(np.uint8)
+
+
+def prepare_case(
+    source: CaseSource, *, margin: int = 8, min_brain_fraction: float = 0.05
+) -> PreparedCase:
+    """Reorient, resample, normalise, crop and render every brain-bearing axial slice."""
+    if Contrast.flair not in source.images:
+        raise InvalidCase(f"Case {source.name}: no FLAIR image (FLAIR is required)")
+    flair = canonical(source.images[Contrast.flair], "FLAIR")
+    volumes: dict[Contrast, FloatArray] = {}
+    for contrast in SHOWN_CONTRASTS:
+        if contrast not in source.images:
+            continue
+        image = (
+            flair
+            if contrast is Contrast.flair
+            else canonical(source.images[contrast], contrast.value.upper())
+        )
+        if same_grid(image, flair):
+            data = np.asarray(image.dataobj, dtype=np.float32)
+        else:
+            data = resample_to(image, flair)
+        if not np.all(np.isfinite(data)):
+            raise InvalidCase(f"{contrast.value.upper()} holds NaN or infinite values")
+        volumes[contrast] = data
+    reference = _reference_on_grid(source, flair)
+
+    brain = brain_mask(volumes)
+    if brain.sum() < 1000:
+        raise InvalidCase(f"Case {source.name}: no brain found in the FLAIR image")
+    windows = {c: robust_window(v, brain) for c, v in volumes.items()}
+    x0, y0, x1, y1 = crop = crop_box(brain, margin)
+    area = (x1 - x0) * (y1 - y0)
+    zooms = flair.header.get_zooms()[:3]
+    prepared = PreparedCase(
+        affine=flair.affine,
+        shape=(int(flair.shape[0]), int(flair.shape[1]), int(flair.shape[2])),
+        spacing=(float(zooms[0]), float(zooms[1]), float(zooms[2])),
+        volumes=volumes,
+        windows=windows,
+        reference=reference,
+        crop=crop,
+    )
+    brain_per_slice = brain[x0:x1, y0:y1, :].sum(axis=(0, 1)) / area
+    for z in np.flatnonzero(brain_per_slice >= min_brain_fraction):
+        pngs = {
+            c: encode_png(to_display(to_uint8(v[x0:x1, y0:y1, z], windows[c])))
+            for c, v in volumes.items()
+        }
+        ref_png, ref_pixels = None, None
+        if reference is not None:
+            plane = reference[x0:x1, y0:y1, z]
+            ref_png = encode_png(to_display(plane * np.uint8(255)))
+            ref_pixels = int(plane.sum())
+        prepared.slices.append(
+            SliceRender(
+                index=int(z),
+                brain_fraction=float(min(brain_per_slice[z], 1.0)),
+                pngs=pngs,
+                reference_png=ref_png,
+                reference_pixels=ref_pixels,
+            )
+        )
+    if not prepared.slices:
+        raise InvalidCase(f"Case {source.name}: no axial slice holds enough brain")
+    return prepared

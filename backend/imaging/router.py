@@ -1,0 +1,75 @@
+"""``/api/slices``: slice images for raters (long-cached) and reference masks for experts."""
+
+import hashlib
+
+from fastapi import APIRouter, Request, Response
+
+from backend.auth.deps import CurrentUser
+from backend.auth.models import UserRole
+from backend.core.deps import SessionDep, StorageDep
+from backend.core.errors import NotFound, PermissionDenied
+from backend.imaging.models import Case, ConsentScope, Slice
+
+router = APIRouter(prefix="/slices", tags=["imaging"])
+
+PRIVILEGED = frozenset({UserRole.expert, UserRole.admin})
+# Images never change once imported (a re-import makes new slices), so clients may keep them.
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _png(request: Request, storage_key: str, data: bytes) -> Response:
+    etag = '"' + hashlib.sha256(storage_key.encode()).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content=data, media_type="image/png", headers=headers)
+
+
+def _slice(session: SessionDep, slice_id: int) -> tuple[Slice, Case]:
+    slice_ = session.get(Slice, slice_id)
+    if slice_ is None:
+        raise NotFound(f"Slice {slice_id} does not exist")
+    case = session.get(Case, slice_.case_id)
+    assert case is not None
+    return slice_, case
+
+
+@router.get(
+    "/{slice_id}/images/{contrast}.png",
+    name="slice_image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def slice_image(
+    slice_id: int,
+    contrast: str,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> Response:
+    """One contrast of a slice as an 8-bit PNG (cropped, radiological orientation)."""
+    slice_, case = _slice(session, slice_id)
+    if case.consent_scope is ConsentScope.restricted and user.role not in PRIVILEGED:
+        raise PermissionDenied("This case is restricted to experts")
+    key = slice_.image_keys.get(contrast)
+    if key is None:
+        raise NotFound(f"Slice {slice_id} has no {contrast!r} image")
+    return _png(request, key, storage.get(key))
+
+
+@router.get(
+    "/{slice_id}/reference.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+def reference_mask(
+    slice_id: int, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    """The expert reference lesion mask of a slice; experts and admins only."""
+    if user.role not in PRIVILEGED:
+        raise PermissionDenied("Reference masks are visible to experts only")
+    slice_, _case = _slice(session, slice_id)
+    if slice_.reference_key is None:
+        raise NotFound(f"Slice {slice_id} has no reference mask")
+    return _png(request, slice_.reference_key, storage.get(slice_.reference_key))

@@ -1,0 +1,387 @@
+"""Importing cases: find them on disk, prepare them, store images and rows in one atomic step."""
+
+import functools
+import gzip
+import hashlib
+import re
+import secrets
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import nibabel as nib
+import numpy as np
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from backend.core.storage import Storage
+from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
+from backend.imaging.preprocess import (
+    CaseSource,
+    InvalidCase,
+    PreparedCase,
+    encode_nifti,
+    prepare_case,
+)
+from backend.projects.models import Project
+from backend.tasks.models import Task, TaskKind
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# File name stems (case-insensitive) recognised for each role in a case folder.
+ROLE_PATTERNS: dict[Contrast, re.Pattern[str]] = {
+    Contrast.flair: re.compile(r"^(flair|t2[_-]?flair)$"),
+    Contrast.t1: re.compile(r"^(t1|t1w|mprage)$"),
+    Contrast.t2: re.compile(r"^(t2|t2w)$"),
+    Contrast.reference: re.compile(r"^(lesion[_-]?mask|mask|consensus|lesions?|seg)$"),
+}
+
+
+def _stem(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def case_files(folder: Path) -> dict[Contrast, Path]:
+    """The NIfTI file of each role in a case folder; ``InvalidCase`` on duplicates."""
+    found: dict[Contrast, Path] = {}
+    for path in sorted(folder.iterdir()):
+        stem = _stem(path)
+        if stem is None or not path.is_file():
+            continue
+        for role, pattern in ROLE_PATTERNS.items():
+            if pattern.match(stem):
+                if role in found:
+                    raise InvalidCase(
+                        f"{folder.name}: both {found[role].name} and {path.name} look like "
+                        f"the {role.value} image"
+                    )
+                found[role] = path
+    return found
+
+
+def discover_cases(path: Path) -> list[Path]:
+    """Case folders under ``path`` (or ``path`` itself when it is one case)."""
+    if not path.is_dir():
+        raise InvalidCase(f"{path} is not a folder")
+    if Contrast.flair in case_files(path):
+        return [path]
+    cases = [p for p in sorted(path.iterdir()) if p.is_dir() and case_files(p)]
+    if not cases:
+        raise InvalidCase(
+            f"No cases found in {path}: expected one subfolder per case holding "
+            "FLAIR.nii.gz (required), T1.nii.gz, T2.nii.gz and optionally lesion_mask.nii.gz"
+        )
+    return cases
+
+
+def load_case(folder: Path) -> CaseSource:
+    """Read a case folder's NIfTI files; the fingerprint hashes their bytes."""
+    files = case_files(folder)
+    if Contrast.flair not in files:
+        raise InvalidCase(f"{folder.name}: no FLAIR image (looked for FLAIR.nii[.gz])")
+    digest = hashlib.sha256()
+    images: dict[Contrast, nib.spatialimages.SpatialImage] = {}
+    for role in sorted(files):
+        path = files[role]
+        data = path.read_bytes()
+        digest.update(role.value.encode() + b"\0" + data)
+        raw = _gunzip(data, path)
+        try:
+            image = nib.Nifti1Image.from_bytes(raw)
+            # Read the voxels now: a truncated file must fail here, with its name.
+            image = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header)
+        except Exception as exc:  # nibabel raises many kinds on corrupt input
+            raise InvalidCase(
+                f"{folder.name}/{path.name} is not a readable NIfTI file: {exc}"
+            ) from exc
+        images[role] = image
+    reference = images.pop(Contrast.reference, None)
+    return CaseSource(
+        name=folder.name, images=images, reference=reference, fingerprint=digest.hexdigest()
+    )
+
+
+def _gunzip(data: bytes, path: Path) -> bytes:
+    if not path.name.lower().endswith(".gz"):
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidCase(f"{path.name} is not a valid gzip file ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    name: str
+    status: Literal["imported", "skipped", "failed"]
+    message: str
+    case_public_id: str | None = None
+    slices: int = 0
+    tasks: int = 0
+
+
+def get_or_create_project(
+    *, session: Session, name: str, redundancy: int | None = None, gold_rate: float | None = None
+) -> Project:
+    """The project called ``name``, created with the given settings when it does not exist."""
+    project = session.exec(select(Project).where(Project.name == name)).first()
+    if project is None:
+        project = Project.model_validate(
+            {
+                "name": name,
+                **({"redundancy": redundancy} if redundancy is not None else {}),
+                **({"gold_rate": gold_rate} if gold_rate is not None else {}),
+            }
+        )
+        session.add(project)
+        session.flush()
+    return project
+
+
+def _store(
+    *,
+    session: Session,
+    storage: Storage,
+    project: Project,
+    prepared: PreparedCase,
+    source: CaseSource,
+    public_id: str,
+    provenance: str,
+    licence: str,
+    consent: ConsentScope,
+) -> int:
+    prefix = f"cases/{public_id}"
+    assert project.id is not None
+    case = Case(
+        project_id=project.id,
+        public_id=public_id,
+        source_sha256=source.fingerprint,
+        source=provenance,
+        licence=licence,
+        consent_scope=consent,
+        reference_voxels=int(prepared.reference.sum()) if prepared.reference is not None else None,
+    )
+    session.add(case)
+    session.flush()
+    assert case.id is not None
+    geometry = {
+        "shape": list(prepared.shape),
+        "spacing": list(prepared.spacing),
+        "affine": prepared.affine.tolist(),
+    }
+    stored = dict(prepared.volumes)
+    for contrast, data in stored.items():
+        key = f"{prefix}/volumes/{contrast.value}.nii.gz"
+        storage.put(key, encode_nifti(data, prepared.affine))
+        window = list(prepared.windows[contrast])
+        session.add(
+            Volume(case_id=case.id, contrast=contrast, storage_key=key, window=window, **geometry)
+        )
+    if prepared.reference is not None:
+        key = f"{prefix}/reference/lesion_mask.nii.gz"
+        storage.put(key, encode_nifti(prepared.reference, prepared.affine))
+        session.add(
+            Volume(case_id=case.id, contrast=Contrast.reference, storage_key=key, **geometry)
+        )
+    x0, y0, x1, y1 = prepared.crop
+    slices: list[Slice] = []
+    for render in prepared.slices:
+        image_keys: dict[str, str] = {}
+        for contrast, png in render.pngs.items():
+            key = f"{prefix}/axial/{render.index:04d}/{contrast.value}.png"
+            storage.put(key, png)
+            image_keys[contrast.value] = key
+        reference_key = None
+        if render.reference_png is not None:
+            reference_key = f"{prefix}/reference/axial/{render.index:04d}.png"
+            storage.put(reference_key, render.reference_png)
+        slices.append(
+            Slice(
+                case_id=case.id,
+                axis=SliceAxis.axial,
+                index=render.index,
+                crop_x0=x0,
+                crop_y0=y0,
+                crop_x1=x1,
+                crop_y1=y1,
+                image_keys=image_keys,
+                reference_key=reference_key,
+                reference_pixels=render.reference_pixels,
+                brain_fraction=render.brain_fraction,
+            )
+        )
+    session.add_all(slices)
+    session.flush()
+    for item in slices:
+        assert item.id is not None
+        session.add(
+            Task(
+                project_id=project.id,
+                slice_id=item.id,
+                kind=TaskKind.normal,
+                required_labels=project.redundancy,
+                # Until a model ranks them, slices with more brain come first.
+                priority=item.brain_fraction,
+            )
+        )
+    session.flush()
+    return len(slices)
+
+
+def import_source(
+    *,
+    session: Session,
+    storage: Storage,
+    project: Project,
+    source: CaseSource,
+    provenance: str,
+    licence: str,
+    consent: ConsentScope = ConsentScope.open,
+) -> ImportOutcome:
+    """Import one case inside the caller's transaction; commit is the caller's.
+
+    Skips a case already in the project (same fingerprint). On any failure the stored files are
+    removed and the error propagates, so the caller's rollback leaves nothing behind.
+    """
+    existing = session.exec(
+        select(Case).where(Case.project_id == project.id, Case.source_sha256 == source.fingerprint)
+    ).first()
+    if existing is not None:
+        return ImportOutcome(
+            source.name, "skipped", "already imported", case_public_id=existing.public_id
+        )
+    prepared = prepare_case(source)
+    public_id = secrets.token_hex(8)
+    try:
+        slice_count = _store(
+            session=session,
+            storage=storage,
+            project=project,
+            prepared=prepared,
+            source=source,
+            public_id=public_id,
+            provenance=provenance,
+            licence=licence,
+            consent=consent,
+        )
+    except BaseException:
+        storage.delete_prefix(f"cases/{public_id}")
+        raise
+    return ImportOutcome(
+        source.name,
+        "imported",
+        f"{slice_count} axial slices",
+        case_public_id=public_id,
+        slices=slice_count,
+        tasks=slice_count,
+    )
+
+
+@dataclass(frozen=True)
+class CaseLoader:
+    """A case to import: its name for messages, its fingerprint when known before loading (so a
+    case already imported is skipped without reading it), and how to load it."""
+
+    name: str
+    load: Callable[[], CaseSource]
+    fingerprint: str | None = None
+
+
+def folder_loaders(path: Path) -> list[CaseLoader]:
+    """One loader per case folder under ``path``."""
+    return [
+        CaseLoader(folder.name, functools.partial(load_case, folder))
+        for folder in discover_cases(path)
+    ]
+
+
+def import_cases(
+    *,
+    engine: Engine,
+    storage: Storage,
+    project_name: str,
+    loaders: Iterable[CaseLoader],
+    provenance: str,
+    licence: str,
+    consent: ConsentScope = ConsentScope.open,
+    redundancy: int | None = None,
+    gold_rate: float | None = None,
+) -> list[ImportOutcome]:
+    """Import cases one transaction each: a bad case is reported and leaves nothing behind."""
+    with Session(engine) as session:
+        get_or_create_project(
+            session=session, name=project_name, redundancy=redundancy, gold_rate=gold_rate
+        )
+        session.commit()
+    outcomes = []
+    for loader in loaders:
+        name = loader.name
+        if loader.fingerprint is not None and is_imported(engine, project_name, loader.fingerprint):
+            outcomes.append(ImportOutcome(name, "skipped", "already imported"))
+            continue
+        try:
+            outcomes.append(
+                _import_one(
+                    engine=engine,
+                    storage=storage,
+                    project_name=project_name,
+                    load=loader.load,
+                    provenance=provenance,
+                    licence=licence,
+                    consent=consent,
+                )
+            )
+        except InvalidCase as exc:
+            outcomes.append(ImportOutcome(name, "failed", exc.message))
+        except IntegrityError:
+            # A concurrent import of the same case won the race; ours was rolled back.
+            outcomes.append(ImportOutcome(name, "skipped", "imported concurrently"))
+    return outcomes
+
+
+def is_imported(engine: Engine, project_name: str, fingerprint: str) -> bool:
+    """Whether a case with this fingerprint is already in the project."""
+    with Session(engine) as session:
+        query = (
+            select(Case.id)
+            .join(Project, col(Project.id) == Case.project_id)
+            .where(Project.name == project_name, Case.source_sha256 == fingerprint)
+        )
+        return session.exec(query).first() is not None
+
+
+def _import_one(
+    *,
+    engine: Engine,
+    storage: Storage,
+    project_name: str,
+    load: Callable[[], CaseSource],
+    provenance: str,
+    licence: str,
+    consent: ConsentScope,
+) -> ImportOutcome:
+    source = load()
+    with Session(engine, expire_on_commit=False) as session:
+        project = session.exec(select(Project).where(Project.name == project_name)).one()
+        outcome = import_source(
+            session=session,
+            storage=storage,
+            project=project,
+            source=source,
+            provenance=provenance,
+            licence=licence,
+            consent=consent,
+        )
+        try:
+            session.commit()
+        except BaseException:
+            if outcome.status == "imported":
+                storage.delete_prefix(f"cases/{outcome.case_public_id}")
+            raise
+    return outcome

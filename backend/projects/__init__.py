@@ -1,0 +1,1 @@
+"""Projects: a labelling campaign with its own redundancy and gold rate."""

@@ -1,0 +1,117 @@
+"""``/api/tasks``: lease the next task and submit a mask for it."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from backend.annotations import service as annotations
+from backend.annotations.schemas import AnnotationCreate, AnnotationRead
+from backend.auth.deps import CurrentUser
+from backend.core.deps import SessionDep, SettingsDep, StorageDep
+from backend.imaging.models import Slice
+from backend.tasks import service
+from backend.tasks.schemas import CropBox, NeighbourRead, SliceRead, TaskRead
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def image_urls(request: Request, slice_: Slice) -> dict[str, str]:
+    """Relative URLs of a slice's contrast images (immutable, long-cached)."""
+    return {
+        contrast: str(
+            request.app.url_path_for("slice_image", slice_id=str(slice_.id), contrast=contrast)
+        )
+        for contrast in sorted(slice_.image_keys)
+    }
+
+
+@router.get(
+    "/next",
+    response_model=TaskRead,
+    responses={204: {"description": "No open task is left for you right now"}},
+)
+def next_task(
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    project_id: Annotated[int | None, Query(description="Only tasks of this project")] = None,
+) -> TaskRead | Response:
+    """Lease one open task you have not labelled; the same task again while the lease lasts."""
+    lease = service.next_task(
+        session=session, user=user, lease_seconds=settings.lease_seconds, project_id=project_id
+    )
+    if lease is None:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    slice_ = lease.slice
+    assert lease.task.id is not None
+    assert slice_.id is not None
+    return TaskRead(
+        id=lease.task.id,
+        project_id=lease.task.project_id,
+        kind=lease.task.kind,
+        required_labels=lease.task.required_labels,
+        slice=SliceRead(
+            id=slice_.id,
+            case=lease.case.public_id,
+            axis=slice_.axis.value,
+            index=slice_.index,
+            width=slice_.width,
+            height=slice_.height,
+            crop=CropBox(
+                x0=slice_.crop_x0, y0=slice_.crop_y0, x1=slice_.crop_x1, y1=slice_.crop_y1
+            ),
+            images=image_urls(request, slice_),
+        ),
+        neighbours=[
+            NeighbourRead(
+                offset=n.index - slice_.index, index=n.index, images=image_urls(request, n)
+            )
+            for n in service.neighbours(session, slice_)
+        ],
+        lease_expires_at=lease.assignment.lease_expires_at,
+    )
+
+
+@router.post(
+    "/{task_id}/annotations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=AnnotationRead,
+    responses={
+        200: {"description": "A retry of a stored submission (same Idempotency-Key)"},
+        409: {"description": "Not leased to you, already labelled, or the lease was lost"},
+        422: {"description": "The mask is malformed, the wrong size or not binary"},
+    },
+)
+def submit_annotation(
+    task_id: int,
+    body: AnnotationCreate,
+    response: Response,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=64,
+            description="Client-chosen key; a retry with it is answered, not stored twice",
+        ),
+    ] = None,
+) -> AnnotationRead:
+    """Submit your mask for a task you hold: PNG (base64) or RLE at the slice image size."""
+    result = annotations.submit(
+        session=session,
+        storage=storage,
+        user=user,
+        task_id=task_id,
+        mask_in=body.mask,
+        max_mask_bytes=settings.max_mask_bytes,
+        idempotency_key=idempotency_key,
+        duration_ms=body.duration_ms,
+        client_info=body.client_info,
+    )
+    if result.replayed:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return AnnotationRead.model_validate(result.annotation)

@@ -1,0 +1,176 @@
+"""Handing out tasks under leases, safely under concurrency.
+
+A task has ``required_labels`` slots. A slot is taken by a submitted assignment or by an active
+lease that has not expired; an expired lease frees its slot without any sweeper. Every writer
+that counts slots first locks the task row (``SELECT ... FOR UPDATE`` on PostgreSQL, the
+database write lock on SQLite), so two raters can never both take the last slot.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, exists, func, or_
+from sqlmodel import Session, col, select
+
+from backend.auth.models import User
+from backend.core.db import serialize_writers
+from backend.core.errors import NotFound
+from backend.core.timeutil import utcnow
+from backend.imaging.models import Case, Slice
+from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+
+# How many locked-but-full candidates to step over before giving up for this request.
+MAX_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class Lease:
+    task: Task
+    slice: Slice
+    case: Case
+    assignment: Assignment
+
+
+def slot_taken(now: datetime) -> ColumnElement[bool]:
+    """Assignments that hold a slot: submitted, or leased and not yet expired."""
+    return or_(
+        col(Assignment.state) == AssignmentState.submitted,
+        and_(
+            col(Assignment.state) == AssignmentState.active,
+            col(Assignment.lease_expires_at) > now,
+        ),
+    )
+
+
+def taken_slots(session: Session, task_id: int, now: datetime) -> int:
+    """Slots of ``task_id`` held right now (a fresh read: call it with the task locked)."""
+    query = select(func.count()).where(Assignment.task_id == task_id, slot_taken(now))
+    return int(session.exec(query).one())
+
+
+def lock_task(session: Session, task_id: int) -> Task:
+    """The task, locked for this transaction; ``NotFound`` when it does not exist."""
+    serialize_writers(session)
+    task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist")
+    return task
+
+
+def _load(session: Session, task: Task, assignment: Assignment) -> Lease:
+    slice_ = session.get(Slice, task.slice_id)
+    assert slice_ is not None
+    case = session.get(Case, slice_.case_id)
+    assert case is not None
+    return Lease(task=task, slice=slice_, case=case, assignment=assignment)
+
+
+def _current_lease(session: Session, user_id: int, now: datetime) -> Assignment | None:
+    query = (
+        select(Assignment)
+        .join(Task, col(Task.id) == Assignment.task_id)
+        .where(
+            Assignment.user_id == user_id,
+            Assignment.state == AssignmentState.active,
+            col(Assignment.lease_expires_at) > now,
+            Task.state == TaskState.open,
+        )
+        .order_by(col(Assignment.leased_at))
+    )
+    return session.exec(query).first()
+
+
+def next_task(
+    *,
+    session: Session,
+    user: User,
+    lease_seconds: int,
+    project_id: int | None = None,
+    now: datetime | None = None,
+) -> Lease | None:
+    """Lease the caller one open task they have not labelled, or None when there is none.
+
+    A caller who already holds an unexpired lease gets that task again (a page reload must
+    not take a second slot).
+    """
+    now = now or utcnow()
+    assert user.id is not None
+    serialize_writers(session)
+    held = _current_lease(session, user.id, now)
+    if held is not None:
+        task = session.get(Task, held.task_id)
+        assert task is not None
+        if project_id is None or task.project_id == project_id:
+            return _load(session, task, held)
+
+    taken = (
+        select(func.count())
+        .where(col(Assignment.task_id) == Task.id, slot_taken(now))
+        .correlate(Task)
+        .scalar_subquery()
+    )
+    mine = exists().where(
+        col(Assignment.task_id) == Task.id,
+        col(Assignment.user_id) == user.id,
+        col(Assignment.state) == AssignmentState.submitted,
+    )
+    candidates = (
+        select(Task)
+        .where(
+            Task.state == TaskState.open,
+            Task.kind != TaskKind.practice,
+            ~mine,
+            taken < Task.required_labels,
+        )
+        .order_by(col(Task.priority).desc(), col(Task.id))
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    if project_id is not None:
+        candidates = candidates.where(Task.project_id == project_id)
+    skipped: list[int] = []
+    for _ in range(MAX_CANDIDATES):
+        query = candidates.where(col(Task.id).not_in(skipped)) if skipped else candidates
+        task = session.exec(query).first()
+        if task is None:
+            return None
+        assert task.id is not None
+        # The candidate query saw a snapshot taken before we held the lock; count again.
+        if taken_slots(session, task.id, now) < task.required_labels:
+            return _load(session, task, _lease(session, task.id, user.id, now, lease_seconds))
+        skipped.append(task.id)
+    return None
+
+
+def _lease(
+    session: Session, task_id: int, user_id: int, now: datetime, lease_seconds: int
+) -> Assignment:
+    expires = now + timedelta(seconds=lease_seconds)
+    assignment = session.exec(
+        select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user_id)
+    ).first()
+    if assignment is None:
+        assignment = Assignment(
+            task_id=task_id, user_id=user_id, leased_at=now, lease_expires_at=expires
+        )
+    else:  # the caller's own earlier lease on this task expired; renew it
+        assignment.leased_at = now
+        assignment.lease_expires_at = expires
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def neighbours(session: Session, slice_: Slice, reach: int = 2) -> list[Slice]:
+    """Slices of the same case and axis within ``reach`` of ``slice_``, in index order."""
+    query = (
+        select(Slice)
+        .where(
+            Slice.case_id == slice_.case_id,
+            Slice.axis == slice_.axis,
+            col(Slice.index).between(slice_.index - reach, slice_.index + reach),
+            Slice.id != slice_.id,
+        )
+        .order_by(col(Slice.index))
+    )
+    return list(session.exec(query).all())

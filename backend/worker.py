@@ -1,0 +1,45 @@
+"""The Celery app: queues ``default`` (backend jobs) and ``gpu`` (ML jobs, sent by name).
+
+The backend never imports torch: ML work is sent with ``send_task("ml.<verb>", ...)`` and runs
+in a worker started on the ``gpu`` queue from the ``ml`` package. The embedded default uses a
+SQLite-backed broker that needs no server; production uses Redis.
+"""
+
+from celery import Celery
+from kombu import Queue  # type: ignore[attr-defined]
+
+from backend.core.config import Settings, get_settings
+
+QUEUES = ("default", "gpu")
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``."""
+    if settings.broker_is_embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("mscrowd", broker=settings.broker_url, backend=settings.result_backend)
+    app.conf.update(
+        task_queues=[Queue(name) for name in QUEUES],  # type: ignore[no-untyped-call]
+        task_default_queue="default",
+        # Jobs are named domain.verb; everything under ml.* needs the GPU worker.
+        task_routes={"ml.*": {"queue": "gpu"}},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A job is acknowledged when done, so a worker killed mid-job hands it to another.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        result_expires=24 * 3600,
+    )
+    return app
+
+
+celery_app = create_celery(get_settings())
+
+
+@celery_app.task(name="system.ping")  # type: ignore[untyped-decorator]
+def ping() -> str:
+    """Round-trip check for health probes and tests."""
+    return "pong"

@@ -1,0 +1,65 @@
+"""Leasing tasks over the API: the lease, reloads, neighbours, images, and running dry."""
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from backend.core.storage import Storage
+from backend.tasks.models import Assignment
+from tests.factories import HEIGHT, WIDTH, create_tasks, signup
+
+
+def _seed(engine: Engine, storage: Storage, **kwargs: int) -> list[int]:
+    with Session(engine) as session:
+        tasks = create_tasks(session, storage, **kwargs)
+        session.commit()
+        return [t.id for t in tasks if t.id is not None]
+
+
+def test_next_task_leases_a_slice_with_images_and_context(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    ids = _seed(migrated_engine, storage, count=3)
+    signup(client, "v1@example.org")
+    response = client.get("/api/tasks/next")
+    assert response.status_code == 200
+    task = response.json()
+    assert task["id"] in ids
+    assert task["slice"]["width"] == WIDTH
+    assert task["slice"]["height"] == HEIGHT
+    assert task["slice"]["crop"] == {"x0": 0, "y0": 0, "x1": WIDTH, "y1": HEIGHT}
+    assert set(task["slice"]["images"]) == {"flair"}
+    assert {n["offset"] for n in task["neighbours"]} <= {-2, -1, 1, 2}
+    assert task["neighbours"]
+    image = client.get(task["slice"]["images"]["flair"])
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"
+    assert "immutable" in image.headers["cache-control"]
+    assert "max-age=31536000" in image.headers["cache-control"]
+    cached = client.get(
+        task["slice"]["images"]["flair"], headers={"If-None-Match": image.headers["etag"]}
+    )
+    assert cached.status_code == 304
+    # Reloading the page returns the same lease instead of taking a second slot.
+    assert client.get("/api/tasks/next").json()["id"] == task["id"]
+    with Session(migrated_engine) as session:
+        assert len(session.exec(select(Assignment)).all()) == 1
+
+
+def test_images_and_tasks_need_a_signed_in_user(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    _seed(migrated_engine, storage, count=1)
+    assert client.get("/api/tasks/next").status_code == 401
+    assert client.get("/api/slices/1/images/flair.png").status_code == 401
+    signup(client, "v2@example.org")
+    assert client.get("/api/slices/999/images/flair.png").status_code == 404
+    assert client.get("/api/slices/1/images/t1.png").status_code == 404
+
+
+def test_no_task_left_is_204(client: TestClient, migrated_engine: Engine, storage: Storage) -> None:
+    signup(client, "v3@example.org")
+    assert client.get("/api/tasks/next").status_code == 204
+    _seed(migrated_engine, storage, count=1, required_labels=1)
+    assert client.get("/api/tasks/next", params={"project_id": 12345}).status_code == 204
+    assert client.get("/api/tasks/next").status_code == 200

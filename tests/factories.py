@@ -1,0 +1,77 @@
+"""Small builders for test data: ``create_x(session, **overrides)``, no giant factory files."""
+
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from backend.core.storage import Storage
+from backend.imaging.models import Case, Slice
+from backend.imaging.preprocess import encode_png
+from backend.projects.models import Project
+from backend.tasks.models import Task
+
+PASSWORD = "correct horse battery"
+WIDTH, HEIGHT = 24, 16
+
+
+def create_project(session: Session, **overrides: Any) -> Project:
+    project = Project(**{"name": f"p{np.random.randint(1_000_000)}", **overrides})
+    session.add(project)
+    session.flush()
+    return project
+
+
+def create_tasks(
+    session: Session,
+    storage: Storage,
+    *,
+    count: int = 3,
+    required_labels: int = 3,
+    project: Project | None = None,
+) -> list[Task]:
+    """``count`` open tasks on consecutive slices of one small case with stored FLAIR images."""
+    project = project or create_project(session, redundancy=required_labels)
+    assert project.id is not None
+    case = Case(
+        project_id=project.id,
+        public_id=f"c{np.random.randint(1 << 30):08x}",
+        source_sha256=f"{np.random.randint(1 << 62):064x}",
+        source="test",
+        licence="CC0",
+    )
+    session.add(case)
+    session.flush()
+    assert case.id is not None
+    tasks = []
+    for index in range(count):
+        key = f"cases/{case.public_id}/axial/{index:04d}/flair.png"
+        storage.put(key, encode_png(np.full((HEIGHT, WIDTH), index * 10, dtype=np.uint8)))
+        slice_ = Slice(
+            case_id=case.id,
+            index=index,
+            crop_x0=0,
+            crop_y0=0,
+            crop_x1=WIDTH,
+            crop_y1=HEIGHT,
+            image_keys={"flair": key},
+            brain_fraction=0.5,
+        )
+        session.add(slice_)
+        session.flush()
+        assert slice_.id is not None
+        task = Task(project_id=project.id, slice_id=slice_.id, required_labels=required_labels)
+        session.add(task)
+        tasks.append(task)
+    session.flush()
+    return tasks
+
+
+def signup(client: TestClient, email: str, password: str = PASSWORD) -> str:
+    """Sign a volunteer up on ``client`` (cookies kept); returns the CSRF token."""
+    response = client.post("/api/auth/signup", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    token: str = response.json()["csrf_token"]
+    client.headers["X-CSRF-Token"] = token
+    return token
