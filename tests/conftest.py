@@ -26,6 +26,7 @@ PG_URL = os.environ.get(
     "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_PG = os.environ.get("MSCROWD_REQUIRE_POSTGRES") == "1"
+REDIS_URL = os.environ.get("MSCROWD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BACKEND_REPORT = Path(os.environ.get("MSCROWD_BACKEND_REPORT", "var/test-backends.json"))
 
 _postgres_outcomes: Counter[str] = Counter()
@@ -131,3 +132,40 @@ def storage(tmp_path: Path) -> Storage:
 def app_settings(settings_env: pytest.MonkeyPatch, tmp_path: Path, db_url: str) -> Settings:
     """Settings for an app on the test database and the test storage folder."""
     return Settings(database_url=db_url, storage_url=(tmp_path / "storage").as_uri())
+
+
+OPEN_MS_DATA = Path(
+    os.environ.get(
+        "MSCROWD_OPEN_MS_DATA",
+        Path(__file__).resolve().parents[1].parent / "shared" / "data" / "open_ms_data",
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def open_ms_data() -> Path:
+    """The open MS data folder (Lesjak et al., CC-BY); skips when it is not on this machine."""
+    if not (OPEN_MS_DATA / "cross_sectional_mni").is_dir():
+        pytest.skip(
+            f"open MS data not found at {OPEN_MS_DATA} (set MSCROWD_OPEN_MS_DATA to its folder); "
+            "these tests need the real scans"
+        )
+    return OPEN_MS_DATA
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a Redis database for broker tests; skips (or fails, like PostgreSQL) when down."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        message = f"Redis at {REDIS_URL} does not answer ({exc}); run scripts/ensure-services.sh"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return REDIS_URL

@@ -1,4 +1,4 @@
-"""The ``mscrowd`` command: migrate, the refusal to serve unmigrated, and a real server."""
+"""The ``mscrowd`` command: migrate, serve (with its worker), import, demo, users, worker."""
 
 import os
 import socket
@@ -9,11 +9,17 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
+from backend.auth.models import User, UserRole
 from backend.cli import app
+from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine
 from backend.core.migrations import current_revision, head_revision
+from backend.imaging.models import Case, Slice
+from backend.tasks.models import Task, TaskState
+from backend.worker import create_celery
 
 runner = CliRunner()
 
@@ -70,6 +76,104 @@ def test_serve_runs_a_real_server_on_the_embedded_default(tmp_path: Path) -> Non
         assert response.status_code == 200
         assert response.json()["database"]["revision"] == head_revision()
         assert (tmp_path / "var" / "mscrowd.sqlite").exists()
+        # `serve` on the embedded default also runs a worker: a job sent now gets done.
+        settings = Settings(data_dir=tmp_path / "var", database_url="sqlite://", broker_url="")
+        assert create_celery(settings).send_task("system.ping").get(timeout=60) == "pong"
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_import_both_open_ms_cases(
+    settings_env: pytest.MonkeyPatch, db_url: str, open_ms_data: Path, tmp_path: Path
+) -> None:
+    settings_env.setenv("MSCROWD_DATABASE_URL", db_url)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    folder = str(open_ms_data / "cross_sectional_mni")
+    result = runner.invoke(app, ["import", folder, "--project", "real"])
+    assert result.exit_code == 0, result.output
+    assert "+ patient07: imported" in result.output
+    assert "+ patient19: imported" in result.output
+    again = runner.invoke(app, ["import", folder, "--project", "real"])
+    assert again.exit_code == 0
+    assert again.output.count("skipped") == 2
+    engine = create_db_engine(db_url)
+    with Session(engine) as session:
+        cases = session.exec(select(Case)).all()
+        assert len(cases) == 2
+        assert {c.reference_voxels is not None and c.reference_voxels > 0 for c in cases} == {True}
+    engine.dispose()
+    # Files land in the configured storage, under the data folder by default.
+    assert len(list((tmp_path / "var" / "storage" / "cases").iterdir())) == 2
+
+
+def test_import_reports_bad_input_clearly(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--project", "x"])
+    assert missing.exit_code == 1
+    assert "is not a folder" in missing.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["import", str(empty), "--project", "x"])
+    assert result.exit_code == 1
+    assert "No cases found" in result.output
+    broken = tmp_path / "batch" / "case1"
+    broken.mkdir(parents=True)
+    (broken / "FLAIR.nii.gz").write_bytes(b"not a nifti")
+    result = runner.invoke(app, ["import", str(tmp_path / "batch"), "--project", "x"])
+    assert result.exit_code == 1
+    assert "! case1: failed" in result.output
+    assert "1 of 1 case(s) failed" in result.output
+
+
+def test_demo_builds_cases_accounts_and_tasks(settings_env: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "+ synthetic-3: imported" in result.output
+    assert "admin@demo.mscrowd.org (created)" in result.output
+    again = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3"])
+    assert again.exit_code == 0
+    assert "= synthetic-3: skipped" in again.output
+    assert "(exists)" in again.output
+    engine = create_db_engine(get_settings().database_url)
+    with Session(engine) as session:
+        roles = {u.email: u.role for u in session.exec(select(User)).all()}
+        assert roles == {
+            "admin@demo.mscrowd.org": UserRole.admin,
+            "expert@demo.mscrowd.org": UserRole.expert,
+        }
+        tasks = session.exec(select(Task)).all()
+        assert len(tasks) > 100
+        assert {t.state for t in tasks} == {TaskState.open}
+        slices = session.exec(select(Slice)).all()
+        assert sum(s.reference_pixels or 0 for s in slices) > 0
+    engine.dispose()
+
+
+def test_users_create(settings_env: pytest.MonkeyPatch) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    args = [
+        "users",
+        "create",
+        "Boss@Example.org",
+        "--role",
+        "admin",
+        "--password",
+        "a long password",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Created admin boss@example.org" in result.output
+    duplicate = runner.invoke(app, args)
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+    weak = runner.invoke(app, ["users", "create", "x@example.org", "--password", "short"])
+    assert weak.exit_code == 1
+    assert "password" in weak.output
+
+
+def test_worker_refuses_unknown_queues(settings_env: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["worker", "--queues", "default,cpu"])
+    assert result.exit_code == 1
+    assert "unknown queue(s) cpu" in result.output
