@@ -16,14 +16,16 @@ $(INSTALLED): pyproject.toml
 
 install: $(INSTALLED)
 
-## Serve mscrowd at http://localhost:8000 on the embedded default (SQLite under ./var).
+## Serve mscrowd at http://localhost:8000 on the embedded default (SQLite under ./var), with a
+## Celery worker and the synthetic demo data (built once; later runs reuse it).
 run: $(INSTALLED)
 	$(BIN)/mscrowd migrate
+	$(BIN)/mscrowd demo
 	$(BIN)/mscrowd serve --port 8000
 
 ## Lint, type-check and run the whole suite against real PostgreSQL and Redis.
 test: $(INSTALLED) services lint
-	MSCROWD_REQUIRE_POSTGRES=1 $(BIN)/pytest --junitxml=var/junit.xml
+	MSCROWD_REQUIRE_SERVICES=1 $(BIN)/pytest --junitxml=var/junit.xml
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

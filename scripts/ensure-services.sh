@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL and Redis answer on loopback, for the test suite.
+# Make sure PostgreSQL and Redis answer on loopback and Chromium is installed, for the test suite.
 # Already running: nothing to do. Installed but stopped: start them. Absent: install them from
 # Debian's packages (apt-get), configure trust auth on 127.0.0.1 and create the `test` database.
+# Chromium (Debian's package) drives the browser tests through Playwright.
 set -euo pipefail
 
 PG_PORT=${PG_PORT:-5432}
@@ -67,6 +68,12 @@ ensure_redis() {
   wait_for Redis "$REDIS_PORT"
 }
 
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return 0; fi
+  apt_install chromium
+}
+
 ensure_postgres
 ensure_redis
-log "PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT) answer"
+ensure_chromium
+log "PostgreSQL (127.0.0.1:$PG_PORT) and Redis (127.0.0.1:$REDIS_PORT) answer; Chromium is installed"

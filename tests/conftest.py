@@ -1,7 +1,8 @@
 """Shared fixtures: real databases (PostgreSQL and SQLite), each test in its own empty schema.
 
 PostgreSQL tests use ``MSCROWD_TEST_DATABASE_URL``. When the server does not answer they skip,
-unless ``MSCROWD_REQUIRE_POSTGRES=1`` (set by ``make test``), which turns the skip into a failure.
+unless ``MSCROWD_REQUIRE_SERVICES=1`` (set by ``make test``), which turns the skip into a failure;
+the same holds for Redis and for Chromium in the browser tests.
 The outcome of every ``postgres`` test is tallied in ``var/test-backends.json`` for ``.ci/run``.
 """
 
@@ -25,7 +26,7 @@ from backend.core.storage import Storage
 PG_URL = os.environ.get(
     "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REQUIRE_PG = os.environ.get("MSCROWD_REQUIRE_POSTGRES") == "1"
+REQUIRE_SERVICES = os.environ.get("MSCROWD_REQUIRE_SERVICES") == "1"
 REDIS_URL = os.environ.get("MSCROWD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BACKEND_REPORT = Path(os.environ.get("MSCROWD_BACKEND_REPORT", "var/test-backends.json"))
 
@@ -60,7 +61,7 @@ def pg_server() -> Iterator[Engine]:
             f"PostgreSQL at {make_url(PG_URL).render_as_string(hide_password=True)} does not "
             f"answer ({exc.orig}); run scripts/ensure-services.sh or set MSCROWD_TEST_DATABASE_URL"
         )
-        if REQUIRE_PG:
+        if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
     yield engine
@@ -163,7 +164,7 @@ def redis_url() -> str:
         client.ping()
     except redis.RedisError as exc:
         message = f"Redis at {REDIS_URL} does not answer ({exc}); run scripts/ensure-services.sh"
-        if REQUIRE_PG:
+        if REQUIRE_SERVICES:
             pytest.fail(message)
         pytest.skip(message)
     finally:

@@ -41,3 +41,23 @@ def test_api_runs_in_production_mode_on_postgres_with_persistent_storage() -> No
     assert ":?" in env["MSCROWD_SECRET_KEY"]
     volume = compose["services"]["api"]["volumes"][0].split(":")[0]
     assert volume in compose["volumes"]
+
+
+def test_workers_share_storage_and_the_gpu_worker_reserves_a_gpu() -> None:
+    compose = _compose()
+    services = compose["services"]
+    for name in ("api", "worker", "gpu-worker"):
+        service = services[name]
+        assert service["environment"]["MSCROWD_BROKER_URL"] == "redis://redis:6379/0"
+        assert service["environment"]["MSCROWD_STORAGE_URL"] == "file:///data/storage"
+        assert "storage:/data" in service["volumes"]
+    assert "--no-worker" in " ".join(services["api"]["command"])
+    assert services["worker"]["command"][-4:-2] == ["--queues", "default"]
+    gpu = services["gpu-worker"]
+    assert gpu["command"][1:4] == ["worker", "--queues", "gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia"
+    assert device["capabilities"] == ["gpu"]
+    assert "cu" in gpu["build"]["args"]["TORCH_INDEX_URL"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG TORCH_INDEX_URL" in dockerfile

@@ -1,10 +1,6 @@
 """The ``mscrowd`` command: migrate, serve (with its worker), import, demo, users, worker."""
 
-import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +16,7 @@ from backend.core.migrations import current_revision, head_revision
 from backend.imaging.models import Case, Slice
 from backend.tasks.models import Task, TaskState
 from backend.worker import create_celery
+from tests.live import CLI, cli_env, live_server
 
 runner = CliRunner()
 
@@ -44,44 +41,17 @@ def test_migrate_brings_database_to_head(settings_env: pytest.MonkeyPatch, db_ur
     assert runner.invoke(app, ["migrate"]).exit_code == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_serve_runs_a_real_server_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MSCROWD_")}
-    env["MSCROWD_DATA_DIR"] = str(tmp_path / "var")
-    cli = [sys.executable, "-m", "backend"]
-    subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    port = _free_port()
-    server = subprocess.Popen(
-        [*cli, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stdout.read() if server.stdout else ""
-                assert time.monotonic() < deadline, "server did not answer within 30 s"
-                time.sleep(0.2)
+    env = cli_env(tmp_path / "var")
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    with live_server(env) as base:
+        response = httpx.get(f"{base}/api/health", timeout=5)
         assert response.status_code == 200
         assert response.json()["database"]["revision"] == head_revision()
         assert (tmp_path / "var" / "mscrowd.sqlite").exists()
         # `serve` on the embedded default also runs a worker: a job sent now gets done.
         settings = Settings(data_dir=tmp_path / "var", database_url="sqlite://", broker_url="")
         assert create_celery(settings).send_task("system.ping").get(timeout=60) == "pong"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_import_both_open_ms_cases(

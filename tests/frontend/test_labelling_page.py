@@ -1,0 +1,122 @@
+"""The labelling page in a real headless Chromium: sign up, paint a lesion, submit, stored."""
+
+import io
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlmodel import Session, select
+
+from backend.annotations.models import Annotation
+from backend.core.db import create_db_engine
+from backend.core.storage import Storage
+from tests.factories import HEIGHT, WIDTH, create_tasks
+from tests.live import CLI, cli_env, live_server
+
+CHROMIUM = os.environ.get("MSCROWD_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+REQUIRE = os.environ.get("MSCROWD_REQUIRE_SERVICES") == "1"
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["playwright_api.Browser"]:
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM}; install Debian's chromium package"
+        if REQUIRE:
+            pytest.fail(message)
+        pytest.skip(message)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A live server on the embedded default with two small tasks."""
+    data_dir = tmp_path / "var"
+    env = cli_env(data_dir)
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    with Session(engine) as session:
+        create_tasks(session, Storage((data_dir / "storage").as_uri()), count=2, required_labels=1)
+        session.commit()
+    engine.dispose()
+    with live_server(env, "--no-worker") as base:
+        yield base, data_dir
+
+
+def test_volunteer_signs_up_paints_and_submits(
+    browser: "playwright_api.Browser", site: tuple[str, Path]
+) -> None:
+    base, data_dir = site
+    # A phone-sized screen with touch, as many volunteers use.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base)
+    page.fill("#email", "painter@example.org")
+    page.fill("#password", "a long enough password")
+    page.click("#signup")
+    page.wait_for_selector("[data-testid=paint]", state="visible")
+    assert page.inner_text("[data-testid=display-name]")
+    first_status = page.inner_text("[data-testid=status]")
+    assert "Slice" in first_status
+
+    # The slice fills the phone's width without horizontal scrolling.
+    box = page.locator("[data-testid=paint]").bounding_box()
+    assert box is not None
+    assert box["width"] <= 390
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Paint a horizontal stroke across the middle of the slice.
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=8)
+    page.mouse.up()
+    page.click("[data-testid=submit]")
+    page.wait_for_function(
+        "(first) => document.querySelector('[data-testid=status]').textContent !== first"
+        " && !document.querySelector('[data-testid=submit]').disabled",
+        arg=first_status,
+    )
+    assert errors == []
+
+    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    with Session(engine) as session:
+        annotation = session.exec(select(Annotation)).one()
+    engine.dispose()
+    assert annotation.client_info["ui"] == "minimal-labeller"
+    assert annotation.duration_ms is not None
+    mask = np.asarray(
+        Image.open(io.BytesIO(Storage((data_dir / "storage").as_uri()).get(annotation.mask_key)))
+    )
+    assert mask.shape == (HEIGHT, WIDTH)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    # The stroke lands in the middle rows and spans about half the width.
+    assert abs(rows.mean() - HEIGHT / 2) <= 2
+    assert cols.min() <= WIDTH * 0.3
+    assert cols.max() >= WIDTH * 0.7
+    assert annotation.lesion_pixels == int((mask > 0).sum())
+
+    # The second task follows; after it the volunteer is told there is nothing left.
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=no-task]", state="visible")
+    context.close()

@@ -1,0 +1,60 @@
+"""A real ``mscrowd serve`` process on a free port, for end-to-end and browser tests."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+CLI = [sys.executable, "-m", "backend"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cli_env(data_dir: Path, **values: str) -> dict[str, str]:
+    """This process's environment without MSCROWD_* settings, plus ``values``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MSCROWD_")}
+    env["MSCROWD_DATA_DIR"] = str(data_dir)
+    env.update(values)
+    return env
+
+
+@contextmanager
+def live_server(env: dict[str, str], *extra: str, timeout: float = 30) -> Iterator[str]:
+    """Run ``mscrowd serve`` until the block ends; yields its base URL once health answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                httpx.get(f"{base}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                output = server.stdout.read().decode() if server.poll() is not None else ""
+                assert server.poll() is None, f"server exited:\n{output}"
+                assert time.monotonic() < deadline, f"server did not answer within {timeout} s"
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
