@@ -26,6 +26,7 @@ from backend.imaging.preprocess import (
     encode_nifti,
     prepare_case,
 )
+from backend.projects import service as projects
 from backend.projects.models import Project
 from backend.tasks.models import Task, TaskKind
 
@@ -124,24 +125,6 @@ class ImportOutcome:
     case_public_id: str | None = None
     slices: int = 0
     tasks: int = 0
-
-
-def get_or_create_project(
-    *, session: Session, name: str, redundancy: int | None = None, gold_rate: float | None = None
-) -> Project:
-    """The project called ``name``, created with the given settings when it does not exist."""
-    project = session.exec(select(Project).where(Project.name == name)).first()
-    if project is None:
-        project = Project.model_validate(
-            {
-                "name": name,
-                **({"redundancy": redundancy} if redundancy is not None else {}),
-                **({"gold_rate": gold_rate} if gold_rate is not None else {}),
-            }
-        )
-        session.add(project)
-        session.flush()
-    return project
 
 
 def _store(
@@ -315,7 +298,7 @@ def import_cases(
 ) -> list[ImportOutcome]:
     """Import cases one transaction each: a bad case is reported and leaves nothing behind."""
     with Session(engine) as session:
-        get_or_create_project(
+        projects.get_or_create(
             session=session, name=project_name, redundancy=redundancy, gold_rate=gold_rate
         )
         session.commit()

@@ -1,9 +1,10 @@
 """Projects: create, list with progress counts."""
 
+from pydantic import ValidationError
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from backend.core.errors import Conflict
+from backend.core.errors import Conflict, InvalidInput
 from backend.imaging.models import Case
 from backend.projects.models import Project
 from backend.projects.schemas import ProjectCreate, ProjectRead
@@ -18,6 +19,24 @@ def create(*, session: Session, project_in: ProjectCreate) -> Project:
     session.add(project)
     session.flush()
     return project
+
+
+def get_or_create(
+    *, session: Session, name: str, redundancy: int | None = None, gold_rate: float | None = None
+) -> Project:
+    """The project called ``name``, created with the given settings when it does not exist."""
+    project = session.exec(select(Project).where(Project.name == name)).first()
+    if project is not None:
+        return project
+    fields = {"name": name, "redundancy": redundancy, "gold_rate": gold_rate}
+    try:
+        project_in = ProjectCreate.model_validate(
+            {k: v for k, v in fields.items() if v is not None}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"Invalid project settings ({problems})") from exc
+    return create(session=session, project_in=project_in)
 
 
 def list_with_progress(*, session: Session) -> list[ProjectRead]:

@@ -147,3 +147,14 @@ def test_worker_refuses_unknown_queues(settings_env: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["worker", "--queues", "default,cpu"])
     assert result.exit_code == 1
     assert "unknown queue(s) cpu" in result.output
+
+
+def test_import_refuses_a_bad_project_name(
+    settings_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    (tmp_path / "c" / "case1").mkdir(parents=True)
+    (tmp_path / "c" / "case1" / "FLAIR.nii").write_bytes(b"")
+    result = runner.invoke(app, ["import", str(tmp_path / "c"), "--project", "has space"])
+    assert result.exit_code == 1
+    assert "Invalid project settings (name:" in result.output
