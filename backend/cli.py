@@ -18,7 +18,7 @@ from backend.core.errors import DomainError, SchemaNotCurrent
 from backend.core.migrations import current_revision, ensure_current, upgrade
 from backend.core.storage import Storage
 from backend.imaging.models import ConsentScope
-from backend.imaging.service import ImportOutcome, folder_loaders, import_cases
+from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, import_cases
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
@@ -148,9 +148,9 @@ def import_(
             storage=Storage(settings.storage_url),
             project_name=project,
             loaders=loaders,
-            provenance=source or f"import of {path.expanduser().resolve().name}",
-            licence=licence,
-            consent=consent,
+            meta=CaseMeta(
+                source or f"import of {path.expanduser().resolve().name}", licence, consent
+            ),
             redundancy=redundancy,
             gold_rate=gold_rate,
         )

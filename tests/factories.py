@@ -1,11 +1,15 @@
 """Small builders for test data: ``create_x(session, **overrides)``, no giant factory files."""
 
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from backend.annotations import service as annotations
+from backend.annotations.masks import RleMask
+from backend.auth.models import User
 from backend.core.storage import Storage
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
@@ -75,3 +79,33 @@ def signup(client: TestClient, email: str, password: str = PASSWORD) -> str:
     token: str = response.json()["csrf_token"]
     client.headers["X-CSRF-Token"] = token
     return token
+
+
+def rle(counts: list[int] | None = None) -> RleMask:
+    """An RLE mask at the factory slice size; empty ("no lesion") by default."""
+    return RleMask(encoding="rle", width=WIDTH, height=HEIGHT, counts=counts or [WIDTH * HEIGHT])
+
+
+def submit(
+    session: Session,
+    storage: Storage,
+    user: User,
+    task_id: int,
+    *,
+    mask: RleMask | None = None,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> annotations.Submission:
+    """Submit a mask through the service, as the API does."""
+    return annotations.submit(
+        session=session,
+        storage=storage,
+        user=user,
+        task_id=task_id,
+        mask_in=mask or rle(),
+        max_mask_bytes=10_000,
+        idempotency_key=key,
+        duration_ms=100,
+        client_info={"ui": "test"},
+        now=now,
+    )

@@ -29,6 +29,15 @@ def cli_env(data_dir: Path, **values: str) -> dict[str, str]:
     return env
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ask a child process to stop; kill it if it has not within 20 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @contextmanager
 def live_server(env: dict[str, str], *extra: str, timeout: float = 30) -> Iterator[str]:
     """Run ``mscrowd serve`` until the block ends; yields its base URL once health answers."""
@@ -53,8 +62,4 @@ def live_server(env: dict[str, str], *extra: str, timeout: float = 30) -> Iterat
                 time.sleep(0.2)
         yield base
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)

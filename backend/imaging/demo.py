@@ -13,7 +13,7 @@ from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import ConsentScope
 from backend.imaging.preprocess import CaseSource
-from backend.imaging.service import CaseLoader, ImportOutcome, import_cases, is_imported
+from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, is_imported
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
 
 DEMO_PROJECT = "demo"
@@ -88,9 +88,7 @@ def build_demo(
             storage=storage,
             project_name=DEMO_PROJECT,
             loaders=[loader(s) for s in todo],
-            provenance=DEMO_SOURCE,
-            licence="CC-BY-4.0",
-            consent=ConsentScope.open,
+            meta=CaseMeta(DEMO_SOURCE, "CC-BY-4.0", ConsentScope.open),
         )
     finally:
         stream.close()

@@ -118,6 +118,15 @@ def _gunzip(data: bytes, path: Path) -> bytes:
 
 
 @dataclass(frozen=True)
+class CaseMeta:
+    """What is recorded about where imported cases come from and who may see them."""
+
+    source: str  # provenance text, e.g. the dataset and its citation; never a patient id
+    licence: str
+    consent: ConsentScope = ConsentScope.open
+
+
+@dataclass(frozen=True)
 class ImportOutcome:
     name: str
     status: Literal["imported", "skipped", "failed"]
@@ -135,9 +144,7 @@ def _store(
     prepared: PreparedCase,
     source: CaseSource,
     public_id: str,
-    provenance: str,
-    licence: str,
-    consent: ConsentScope,
+    meta: CaseMeta,
 ) -> int:
     prefix = f"cases/{public_id}"
     assert project.id is not None
@@ -145,9 +152,9 @@ def _store(
         project_id=project.id,
         public_id=public_id,
         source_sha256=source.fingerprint,
-        source=provenance,
-        licence=licence,
-        consent_scope=consent,
+        source=meta.source,
+        licence=meta.licence,
+        consent_scope=meta.consent,
         reference_voxels=int(prepared.reference.sum()) if prepared.reference is not None else None,
     )
     session.add(case)
@@ -223,9 +230,7 @@ def import_source(
     storage: Storage,
     project: Project,
     source: CaseSource,
-    provenance: str,
-    licence: str,
-    consent: ConsentScope = ConsentScope.open,
+    meta: CaseMeta,
 ) -> ImportOutcome:
     """Import one case inside the caller's transaction; commit is the caller's.
 
@@ -249,9 +254,7 @@ def import_source(
             prepared=prepared,
             source=source,
             public_id=public_id,
-            provenance=provenance,
-            licence=licence,
-            consent=consent,
+            meta=meta,
         )
     except BaseException:
         storage.delete_prefix(f"cases/{public_id}")
@@ -290,9 +293,7 @@ def import_cases(
     storage: Storage,
     project_name: str,
     loaders: Iterable[CaseLoader],
-    provenance: str,
-    licence: str,
-    consent: ConsentScope = ConsentScope.open,
+    meta: CaseMeta,
     redundancy: int | None = None,
     gold_rate: float | None = None,
 ) -> list[ImportOutcome]:
@@ -315,9 +316,7 @@ def import_cases(
                     storage=storage,
                     project_name=project_name,
                     load=loader.load,
-                    provenance=provenance,
-                    licence=licence,
-                    consent=consent,
+                    meta=meta,
                 )
             )
         except InvalidCase as exc:
@@ -345,9 +344,7 @@ def _import_one(
     storage: Storage,
     project_name: str,
     load: Callable[[], CaseSource],
-    provenance: str,
-    licence: str,
-    consent: ConsentScope,
+    meta: CaseMeta,
 ) -> ImportOutcome:
     source = load()
     with Session(engine, expire_on_commit=False) as session:
@@ -357,9 +354,7 @@ def _import_one(
             storage=storage,
             project=project,
             source=source,
-            provenance=provenance,
-            licence=licence,
-            consent=consent,
+            meta=meta,
         )
         try:
             session.commit()

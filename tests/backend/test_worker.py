@@ -11,6 +11,7 @@ import pytest
 
 from backend.core.config import Settings
 from backend.worker import QUEUES, create_celery
+from tests.live import stop
 
 
 @contextmanager
@@ -27,11 +28,7 @@ def _worker(**env_values: str) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def _ping(settings: Settings, process: subprocess.Popen[bytes]) -> None:

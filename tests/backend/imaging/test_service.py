@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from backend.core.storage import Storage
 from backend.imaging.models import Case, Contrast, Slice, Volume
-from backend.imaging.service import ImportOutcome, folder_loaders, import_cases
+from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, import_cases
 from backend.projects.models import Project
 from backend.tasks.models import Task
 
@@ -31,8 +31,7 @@ def _import(
         storage=storage,
         project_name=project,
         loaders=folder_loaders(path),
-        provenance="open_ms_data (Lesjak et al. 2018), CC-BY",
-        licence="CC-BY-4.0",
+        meta=CaseMeta("open_ms_data (Lesjak et al. 2018), CC-BY", "CC-BY-4.0"),
         redundancy=2,
     )
 

@@ -6,15 +6,13 @@ from collections import Counter
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from backend.annotations import service as annotations
-from backend.annotations.masks import RleMask
 from backend.annotations.models import Annotation
 from backend.auth import service as auth
 from backend.auth.models import User
 from backend.core.storage import Storage
 from backend.tasks import service
 from backend.tasks.models import Task, TaskState
-from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks
+from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks, rle, submit
 
 TASKS, REQUIRED, RATERS, FLAKY = 12, 3, 8, 2
 
@@ -28,26 +26,11 @@ def _rater(engine: Engine, storage: Storage, user: User, errors: list[BaseExcept
             if lease is None:
                 return
             assert lease.task.id is not None
-            mask = RleMask(
-                encoding="rle",
-                width=WIDTH,
-                height=HEIGHT,
-                counts=[user.id or 0, 1, WIDTH * HEIGHT - (user.id or 0) - 1],
-            )
+            mask = rle([user.id or 0, 1, WIDTH * HEIGHT - (user.id or 0) - 1])
             key = f"{user.id}-{lease.task.id}"
             for _attempt in range(2):  # the client retries: the second call is a replay
                 with Session(engine, expire_on_commit=False) as session:
-                    annotations.submit(
-                        session=session,
-                        storage=storage,
-                        user=user,
-                        task_id=lease.task.id,
-                        mask_in=mask,
-                        max_mask_bytes=10_000,
-                        idempotency_key=key,
-                        duration_ms=100,
-                        client_info={},
-                    )
+                    submit(session, storage, user, lease.task.id, mask=mask, key=key)
                     session.commit()
     except BaseException as exc:  # surfaced by the test thread
         errors.append(exc)

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from backend.annotations import service as annotations
-from backend.annotations.masks import RleMask, encode_rle
+from backend.annotations.masks import encode_rle
 from backend.auth import service as auth
 from backend.auth.models import User
 from backend.core.errors import Conflict
@@ -16,10 +15,9 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.tasks import service
 from backend.tasks.models import Task, TaskState
-from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks
+from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks, rle, submit
 
 LEASE = 600
-EMPTY = RleMask(encoding="rle", width=WIDTH, height=HEIGHT, counts=[WIDTH * HEIGHT])
 
 
 def _users(session: Session, n: int) -> list[User]:
@@ -47,18 +45,7 @@ def test_expired_lease_returns_the_slot_to_the_pool(
         assert again.task.id == task.id
         # The first rater's late answer is refused: the slot went to someone else.
         with pytest.raises(Conflict, match="expired"):
-            annotations.submit(
-                session=session,
-                storage=storage,
-                user=first,
-                task_id=task.id,  # type: ignore[arg-type]
-                mask_in=EMPTY,
-                max_mask_bytes=10_000,
-                idempotency_key=None,
-                duration_ms=None,
-                client_info={},
-                now=later,
-            )
+            submit(session, storage, first, task.id, now=later)  # type: ignore[arg-type]
 
 
 def test_late_answer_is_kept_while_a_slot_is_free(
@@ -72,17 +59,14 @@ def test_late_answer_is_kept_while_a_slot_is_free(
         late = now + timedelta(seconds=LEASE * 3)
         mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
         mask[2:5, 3:9] = 1
-        result = annotations.submit(
-            session=session,
-            storage=storage,
-            user=rater,
-            task_id=task.id,  # type: ignore[arg-type]
-            mask_in=RleMask(encoding="rle", width=WIDTH, height=HEIGHT, counts=encode_rle(mask)),
-            max_mask_bytes=10_000,
-            idempotency_key="late-1",
-            duration_ms=1234,
-            client_info={"ui": "test"},
-            now=late,
+        result = submit(
+            session,
+            storage,
+            rater,
+            task.id,
+            mask=rle(encode_rle(mask)),
+            key="late-1",
+            now=late,  # type: ignore[arg-type]
         )
         assert result.annotation.lesion_pixels == 18
         assert storage.exists(result.annotation.mask_key)
@@ -100,17 +84,7 @@ def test_a_rater_never_gets_a_task_twice_and_tasks_complete(
                 assert lease.task.id is not None
                 assert rater.id not in seen.get(lease.task.id, [])
                 seen.setdefault(lease.task.id, []).append(rater.id)  # type: ignore[arg-type]
-                annotations.submit(
-                    session=session,
-                    storage=storage,
-                    user=rater,
-                    task_id=lease.task.id,
-                    mask_in=EMPTY,
-                    max_mask_bytes=10_000,
-                    idempotency_key=None,
-                    duration_ms=None,
-                    client_info={},
-                )
+                submit(session, storage, rater, lease.task.id)
         assert sorted(len(v) for v in seen.values()) == [2, 2]
         for task in tasks:
             session.refresh(task)
