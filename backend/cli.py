@@ -1,5 +1,6 @@
 """The ``mscrowd`` command line."""
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,16 @@ def _migrated_engine(settings: Settings) -> Engine:
         engine.dispose()
         raise _fail(exc.message) from exc
     return engine
+
+
+def _die_with_parent() -> None:
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so a `finally` may never run: ask
+    # Linux to send the embedded worker SIGTERM when the server process ends, however it ends.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _report(outcomes: list[ImportOutcome]) -> int:
@@ -82,7 +93,7 @@ def serve(
     if worker if worker is not None else settings.embedded_worker:
         # The embedded default has no separate worker service; run one beside the server.
         command = [sys.executable, "-m", "backend", "worker", "--concurrency", "1"]
-        child = subprocess.Popen(command)
+        child = subprocess.Popen(command, preexec_fn=_die_with_parent)
     try:
         uvicorn.run(
             "backend.main:create_app",

@@ -39,8 +39,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def live_server(env: dict[str, str], *extra: str, timeout: float = 30) -> Iterator[str]:
-    """Run ``mscrowd serve`` until the block ends; yields its base URL once health answers."""
+def live_server(
+    env: dict[str, str], *extra: str, timeout: float = 30
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``mscrowd serve`` until the block ends; yields its URL and process once it answers."""
     port = free_port()
     server = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), *extra],
@@ -60,6 +62,6 @@ def live_server(env: dict[str, str], *extra: str, timeout: float = 30) -> Iterat
                 assert server.poll() is None, f"server exited:\n{output}"
                 assert time.monotonic() < deadline, f"server did not answer within {timeout} s"
                 time.sleep(0.2)
-        yield base
+        yield base, server
     finally:
         stop(server)

@@ -1,6 +1,7 @@
 """The ``mscrowd`` command: migrate, serve (with its worker), import, demo, users, worker."""
 
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -44,7 +45,7 @@ def test_migrate_brings_database_to_head(settings_env: pytest.MonkeyPatch, db_ur
 def test_serve_runs_a_real_server_on_the_embedded_default(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "var")
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    with live_server(env) as base:
+    with live_server(env) as (base, server):
         response = httpx.get(f"{base}/api/health", timeout=5)
         assert response.status_code == 200
         assert response.json()["database"]["revision"] == head_revision()
@@ -52,6 +53,32 @@ def test_serve_runs_a_real_server_on_the_embedded_default(tmp_path: Path) -> Non
         # `serve` on the embedded default also runs a worker: a job sent now gets done.
         settings = Settings(data_dir=tmp_path / "var", database_url="sqlite://", broker_url="")
         assert create_celery(settings).send_task("system.ping").get(timeout=60) == "pong"
+        (worker,) = _children(server.pid)
+    # Stopping the server (SIGTERM, as docker or a service manager does) stops its worker too.
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{worker}").exists() and _state(worker) != "Z":
+        assert time.monotonic() < deadline, "the embedded worker outlived the server"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def _children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_import_both_open_ms_cases(

@@ -57,7 +57,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         create_tasks(session, Storage((data_dir / "storage").as_uri()), count=2, required_labels=1)
         session.commit()
     engine.dispose()
-    with live_server(env, "--no-worker") as base:
+    with live_server(env, "--no-worker") as (base, _server):
         yield base, data_dir
 
 
