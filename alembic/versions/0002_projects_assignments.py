@@ -155,9 +155,18 @@ def upgrade() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+    # The queue order of GET /api/tasks/next over open tasks (see backend/tasks/models.py).
+    op.create_index(
+        "ix_tasks_open_queue",
+        "tasks",
+        ["priority", "id"],
+        postgresql_where=sa.text("state = 'open'"),
+        sqlite_where=sa.text("state = 'open'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_tasks_open_queue", table_name="tasks")
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_tasks_project_id_projects"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_tasks_project_id"))

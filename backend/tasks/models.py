@@ -24,7 +24,18 @@ class TaskState(StrEnum):
 
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
-    __table_args__ = (sa.CheckConstraint("required_labels >= 1", name="required_labels_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("required_labels >= 1", name="required_labels_positive"),
+        # The queue order of GET /api/tasks/next, over open tasks only: the planner walks it and
+        # stops at the first task with a free slot instead of counting slots for every task.
+        sa.Index(
+            "ix_tasks_open_queue",
+            "priority",
+            "id",
+            postgresql_where=sa.text("state = 'open'"),
+            sqlite_where=sa.text("state = 'open'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)

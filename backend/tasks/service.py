@@ -122,7 +122,8 @@ def next_task(
             ~mine,
             taken < Task.required_labels,
         )
-        .order_by(col(Task.priority).desc(), col(Task.id))
+        # Both descending, so an index on (priority, id) serves it read backwards.
+        .order_by(col(Task.priority).desc(), col(Task.id).desc())
         .limit(1)
         .with_for_update(skip_locked=True)
     )
