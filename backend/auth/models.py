@@ -15,6 +15,10 @@ class UserRole(StrEnum):
     admin = "admin"
 
 
+# Roles that may see restricted cases and expert reference masks.
+EXPERT_ROLES = frozenset({UserRole.expert, UserRole.admin})
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
 

@@ -5,14 +5,13 @@ import hashlib
 from fastapi import APIRouter, Request, Response
 
 from backend.auth.deps import CurrentUser
-from backend.auth.models import UserRole
+from backend.auth.models import EXPERT_ROLES
 from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, PermissionDenied
 from backend.imaging.models import Case, ConsentScope, Slice
 
 router = APIRouter(prefix="/slices", tags=["imaging"])
 
-PRIVILEGED = frozenset({UserRole.expert, UserRole.admin})
 # Images never change once imported (a re-import makes new slices), so clients may keep them.
 IMMUTABLE = "private, max-age=31536000, immutable"
 
@@ -50,7 +49,7 @@ def slice_image(
 ) -> Response:
     """One contrast of a slice as an 8-bit PNG (cropped, radiological orientation)."""
     slice_, case = _slice(session, slice_id)
-    if case.consent_scope is ConsentScope.restricted and user.role not in PRIVILEGED:
+    if case.consent_scope is ConsentScope.restricted and user.role not in EXPERT_ROLES:
         raise PermissionDenied("This case is restricted to experts")
     key = slice_.image_keys.get(contrast)
     if key is None:
@@ -67,7 +66,7 @@ def reference_mask(
     slice_id: int, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
     """The expert reference lesion mask of a slice; experts and admins only."""
-    if user.role not in PRIVILEGED:
+    if user.role not in EXPERT_ROLES:
         raise PermissionDenied("Reference masks are visible to experts only")
     slice_, _case = _slice(session, slice_id)
     if slice_.reference_key is None:

@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, exists, func, or_
 from sqlmodel import Session, col, select
 
-from backend.auth.models import User
+from backend.auth.models import EXPERT_ROLES, User
 from backend.core.db import serialize_writers
 from backend.core.errors import NotFound
 from backend.core.timeutil import utcnow
-from backend.imaging.models import Case, Slice
+from backend.imaging.models import Case, ConsentScope, Slice
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 # How many locked-but-full candidates to step over before giving up for this request.
@@ -129,6 +129,15 @@ def next_task(
     )
     if project_id is not None:
         candidates = candidates.where(Task.project_id == project_id)
+    if user.role not in EXPERT_ROLES:
+        # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
+        # would become an anti-join over every open task.
+        restricted = (
+            select(Slice.id)
+            .join(Case, col(Case.id) == Slice.case_id)
+            .where(Case.consent_scope == ConsentScope.restricted)
+        )
+        candidates = candidates.where(col(Task.slice_id).not_in(restricted))
     skipped: list[int] = []
     for _ in range(MAX_CANDIDATES):
         query = candidates.where(col(Task.id).not_in(skipped)) if skipped else candidates

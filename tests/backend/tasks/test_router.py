@@ -1,10 +1,14 @@
 """Leasing tasks over the API: the lease, reloads, neighbours, images, and running dry."""
 
+import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
+from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.preprocess import encode_png
 from backend.tasks.models import Assignment
 from tests.factories import HEIGHT, WIDTH, create_tasks, signup
 
@@ -63,3 +67,59 @@ def test_no_task_left_is_204(client: TestClient, migrated_engine: Engine, storag
     _seed(migrated_engine, storage, count=1, required_labels=1)
     assert client.get("/api/tasks/next", params={"project_id": 12345}).status_code == 204
     assert client.get("/api/tasks/next").status_code == 200
+
+
+def test_reference_mask_is_for_experts_only(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        (task,) = create_tasks(session, storage, count=1)
+        slice_ = session.get(Slice, task.slice_id)
+        assert slice_ is not None
+        slice_.reference_key = "cases/ref/reference/axial/0000.png"
+        slice_.reference_pixels = 3
+        storage.put(slice_.reference_key, encode_png(np.zeros((HEIGHT, WIDTH), np.uint8)))
+        session.add(slice_)
+        session.commit()
+        slice_id = slice_.id
+    signup(client, "curious@example.org")
+    task_json = client.get("/api/tasks/next").json()
+    # Nothing a volunteer receives points at the reference.
+    assert "reference" not in str(task_json)
+    assert client.get(f"/api/slices/{slice_id}/images/reference.png").status_code == 404
+    refused = client.get(f"/api/slices/{slice_id}/reference.png")
+    assert refused.status_code == 403
+    with Session(migrated_engine) as session:
+        user = session.exec(select(User)).one()
+        user.role = UserRole.expert
+        session.add(user)
+        session.commit()
+    allowed = client.get(f"/api/slices/{slice_id}/reference.png")
+    assert allowed.status_code == 200
+    assert allowed.headers["content-type"] == "image/png"
+
+
+def test_restricted_cases_are_hidden_from_volunteers(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        (task,) = create_tasks(session, storage, count=1)
+        slice_ = session.get(Slice, task.slice_id)
+        assert slice_ is not None
+        case = session.get(Case, slice_.case_id)
+        assert case is not None
+        case.consent_scope = ConsentScope.restricted
+        session.add(case)
+        session.commit()
+        slice_id = slice_.id
+    signup(client, "nosy@example.org")
+    assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 403
+    # Volunteers are never leased restricted work; experts are.
+    assert client.get("/api/tasks/next").status_code == 204
+    with Session(migrated_engine) as session:
+        user = session.exec(select(User)).one()
+        user.role = UserRole.expert
+        session.add(user)
+        session.commit()
+    assert client.get("/api/tasks/next").json()["slice"]["id"] == slice_id
+    assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 200
