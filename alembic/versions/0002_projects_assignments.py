@@ -121,6 +121,12 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_assignments_task_id"), ["task_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_assignments_user_id"), ["user_id"], unique=False)
 
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True))
+
     with op.batch_alter_table("annotations", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lesion_pixels", sa.Integer(), nullable=False))
 
@@ -184,6 +190,10 @@ def downgrade() -> None:
         batch_op.drop_column("reference_voxels")
         batch_op.drop_column("source_sha256")
         batch_op.drop_column("project_id")
+
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_column("locked_until")
+        batch_op.drop_column("failed_logins")
 
     with op.batch_alter_table("annotations", schema=None) as batch_op:
         batch_op.drop_column("lesion_pixels")

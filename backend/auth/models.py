@@ -29,6 +29,9 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     role: UserRole = Field(default=UserRole.volunteer, sa_type=enum_type(UserRole))
     is_active: bool = True
+    # Failed password attempts in a row; too many lock logins until locked_until.
+    failed_logins: int = Field(default=0, ge=0)
+    locked_until: datetime | None = timestamp_field(nullable=True)
     created_at: datetime = created_at_field()
 
 

@@ -1,6 +1,7 @@
 """``/api/auth``: sign up, log in and out, who am I, bearer tokens for scripts."""
 
 from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
 
 from backend.auth import service
 from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, PrincipalDep
@@ -48,12 +49,23 @@ def signup(
     return _start_session(response, settings, user, secret, credential)
 
 
-@router.post("/login", response_model=SessionRead)
+@router.post(
+    "/login",
+    response_model=SessionRead,
+    responses={401: {"description": "Wrong email or password"}, 429: {"description": "Locked"}},
+)
 def login(
     body: LoginIn, response: Response, session: SessionDep, settings: SettingsDep
-) -> SessionRead:
+) -> SessionRead | JSONResponse:
     """Sign in with email and password; sets the session and CSRF cookies."""
-    user = service.authenticate(session=session, email=body.email, password=body.password)
+    attempt = service.authenticate(session=session, email=body.email, password=body.password)
+    if attempt.user is None:
+        assert attempt.error is not None
+        # Returned, not raised: the transaction commits the failure count.
+        return JSONResponse(
+            status_code=attempt.error.status_code, content={"detail": attempt.error.message}
+        )
+    user = attempt.user
     secret, credential = service.open_session(
         session=session, user=user, hours=settings.session_hours
     )

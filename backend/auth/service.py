@@ -1,6 +1,7 @@
 """Accounts and credentials: sign-up, password login, sessions, bearer tokens."""
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
@@ -8,7 +9,7 @@ from sqlmodel import Session, select
 
 from backend.auth.models import Credential, CredentialKind, User, UserRole
 from backend.core import security
-from backend.core.errors import Conflict, NotAuthenticated
+from backend.core.errors import Conflict, DomainError, NotAuthenticated, TooManyAttempts
 from backend.core.timeutil import as_utc, utcnow
 
 _ADJECTIVES = (
@@ -96,16 +97,51 @@ def create_user(
     return user
 
 
-def authenticate(*, session: Session, email: str, password: str) -> User:
-    """The active user with this email and password; ``NotAuthenticated`` otherwise."""
+# Password guessing: after this many failures in a row, logins wait LOCKOUT.
+MAX_FAILED_LOGINS = 10
+LOCKOUT = timedelta(minutes=15)
+# Verified against when the email is unknown, so both answers take the same time.
+_DUMMY_HASH = security.hash_password("mscrowd-no-such-user")
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """The outcome of a password check. A failure is returned, not raised, so that the caller's
+    transaction still commits the failure count."""
+
+    user: User | None
+    error: DomainError | None
+
+
+def authenticate(
+    *, session: Session, email: str, password: str, now: datetime | None = None
+) -> LoginAttempt:
+    """Check a password, counting failures and locking the account after too many."""
+    now = now or utcnow()
     user = session.exec(select(User).where(User.email == normalise_email(email))).first()
-    if user is None or not security.verify_password(user.password_hash, password):
-        raise NotAuthenticated("Wrong email or password")
+    if user is None:
+        security.verify_password(_DUMMY_HASH, password)
+        return LoginAttempt(None, NotAuthenticated("Wrong email or password"))
+    if user.locked_until is not None and as_utc(user.locked_until) > now:
+        minutes = max(1, round((as_utc(user.locked_until) - now).total_seconds() / 60))
+        return LoginAttempt(
+            None, TooManyAttempts(f"Too many failed logins; try again in {minutes} min")
+        )
+    if not security.verify_password(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= MAX_FAILED_LOGINS:
+            user.failed_logins = 0
+            user.locked_until = now + LOCKOUT
+        session.add(user)
+        return LoginAttempt(None, NotAuthenticated("Wrong email or password"))
     if not user.is_active:
-        raise NotAuthenticated("This account is disabled")
+        return LoginAttempt(None, NotAuthenticated("This account is disabled"))
+    user.failed_logins = 0
+    user.locked_until = None
     if security.needs_rehash(user.password_hash):
         user.password_hash = security.hash_password(password)
-    return user
+    session.add(user)
+    return LoginAttempt(user, None)
 
 
 def _issue(

@@ -41,6 +41,12 @@ class PermissionDenied(DomainError):
     status_code = 403
 
 
+class TooManyAttempts(DomainError):
+    """Slow down: too many failed attempts."""
+
+    status_code = 429
+
+
 class InvalidInput(DomainError):
     """Well-formed JSON whose content cannot be accepted (a bad mask, a bad folder)."""
 

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 
 from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE
 from backend.auth.models import Credential, User
+from backend.auth.service import MAX_FAILED_LOGINS
 from tests.factories import PASSWORD, signup
 
 
@@ -127,3 +128,28 @@ def test_only_admins_create_projects(client: TestClient, migrated_engine: Engine
     listed = client.get("/api/projects").json()
     assert [p["name"] for p in listed] == ["round-1"]
     assert listed[0]["tasks_open"] == 0
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(
+    client: TestClient, migrated_engine: Engine
+) -> None:
+    signup(client, "target@example.org")
+    client.cookies.clear()
+    wrong = {"email": "target@example.org", "password": "guess-guess"}
+    for _ in range(MAX_FAILED_LOGINS):
+        assert client.post("/api/auth/login", json=wrong).status_code == 401
+    # Locked: even the right password waits, and the answer says for how long.
+    right = {"email": "target@example.org", "password": PASSWORD}
+    locked = client.post("/api/auth/login", json=right)
+    assert locked.status_code == 429
+    assert "try again in 15 min" in locked.json()["detail"]
+    with Session(migrated_engine) as session:
+        user = session.exec(select(User)).one()
+        assert user.locked_until is not None
+        user.locked_until = user.locked_until - timedelta(minutes=16)
+        session.add(user)
+        session.commit()
+    assert client.post("/api/auth/login", json=right).status_code == 200
+    # Unknown emails get the same answer as wrong passwords.
+    unknown = client.post("/api/auth/login", json={"email": "nobody@example.org", "password": "x"})
+    assert unknown.json() == {"detail": "Wrong email or password"}
