@@ -5,11 +5,12 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 
 from backend.annotations import service as annotations
 from backend.annotations.masks import RleMask
-from backend.auth.models import User
+from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
@@ -109,3 +110,12 @@ def submit(
         client_info={"ui": "test"},
         now=now,
     )
+
+
+def set_role(engine: Engine, role: UserRole) -> None:
+    """Give the only user in the database ``role`` (tests sign one user up, then promote it)."""
+    with Session(engine) as session:
+        user = session.exec(select(User)).one()
+        user.role = role
+        session.add(user)
+        session.commit()

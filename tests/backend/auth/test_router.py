@@ -8,9 +8,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE
-from backend.auth.models import Credential, User
+from backend.auth.models import Credential, User, UserRole
 from backend.auth.service import MAX_FAILED_LOGINS
-from tests.factories import PASSWORD, signup
+from tests.factories import PASSWORD, set_role, signup
 
 
 def test_signup_creates_a_pseudonymous_volunteer_with_an_argon2_hash(
@@ -114,11 +114,7 @@ def test_only_admins_create_projects(client: TestClient, migrated_engine: Engine
     signup(client, "vol@example.org")
     body = {"name": "round-1", "redundancy": 5, "gold_rate": 0.2}
     assert client.post("/api/projects", json=body).status_code == 403
-    with Session(migrated_engine) as session:
-        user = session.exec(select(User)).one()
-        user.role = "admin"  # type: ignore[assignment]
-        session.add(user)
-        session.commit()
+    set_role(migrated_engine, UserRole.admin)
     created = client.post("/api/projects", json=body)
     assert created.status_code == 201
     assert created.json()["redundancy"] == 5

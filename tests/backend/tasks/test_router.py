@@ -5,12 +5,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from backend.auth.models import User, UserRole
+from backend.auth.models import UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import Case, ConsentScope, Slice
 from backend.imaging.preprocess import encode_png
 from backend.tasks.models import Assignment
-from tests.factories import HEIGHT, WIDTH, create_tasks, signup
+from tests.factories import HEIGHT, WIDTH, create_tasks, set_role, signup
 
 
 def _seed(engine: Engine, storage: Storage, **kwargs: int) -> list[int]:
@@ -89,11 +89,7 @@ def test_reference_mask_is_for_experts_only(
     assert client.get(f"/api/slices/{slice_id}/images/reference.png").status_code == 404
     refused = client.get(f"/api/slices/{slice_id}/reference.png")
     assert refused.status_code == 403
-    with Session(migrated_engine) as session:
-        user = session.exec(select(User)).one()
-        user.role = UserRole.expert
-        session.add(user)
-        session.commit()
+    set_role(migrated_engine, UserRole.expert)
     allowed = client.get(f"/api/slices/{slice_id}/reference.png")
     assert allowed.status_code == 200
     assert allowed.headers["content-type"] == "image/png"
@@ -116,10 +112,6 @@ def test_restricted_cases_are_hidden_from_volunteers(
     assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 403
     # Volunteers are never leased restricted work; experts are.
     assert client.get("/api/tasks/next").status_code == 204
-    with Session(migrated_engine) as session:
-        user = session.exec(select(User)).one()
-        user.role = UserRole.expert
-        session.add(user)
-        session.commit()
+    set_role(migrated_engine, UserRole.expert)
     assert client.get("/api/tasks/next").json()["slice"]["id"] == slice_id
     assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 200
