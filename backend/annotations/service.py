@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from backend.annotations.masks import PngMask, RleMask, decode, to_png
@@ -13,7 +14,7 @@ from backend.auth.models import User
 from backend.core.db import on_rollback
 from backend.core.errors import Conflict
 from backend.core.storage import Storage
-from backend.core.timeutil import as_utc, utcnow
+from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
 from backend.tasks.models import Assignment, AssignmentState, TaskState
 from backend.tasks.service import lock_task, taken_slots
@@ -70,7 +71,7 @@ def submit(
         ).first()
         if reused is not None:
             raise Conflict("This Idempotency-Key was already used for another submission")
-    if as_utc(assignment.lease_expires_at) <= now:
+    if assignment.lease_expires_at <= now:
         # The slot may have gone to someone else meanwhile; take it back only if one is free.
         assert task.id is not None
         if (
@@ -99,11 +100,11 @@ def submit(
     session.add(assignment)
     session.flush()
     submitted = session.exec(
-        select(Assignment.id).where(
+        select(func.count()).where(
             Assignment.task_id == task_id, Assignment.state == AssignmentState.submitted
         )
-    ).all()
-    if len(submitted) >= task.required_labels:
+    ).one()
+    if submitted >= task.required_labels:
         task.state = TaskState.complete
         session.add(task)
     return Submission(annotation, replayed=False)

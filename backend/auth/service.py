@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from backend.auth.models import Credential, CredentialKind, User, UserRole
 from backend.core import security
 from backend.core.errors import Conflict, DomainError, NotAuthenticated, TooManyAttempts
-from backend.core.timeutil import as_utc, utcnow
+from backend.core.timeutil import utcnow
 
 _ADJECTIVES = (
     "amber",
@@ -122,8 +122,8 @@ def authenticate(
     if user is None:
         security.verify_password(_DUMMY_HASH, password)
         return LoginAttempt(None, NotAuthenticated("Wrong email or password"))
-    if user.locked_until is not None and as_utc(user.locked_until) > now:
-        minutes = max(1, round((as_utc(user.locked_until) - now).total_seconds() / 60))
+    if user.locked_until is not None and user.locked_until > now:
+        minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
         return LoginAttempt(
             None, TooManyAttempts(f"Too many failed logins; try again in {minutes} min")
         )
@@ -196,7 +196,7 @@ def resolve(
     if row is None:
         raise NotAuthenticated("Not signed in, or the session has ended")
     credential, user = row
-    expires = as_utc(credential.expires_at) if credential.expires_at is not None else None
+    expires = credential.expires_at
     if credential.revoked_at is not None or (expires is not None and expires <= now):
         raise NotAuthenticated("The session or token has expired; sign in again")
     if not user.is_active:

@@ -13,7 +13,7 @@ from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import ConsentScope
 from backend.imaging.preprocess import CaseSource
-from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, is_imported
+from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, imported_case
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
 
 DEMO_PROJECT = "demo"
@@ -70,7 +70,7 @@ def build_demo(
 ) -> DemoReport:
     """Synthesise and import ``cases`` demo cases (idempotent) and the demo accounts."""
     seeds = [seed + i for i in range(cases)]
-    todo = [s for s in seeds if not is_imported(engine, DEMO_PROJECT, synthetic_fingerprint(s))]
+    todo = [s for s in seeds if not imported_case(engine, DEMO_PROJECT, synthetic_fingerprint(s))]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     stream = _sources(todo, workers)  # lazy: the pool starts on the first case
 

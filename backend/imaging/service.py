@@ -30,7 +30,8 @@ from backend.projects import service as projects
 from backend.projects.models import Project
 from backend.tasks.models import Task, TaskKind
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# Longest first, so "a.nii.gz" is not read as "a.nii" + ".gz".
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
 # File name stems (case-insensitive) recognised for each role in a case folder.
 ROLE_PATTERNS: dict[Contrast, re.Pattern[str]] = {
     Contrast.flair: re.compile(r"^(flair|t2[_-]?flair)$"),
@@ -42,7 +43,7 @@ ROLE_PATTERNS: dict[Contrast, re.Pattern[str]] = {
 
 def _stem(path: Path) -> str | None:
     name = path.name.lower()
-    for suffix in sorted(NIFTI_SUFFIXES, key=len, reverse=True):
+    for suffix in NIFTI_SUFFIXES:
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return None
@@ -81,18 +82,23 @@ def discover_cases(path: Path) -> list[Path]:
     return cases
 
 
-def load_case(folder: Path) -> CaseSource:
-    """Read a case folder's NIfTI files; the fingerprint hashes their bytes."""
+def case_fingerprint(files: dict[Contrast, Path]) -> str:
+    """SHA-256 over a case's files and their roles: the same files import once per project."""
+    digest = hashlib.sha256()
+    for role in sorted(files):
+        digest.update(role.value.encode() + b"\0" + files[role].read_bytes())
+    return digest.hexdigest()
+
+
+def load_case(folder: Path, fingerprint: str | None = None) -> CaseSource:
+    """Read and decode a case folder's NIfTI files (``fingerprint``: when already computed)."""
     files = case_files(folder)
     if Contrast.flair not in files:
         raise InvalidCase(f"{folder.name}: no FLAIR image (looked for FLAIR.nii[.gz])")
-    digest = hashlib.sha256()
     images: dict[Contrast, nib.spatialimages.SpatialImage] = {}
     for role in sorted(files):
         path = files[role]
-        data = path.read_bytes()
-        digest.update(role.value.encode() + b"\0" + data)
-        raw = _gunzip(data, path)
+        raw = _gunzip(path.read_bytes(), path)
         try:
             image = nib.Nifti1Image.from_bytes(raw)
             # Read the voxels now: a truncated file must fail here, with its name.
@@ -104,7 +110,10 @@ def load_case(folder: Path) -> CaseSource:
         images[role] = image
     reference = images.pop(Contrast.reference, None)
     return CaseSource(
-        name=folder.name, images=images, reference=reference, fingerprint=digest.hexdigest()
+        name=folder.name,
+        images=images,
+        reference=reference,
+        fingerprint=fingerprint or case_fingerprint(files),
     )
 
 
@@ -132,8 +141,7 @@ class ImportOutcome:
     status: Literal["imported", "skipped", "failed"]
     message: str
     case_public_id: str | None = None
-    slices: int = 0
-    tasks: int = 0
+    slices: int = 0  # one task is opened per slice
 
 
 def _store(
@@ -265,7 +273,6 @@ def import_source(
         f"{slice_count} axial slices",
         case_public_id=public_id,
         slices=slice_count,
-        tasks=slice_count,
     )
 
 
@@ -280,11 +287,14 @@ class CaseLoader:
 
 
 def folder_loaders(path: Path) -> list[CaseLoader]:
-    """One loader per case folder under ``path``."""
-    return [
-        CaseLoader(folder.name, functools.partial(load_case, folder))
-        for folder in discover_cases(path)
-    ]
+    """One loader per case folder under ``path``, fingerprinted without decoding anything, so
+    a case already imported is skipped at the cost of hashing its files."""
+    loaders = []
+    for folder in discover_cases(path):
+        fingerprint = case_fingerprint(case_files(folder))
+        load = functools.partial(load_case, folder, fingerprint)
+        loaders.append(CaseLoader(folder.name, load, fingerprint=fingerprint))
+    return loaders
 
 
 def import_cases(
@@ -306,8 +316,13 @@ def import_cases(
     outcomes = []
     for loader in loaders:
         name = loader.name
-        if loader.fingerprint is not None and is_imported(engine, project_name, loader.fingerprint):
-            outcomes.append(ImportOutcome(name, "skipped", "already imported"))
+        existing = (
+            imported_case(engine, project_name, loader.fingerprint) if loader.fingerprint else None
+        )
+        if existing is not None:
+            outcomes.append(
+                ImportOutcome(name, "skipped", "already imported", case_public_id=existing)
+            )
             continue
         try:
             outcomes.append(
@@ -327,15 +342,15 @@ def import_cases(
     return outcomes
 
 
-def is_imported(engine: Engine, project_name: str, fingerprint: str) -> bool:
-    """Whether a case with this fingerprint is already in the project."""
+def imported_case(engine: Engine, project_name: str, fingerprint: str) -> str | None:
+    """The public id of the project's case with this fingerprint, or None."""
     with Session(engine) as session:
         query = (
-            select(Case.id)
+            select(Case.public_id)
             .join(Project, col(Project.id) == Case.project_id)
             .where(Project.name == project_name, Case.source_sha256 == fingerprint)
         )
-        return session.exec(query).first() is not None
+        return session.exec(query).first()
 
 
 def _import_one(

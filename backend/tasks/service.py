@@ -65,9 +65,9 @@ def _load(session: Session, task: Task, assignment: Assignment) -> Lease:
     return Lease(task=task, slice=slice_, case=case, assignment=assignment)
 
 
-def _current_lease(session: Session, user_id: int, now: datetime) -> Assignment | None:
+def _current_lease(session: Session, user_id: int, now: datetime) -> tuple[Assignment, Task] | None:
     query = (
-        select(Assignment)
+        select(Assignment, Task)
         .join(Task, col(Task.id) == Assignment.task_id)
         .where(
             Assignment.user_id == user_id,
@@ -77,7 +77,8 @@ def _current_lease(session: Session, user_id: int, now: datetime) -> Assignment 
         )
         .order_by(col(Assignment.leased_at))
     )
-    return session.exec(query).first()
+    row = session.exec(query).first()
+    return (row[0], row[1]) if row is not None else None
 
 
 def next_task(
@@ -98,10 +99,9 @@ def next_task(
     serialize_writers(session)
     held = _current_lease(session, user.id, now)
     if held is not None:
-        task = session.get(Task, held.task_id)
-        assert task is not None
+        assignment, task = held
         if project_id is None or task.project_id == project_id:
-            return _load(session, task, held)
+            return _load(session, task, assignment)
 
     taken = (
         select(func.count())
@@ -141,14 +141,15 @@ def next_task(
     skipped: list[int] = []
     for _ in range(MAX_CANDIDATES):
         query = candidates.where(col(Task.id).not_in(skipped)) if skipped else candidates
-        task = session.exec(query).first()
-        if task is None:
+        candidate = session.exec(query).first()
+        if candidate is None:
             return None
-        assert task.id is not None
+        assert candidate.id is not None
         # The candidate query saw a snapshot taken before we held the lock; count again.
-        if taken_slots(session, task.id, now) < task.required_labels:
-            return _load(session, task, _lease(session, task.id, user.id, now, lease_seconds))
-        skipped.append(task.id)
+        if taken_slots(session, candidate.id, now) < candidate.required_labels:
+            lease = _lease(session, candidate.id, user.id, now, lease_seconds)
+            return _load(session, candidate, lease)
+        skipped.append(candidate.id)
     return None
 
 
