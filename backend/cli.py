@@ -14,7 +14,7 @@ from sqlmodel import Session
 from backend.auth import service as auth
 from backend.auth.models import UserRole
 from backend.core.config import Settings, get_settings
-from backend.core.db import create_db_engine
+from backend.core.db import create_db_engine, transaction
 from backend.core.errors import DomainError, SchemaNotCurrent
 from backend.core.migrations import current_revision, ensure_current, upgrade
 from backend.core.storage import Storage
@@ -207,6 +207,53 @@ def demo(
     typer.echo(f"Demo project {DEMO_PROJECT!r} is ready; volunteers sign up at the front page.")
     if failed:
         raise _fail(f"{failed} demo case(s) failed")
+
+
+def _check_password(password: str) -> None:
+    from backend.auth.schemas import MIN_PASSWORD
+
+    if len(password) < MIN_PASSWORD:
+        raise _fail(f"the password needs at least {MIN_PASSWORD} characters")
+
+
+@users_app.command("unlock")
+def users_unlock(email: Annotated[str, typer.Argument(help="Login email of the account.")]) -> None:
+    """Forget the failed sign-ins counted against an account, so it may sign in at once."""
+    engine = _migrated_engine(get_settings())
+    try:
+        with transaction(engine) as session:
+            cleared = auth.unlock(session=session, email=email)
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"Unlocked {auth.normalise_email(email)} ({cleared} throttle record(s) cleared).")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Argument(help="Login email of the account.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt="New password", hide_input=True, confirmation_prompt=True, help="Password."
+        ),
+    ] = "",
+) -> None:
+    """Set a new password; ends the account's sessions and tokens and unlocks it."""
+    _check_password(password)
+    engine = _migrated_engine(get_settings())
+    try:
+        with transaction(engine) as session:
+            ended = auth.set_password(session=session, email=email, password=password)
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"New password set for {auth.normalise_email(email)}; "
+        f"{ended} session(s) and token(s) ended."
+    )
 
 
 @users_app.command("create")

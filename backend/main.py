@@ -1,21 +1,30 @@
-"""Application factory: settings, database engine, routers and error handlers."""
+"""Application factory: settings, database engine, routers, error handlers and HTTP hygiene."""
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import __version__
 from backend.annotations.masks import MAX_PNG_BASE64
 from backend.auth.router import router as auth_router
 from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine
-from backend.core.errors import DomainError
+from backend.core.errors import DomainError, error_responses
+from backend.core.http import (
+    SecurityHeaders,
+    domain_error_handler,
+    http_error_handler,
+    validation_error_handler,
+)
 from backend.core.migrations import ensure_current
+from backend.core.security import HashingGate
 from backend.core.storage import Storage
 from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
@@ -23,26 +32,9 @@ from backend.projects.router import router as projects_router
 from backend.tasks.router import router as tasks_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
-# Largest request body accepted at all (a PNG mask in base64 plus a little JSON).
+# Largest request body accepted at all (a PNG mask in base64 plus a little JSON). Counted as
+# the body streams in, so a chunked upload without Content-Length is cut off at this size too.
 MAX_BODY_BYTES = MAX_PNG_BASE64 + 64 * 1024
-
-
-async def _domain_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
-    return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
-
-
-async def _limit_body(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    # Refuse oversized uploads from their declared length, before reading them.
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-        return JSONResponse(
-            status_code=413,
-            content={"detail": f"Request body larger than {MAX_BODY_BYTES} bytes"},
-        )
-    return await call_next(request)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -63,12 +55,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version=__version__,
         summary="Crowd labelling of multiple sclerosis lesions on MRI.",
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+        # Any operation may be refused for its size or for invalid parameters.
+        responses=error_responses(413, 422),
     )
     app.state.settings = settings
     app.state.engine = db_engine
     app.state.storage = Storage(settings.storage_url)
-    app.add_exception_handler(DomainError, _domain_error_handler)
-    app.middleware("http")(_limit_body)
+    app.state.hashing = HashingGate(
+        slots=settings.password_hash_concurrency,
+        queue=settings.password_hash_queue,
+        timeout=settings.password_hash_wait_seconds,
+    )
+    app.add_exception_handler(DomainError, domain_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     for router in (health_router, auth_router, projects_router, tasks_router, imaging_router):
         app.include_router(router, prefix="/api")
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")

@@ -1,13 +1,14 @@
 """Every table model, imported in one place so Alembic and tests see the whole schema."""
 
 from backend.annotations.models import Annotation
-from backend.auth.models import Credential, CredentialKind, User, UserRole
+from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 __all__ = [
     "Annotation",
+    "AuthThrottle",
     "Assignment",
     "AssignmentState",
     "Case",

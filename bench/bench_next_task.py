@@ -1,4 +1,4 @@
-"""Latency of leasing a task (``GET /api/tasks/next``'s service) on PostgreSQL as the queue grows.
+"""Latency of leasing a task (``POST /api/tasks/next``'s service) on PostgreSQL as the queue grows.
 
 Anchor, in the same run: the same query after dropping ``ix_tasks_open_queue``, i.e. the plan
 that counts slots for every open task before sorting. Usage:

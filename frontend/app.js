@@ -22,12 +22,28 @@ async function api(method, path, body, headers = {}) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
-    const detail = Array.isArray(data.detail) ? data.detail.map((d) => d.msg).join("; ") : data.detail;
-    const error = new Error(detail || `HTTP ${response.status}`);
+    const error = new Error(describeError(response, data));
     error.status = response.status;
     throw error;
   }
   return data;
+}
+
+// Field names as people read them in the forms.
+const FIELD_NAMES = { email: "Email", password: "Password", display_name: "Pseudonym" };
+
+// A sentence for the person at the screen: one line per invalid field, or the server's detail
+// (a 429 or 503 detail already says how long to wait).
+function describeError(response, data) {
+  if (Array.isArray(data.errors) && data.errors.length) {
+    return data.errors
+      .map((e) => {
+        const field = e.loc.filter((part) => !["body", "query", "path"].includes(part)).join(".");
+        return `${FIELD_NAMES[field] || field}: ${e.msg}`;
+      })
+      .join(" ");
+  }
+  return data.detail || `The server answered ${response.status}`;
 }
 
 function show(section) {
@@ -43,19 +59,48 @@ async function start() {
   } catch (error) {
     if (error.status !== 401) throw error;
     $("who").hidden = true;
+    showAuthTab("login");
     show("auth");
   }
 }
 
-$("auth-form").addEventListener("submit", async (event) => {
+function showAuthTab(tab) {
+  for (const name of ["login", "signup"]) {
+    $(`tab-${name}`).setAttribute("aria-selected", String(name === tab));
+    $(`${name}-form`).hidden = name !== tab;
+  }
+}
+$("tab-login").addEventListener("click", () => showAuthTab("login"));
+$("tab-signup").addEventListener("click", () => showAuthTab("signup"));
+
+// Two separate forms: Enter in the login form logs in, in the sign-up form signs up.
+$("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const mode = event.submitter ? event.submitter.dataset.mode : "signup";
-  $("auth-error").textContent = "";
+  $("login-error").textContent = "";
   try {
-    await api("POST", `/api/auth/${mode}`, { email: $("email").value, password: $("password").value });
+    await api("POST", "/api/auth/login", { email: $("login-email").value, password: $("login-password").value });
+    $("login-password").value = "";
     await start();
   } catch (error) {
-    $("auth-error").textContent = error.message;
+    $("login-error").textContent = error.message;
+  }
+});
+
+$("signup-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("signup-error").textContent = "";
+  const body = { email: $("signup-email").value, password: $("signup-password").value };
+  if ($("signup-name").value.trim()) body.display_name = $("signup-name").value.trim();
+  if (body.password.length < 10) {
+    $("signup-error").textContent = "Password: use at least 10 characters.";
+    return;
+  }
+  try {
+    await api("POST", "/api/auth/signup", body);
+    $("signup-password").value = "";
+    await start();
+  } catch (error) {
+    $("signup-error").textContent = error.message;
   }
 });
 
@@ -80,7 +125,8 @@ async function drawContrast(name) {
 }
 
 async function nextTask() {
-  const task = await api("GET", "/api/tasks/next");
+  // A POST: taking a lease changes state, so a cross-site link cannot do it.
+  const task = await api("POST", "/api/tasks/next");
   if (!task) {
     show("empty");
     return;

@@ -17,13 +17,17 @@ from typing import Annotated, Literal
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from backend.core.errors import InvalidInput
+from backend.core.validation import InputModel
 
 # Hard caps in the schema; the configurable byte limit (max_mask_bytes) applies on top.
 MAX_PNG_BASE64 = 4 * 1024 * 1024
 MAX_RLE_RUNS = 1_000_000
+MAX_SIDE = 4096
+# No single run can be longer than the largest image.
+RunLength = Annotated[int, Field(ge=0, le=MAX_SIDE * MAX_SIDE)]
 
 Mask = npt.NDArray[np.uint8]
 
@@ -32,20 +36,16 @@ class InvalidMask(InvalidInput):
     """The mask cannot be accepted (encoding, size, shape or values)."""
 
 
-class PngMask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PngMask(InputModel):
     encoding: Literal["png"]
     data: str = Field(max_length=MAX_PNG_BASE64, description="base64 of the PNG file")
 
 
-class RleMask(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RleMask(InputModel):
     encoding: Literal["rle"]
-    width: int = Field(gt=0, le=4096)
-    height: int = Field(gt=0, le=4096)
-    counts: list[int] = Field(max_length=MAX_RLE_RUNS)
+    width: int = Field(gt=0, le=MAX_SIDE)
+    height: int = Field(gt=0, le=MAX_SIDE)
+    counts: list[RunLength] = Field(min_length=1, max_length=MAX_RLE_RUNS)
 
 
 MaskIn = Annotated[PngMask | RleMask, Field(discriminator="encoding")]
@@ -96,13 +96,15 @@ def decode_rle(counts: list[int], *, width: int, height: int, expected: tuple[in
         raise InvalidMask(
             f"The mask is {width}x{height} pixels; this slice needs {expected[0]}x{expected[1]}"
         )
+    # Checked in Python integers before numpy sees them: an int64 sum can wrap around to
+    # W x H and let np.repeat write past the end of its buffer.
+    pixels = width * height
+    if not counts or any(not 0 <= run <= pixels for run in counts):
+        raise InvalidMask(f"RLE counts must be a non-empty list of run lengths 0..{pixels}")
+    total = sum(counts)
+    if total != pixels:
+        raise InvalidMask(f"RLE runs cover {total} pixels; the slice has {pixels}")
     runs = np.asarray(counts, dtype=np.int64)
-    if runs.size == 0 or (runs < 0).any():
-        raise InvalidMask("RLE counts must be a non-empty list of non-negative run lengths")
-    if int(runs.sum()) != width * height:
-        raise InvalidMask(
-            f"RLE runs cover {int(runs.sum())} pixels; the slice has {width * height}"
-        )
     values = np.arange(runs.size, dtype=np.uint8) % 2
     return np.repeat(values, runs).reshape(height, width)
 

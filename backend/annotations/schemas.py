@@ -1,22 +1,35 @@
 """API shapes for submitting and reading annotations."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.annotations.masks import MaskIn
+from backend.core.validation import InputModel
+
+Side = Annotated[int, Field(ge=0, le=100_000)]
 
 
-class AnnotationCreate(BaseModel):
+class ClientInfo(InputModel):
+    """Facts about the labelling client, kept for quality analysis; every field optional."""
+
+    ui: str | None = Field(default=None, max_length=40, description="Client name")
+    version: str | None = Field(default=None, max_length=40)
+    viewport: tuple[Side, Side] | None = Field(
+        default=None, description="Window width and height in CSS pixels"
+    )
+    device_pixel_ratio: float | None = Field(default=None, gt=0, le=16)
+    pointer: Literal["mouse", "pen", "touch"] | None = None
+    zoom: float | None = Field(default=None, gt=0, le=1000)
+
+
+class AnnotationCreate(InputModel):
     """A rater's answer: a binary mask at the cropped slice size (see the mask encodings)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     mask: MaskIn
     duration_ms: int | None = Field(default=None, ge=0, le=24 * 3600 * 1000)
-    # Free-form client facts (device, viewport, tool); kept for quality analysis.
-    client_info: dict[str, Any] = Field(default_factory=dict, max_length=32)
+    client_info: ClientInfo = Field(default_factory=ClientInfo)
 
 
 class AnnotationRead(BaseModel):

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.exc import SQLAlchemyError
 
 from backend.auth import service
 from backend.auth.models import Credential, CredentialKind, User, UserRole
@@ -14,6 +15,8 @@ from backend.core.errors import NotAuthenticated, PermissionDenied
 
 SESSION_COOKIE = "mscrowd_session"
 CSRF_COOKIE = "mscrowd_csrf"
+# "This browser signed in to that account before": exempts it from the account's throttle.
+DEVICE_COOKIE = "mscrowd_device"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -49,6 +52,26 @@ def current_principal(request: Request, session: SessionDep) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def optional_principal(request: Request, session: SessionDep) -> Principal | None:
+    """The caller when signed in, else None (for pages that show more to some roles)."""
+    try:
+        return current_principal(request, session)
+    except (NotAuthenticated, PermissionDenied):
+        return None
+    except SQLAlchemyError:
+        # The database is down: the caller is anonymous, and health reports the outage.
+        session.rollback()
+        return None
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def client_address(request: Request) -> str:
+    """The caller's address (uvicorn applies X-Forwarded-For only from trusted proxies)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 def current_user(principal: PrincipalDep) -> User:

@@ -29,9 +29,6 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     role: UserRole = Field(default=UserRole.volunteer, sa_type=enum_type(UserRole))
     is_active: bool = True
-    # Failed password attempts in a row; too many lock logins until locked_until.
-    failed_logins: int = Field(default=0, ge=0)
-    locked_until: datetime | None = timestamp_field(nullable=True)
     created_at: datetime = created_at_field()
 
 
@@ -54,3 +51,21 @@ class Credential(SQLModel, table=True):
     created_at: datetime = created_at_field()
     expires_at: datetime | None = timestamp_field(nullable=True)
     revoked_at: datetime | None = timestamp_field(nullable=True)
+
+
+class AuthThrottle(SQLModel, table=True):
+    """Failed logins (or sign-ups) counted per key: an account, a client address or a device.
+
+    Kept in the database so every server process sees the same counts. Keys name what they
+    count (``login:acct:<digest of the email>``, ``login:addr:<ip>``, ``login:dev:<user>:<id>``,
+    ``signup:addr:<ip>``); account keys exist for unknown emails too, so the throttle answers
+    the same whether or not an account exists.
+    """
+
+    __tablename__ = "auth_throttle"
+
+    key: str = Field(primary_key=True, max_length=100)
+    failures: int = Field(default=0, ge=0)
+    window_started_at: datetime = timestamp_field()
+    last_failure_at: datetime = timestamp_field()
+    blocked_until: datetime | None = timestamp_field(nullable=True)

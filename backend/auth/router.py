@@ -1,16 +1,35 @@
 """``/api/auth``: sign up, log in and out, who am I, bearer tokens for scripts."""
 
-from fastapi import APIRouter, Response, status
-from fastapi.responses import JSONResponse
+from datetime import timedelta
 
-from backend.auth import service
-from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE, CurrentUser, PrincipalDep
+from fastapi import APIRouter, Request, Response, status
+
+from backend.auth import service, throttle
+from backend.auth.deps import (
+    CSRF_COOKIE,
+    DEVICE_COOKIE,
+    SESSION_COOKIE,
+    CurrentUser,
+    PrincipalDep,
+    client_address,
+)
 from backend.auth.models import Credential, User
-from backend.auth.schemas import LoginIn, MeRead, SessionRead, SignupIn, TokenCreate, TokenRead
+from backend.auth.schemas import (
+    LoginIn,
+    MeRead,
+    SessionRead,
+    SignupIn,
+    TokenCreate,
+    TokenInfo,
+    TokenRead,
+)
 from backend.core.config import Settings
-from backend.core.deps import SessionDep, SettingsDep
+from backend.core.deps import EngineDep, HashingDep, SessionDep, SettingsDep
+from backend.core.errors import error_responses
+from backend.core.validation import PathId
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+SIGNED_IN = error_responses(401, 403)
 
 
 def _start_session(
@@ -35,44 +54,106 @@ def _start_session(
     )
 
 
-@router.post("/signup", status_code=status.HTTP_201_CREATED, response_model=SessionRead)
+def _trust_device(response: Response, settings: Settings, cookie: str) -> None:
+    # Path-scoped and Strict: only the auth endpoints ever see it.
+    response.set_cookie(
+        DEVICE_COOKIE,
+        cookie,
+        max_age=service.DEVICE_COOKIE_DAYS * 86400,
+        path="/api/auth",
+        httponly=True,
+        secure=bool(settings.cookie_secure),
+        samesite="strict",
+    )
+
+
+def _policy(settings: Settings) -> throttle.Policy:
+    return throttle.Policy(
+        free_account=settings.login_free_failures_account,
+        free_address=settings.login_free_failures_address,
+        free_device=settings.login_free_failures_device,
+        max_delay=timedelta(seconds=settings.login_max_delay_seconds),
+        window=timedelta(hours=settings.login_failure_window_hours),
+    )
+
+
+@router.post(
+    "/signup",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionRead,
+    responses=error_responses(
+        400, 409, 429, 503, e409="The email or display name is taken", e429="Too many sign-ups"
+    ),
+)
 def signup(
-    body: SignupIn, response: Response, session: SessionDep, settings: SettingsDep
+    body: SignupIn,
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    gate: HashingDep,
+    settings: SettingsDep,
 ) -> SessionRead:
-    """Create a volunteer account and sign it in."""
-    user = service.create_user(
-        session=session, email=body.email, password=body.password, display_name=body.display_name
+    """Create a volunteer account and sign it in (a limited number per address and hour).
+
+    This browser becomes a trusted device of the account (see ``POST /login``).
+    """
+    user, secret, credential = service.signup(
+        engine=engine,
+        gate=gate,
+        email=body.email,
+        password=body.password,
+        display_name=body.display_name,
+        address=client_address(request),
+        per_hour=settings.signups_per_address_per_hour,
+        session_hours=settings.session_hours,
     )
-    secret, credential = service.open_session(
-        session=session, user=user, hours=settings.session_hours
-    )
+    assert user.id is not None
+    _trust_device(response, settings, service.device_cookie(settings.secret_key, user.id))
     return _start_session(response, settings, user, secret, credential)
 
 
 @router.post(
     "/login",
     response_model=SessionRead,
-    responses={401: {"description": "Wrong email or password"}, 429: {"description": "Locked"}},
+    responses=error_responses(
+        400,
+        401,
+        429,
+        503,
+        e401="Wrong email or password (the same answer for unknown emails)",
+        e429="Too many failed attempts from this address or for this account from new browsers",
+    ),
 )
 def login(
-    body: LoginIn, response: Response, session: SessionDep, settings: SettingsDep
-) -> SessionRead | JSONResponse:
-    """Sign in with email and password; sets the session and CSRF cookies."""
-    attempt = service.authenticate(session=session, email=body.email, password=body.password)
-    if attempt.user is None:
-        assert attempt.error is not None
-        # Returned, not raised: the transaction commits the failure count.
-        return JSONResponse(
-            status_code=attempt.error.status_code, content={"detail": attempt.error.message}
-        )
-    user = attempt.user
-    secret, credential = service.open_session(
-        session=session, user=user, hours=settings.session_hours
+    body: LoginIn,
+    request: Request,
+    response: Response,
+    engine: EngineDep,
+    gate: HashingDep,
+    settings: SettingsDep,
+) -> SessionRead:
+    """Sign in with email and password; sets the session, CSRF and device cookies.
+
+    Failed attempts are throttled with growing delays per client address, and per account for
+    browsers that never signed in to it; a browser that did (it holds the device cookie) is
+    counted on its own, so guessing from elsewhere never locks the owner out.
+    """
+    result = service.login(
+        engine=engine,
+        gate=gate,
+        email=body.email,
+        password=body.password,
+        address=client_address(request),
+        device=request.cookies.get(DEVICE_COOKIE),
+        secret_key=settings.secret_key,
+        policy=_policy(settings),
+        session_hours=settings.session_hours,
     )
-    return _start_session(response, settings, user, secret, credential)
+    _trust_device(response, settings, result.device_cookie)
+    return _start_session(response, settings, result.user, result.secret, result.credential)
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
 def logout(principal: PrincipalDep, response: Response, session: SessionDep) -> None:
     """End this session (or withdraw this bearer token)."""
     service.revoke(session=session, credential=principal.credential)
@@ -80,19 +161,51 @@ def logout(principal: PrincipalDep, response: Response, session: SessionDep) -> 
     response.delete_cookie(CSRF_COOKIE)
 
 
-@router.get("/me", response_model=MeRead)
+@router.get("/me", response_model=MeRead, responses=SIGNED_IN)
 def me(user: CurrentUser) -> MeRead:
     """The signed-in account."""
     return MeRead.model_validate(user)
 
 
-@router.post("/tokens", status_code=status.HTTP_201_CREATED, response_model=TokenRead)
-def create_token(body: TokenCreate, user: CurrentUser, session: SessionDep) -> TokenRead:
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TokenRead,
+    responses=error_responses(
+        400,
+        401,
+        403,
+        409,
+        e403="Tokens are created from a browser session, not with another token",
+        e409="Too many active tokens",
+    ),
+)
+def create_token(
+    body: TokenCreate, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+) -> TokenRead:
     """A bearer token for scripts (``Authorization: Bearer ...``); shown only once."""
     secret, credential = service.issue_token(
-        session=session, user=user, name=body.name, days=body.expires_in_days
+        session=session,
+        principal=principal.credential,
+        user=principal.user,
+        name=body.name,
+        days=body.expires_in_days,
+        max_tokens=settings.max_tokens_per_user,
     )
-    assert credential.id is not None
-    return TokenRead(
-        id=credential.id, name=credential.name, token=secret, expires_at=credential.expires_at
-    )
+    return TokenRead(**TokenInfo.model_validate(credential).model_dump(), token=secret)
+
+
+@router.get("/tokens", response_model=list[TokenInfo], responses=SIGNED_IN)
+def list_tokens(user: CurrentUser, session: SessionDep) -> list[TokenInfo]:
+    """Your bearer tokens that still work (names and expiry; never the secrets)."""
+    return [TokenInfo.model_validate(t) for t in service.list_tokens(session=session, user=user)]
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 404),
+)
+def revoke_token(token_id: PathId, user: CurrentUser, session: SessionDep) -> None:
+    """Withdraw one of your bearer tokens."""
+    service.revoke_token(session=session, user=user, token_id=token_id)

@@ -1,15 +1,30 @@
-"""Accounts and credentials: sign-up, password login, sessions, bearer tokens."""
+"""Accounts and credentials: sign-up, password login, sessions, bearer tokens.
+
+Password hashing runs between short transactions, never inside one: an argon2 hash takes tens
+of milliseconds, and a database connection held across it is one the rest of the app waits for.
+"""
 
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import Engine, func, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
+from backend.auth import throttle
 from backend.auth.models import Credential, CredentialKind, User, UserRole
 from backend.core import security
-from backend.core.errors import Conflict, DomainError, NotAuthenticated, TooManyAttempts
+from backend.core.db import transaction
+from backend.core.errors import (
+    Conflict,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    TooManyAttempts,
+)
+from backend.core.security import HashingGate
 from backend.core.timeutil import utcnow
 
 _ADJECTIVES = (
@@ -70,15 +85,24 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def find_user(session: Session, email: str) -> User | None:
+    """The account with this login email, if any."""
+    return session.exec(select(User).where(User.email == normalise_email(email))).first()
+
+
 def create_user(
     *,
     session: Session,
     email: str,
-    password: str,
+    password: str | None = None,
+    password_hash: str | None = None,
     role: UserRole = UserRole.volunteer,
     display_name: str | None = None,
 ) -> User:
-    """A new active account; ``Conflict`` when the email or pseudonym is taken."""
+    """A new active account from a password or its hash; ``Conflict`` when the email or
+    pseudonym is taken."""
+    if (password is None) == (password_hash is None):
+        raise ValueError("give exactly one of password and password_hash")
     email = normalise_email(email)
     if session.exec(select(User.id).where(User.email == email)).first() is not None:
         raise Conflict("An account with this email already exists")
@@ -89,63 +113,182 @@ def create_user(
     user = User(
         email=email,
         display_name=display_name or _pseudonym(session),
-        password_hash=security.hash_password(password),
+        password_hash=password_hash or security.hash_password(password or ""),
         role=role,
     )
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent sign-up won the race for the email or name
+        raise Conflict("An account with this email or display name already exists") from exc
     return user
 
 
-# Password guessing: after this many failures in a row, logins wait LOCKOUT.
-MAX_FAILED_LOGINS = 10
-LOCKOUT = timedelta(minutes=15)
 # Verified against when the email is unknown, so both answers take the same time.
 _DUMMY_HASH = security.hash_password("mscrowd-no-such-user")
+DEVICE_COOKIE_DAYS = 365
+
+
+def device_cookie(secret_key: str, user_id: int, device_id: str | None = None) -> str:
+    """A signed cookie saying "this browser signed in to ``user_id``" (a new device id if none)."""
+    device_id = device_id or secrets.token_urlsafe(16)
+    return f"{device_id}.{security.sign(secret_key, f'device:{device_id}:{user_id}')[:32]}"
+
+
+def trusted_device(secret_key: str, user_id: int, cookie: str | None) -> str | None:
+    """The device id in ``cookie`` when it is validly signed for ``user_id``, else None."""
+    if not cookie or cookie.count(".") != 1 or len(cookie) > 100:
+        return None
+    device_id, _mac = cookie.split(".")
+    expected = device_cookie(secret_key, user_id, device_id)
+    return device_id if security.same(cookie, expected) else None
 
 
 @dataclass(frozen=True)
-class LoginAttempt:
-    """The outcome of a password check. A failure is returned, not raised, so that the caller's
-    transaction still commits the failure count."""
+class LoginOK:
+    """A successful sign-in: the user, the new session, and the browser's device cookie."""
 
-    user: User | None
-    error: DomainError | None
+    user: User
+    secret: str
+    credential: Credential
+    device_cookie: str
 
 
-def authenticate(
-    *, session: Session, email: str, password: str, now: datetime | None = None
-) -> LoginAttempt:
-    """Check a password, counting failures and locking the account after too many."""
-    now = now or utcnow()
-    user = session.exec(select(User).where(User.email == normalise_email(email))).first()
-    if user is None:
-        security.verify_password(_DUMMY_HASH, password)
-        return LoginAttempt(None, NotAuthenticated("Wrong email or password"))
-    if user.locked_until is not None and user.locked_until > now:
-        minutes = max(1, round((user.locked_until - now).total_seconds() / 60))
-        return LoginAttempt(
-            None, TooManyAttempts(f"Too many failed logins; try again in {minutes} min")
+def _refuse_if_waiting(wait: int) -> None:
+    if wait:
+        raise TooManyAttempts(
+            f"Too many failed sign-in attempts; try again in {wait} s", retry_after=wait
         )
-    if not security.verify_password(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= MAX_FAILED_LOGINS:
-            user.failed_logins = 0
-            user.locked_until = now + LOCKOUT
-        session.add(user)
-        return LoginAttempt(None, NotAuthenticated("Wrong email or password"))
+
+
+def login(
+    *,
+    engine: Engine,
+    gate: HashingGate,
+    email: str,
+    password: str,
+    address: str,
+    device: str | None,
+    secret_key: str,
+    policy: throttle.Policy,
+    session_hours: float,
+    now: datetime | None = None,
+) -> LoginOK:
+    """Check a password under throttling; ``NotAuthenticated`` or ``TooManyAttempts`` if not.
+
+    Unknown emails, wrong passwords and throttled keys answer alike whether or not the account
+    exists: unknown emails are verified against a dummy hash and counted on their own key.
+    """
+    now = now or utcnow()
+    email = normalise_email(email)
+    with transaction(engine) as session:
+        user = find_user(session, email)
+        user_id = user.id if user is not None else None
+        password_hash = user.password_hash if user is not None else _DUMMY_HASH
+        device_id = trusted_device(secret_key, user_id, device) if user_id is not None else None
+        keys = [throttle.address_key(address)]
+        if user_id is not None and device_id is not None:
+            keys.append(throttle.device_key(user_id, device_id))
+        else:
+            keys.append(throttle.account_key(email))
+        _refuse_if_waiting(throttle.wait_seconds(session, keys, now))
+
+    with gate.slot():
+        matches = security.verify_password(password_hash, password)
+        rehashed = (
+            security.hash_password(password)
+            if matches and security.needs_rehash(password_hash)
+            else None
+        )
+
+    with transaction(engine) as session:
+        user = session.get(User, user_id) if matches and user_id is not None else None
+        if user is None:
+            frees = [policy.free_address, policy.free_device if device_id else policy.free_account]
+            for key, free in zip(keys, frees, strict=True):
+                throttle.record_failure(session, key, free=free, policy=policy, now=now)
+        elif user.is_active:
+            # The owner proved the password: their device and the account start afresh.
+            throttle.clear(session, keys[1:])
+            if rehashed is not None:
+                user.password_hash = rehashed
+                session.add(user)
+            secret, credential = open_session(session=session, user=user, hours=session_hours)
+    if user is None or user_id is None:
+        raise NotAuthenticated("Wrong email or password")
     if not user.is_active:
-        return LoginAttempt(None, NotAuthenticated("This account is disabled"))
-    user.failed_logins = 0
-    user.locked_until = None
-    if security.needs_rehash(user.password_hash):
-        user.password_hash = security.hash_password(password)
+        raise NotAuthenticated("This account is disabled")
+    cookie = device_cookie(secret_key, user_id, device_id)
+    return LoginOK(user=user, secret=secret, credential=credential, device_cookie=cookie)
+
+
+def signup(
+    *,
+    engine: Engine,
+    gate: HashingGate,
+    email: str,
+    password: str,
+    display_name: str | None,
+    address: str,
+    per_hour: int,
+    session_hours: float,
+    now: datetime | None = None,
+) -> tuple[User, str, Credential]:
+    """A new volunteer, signed in; at most ``per_hour`` sign-ups per client address."""
+    now = now or utcnow()
+    with transaction(engine) as session:
+        wait = throttle.take(
+            session,
+            throttle.signup_key(address),
+            limit=per_hour,
+            window=timedelta(hours=1),
+            now=now,
+        )
+    if wait:
+        raise TooManyAttempts(
+            f"Too many new accounts from this address; try again in {wait} s", retry_after=wait
+        )
+    with gate.slot():
+        password_hash = security.hash_password(password)
+    with transaction(engine) as session:
+        user = create_user(
+            session=session, email=email, password_hash=password_hash, display_name=display_name
+        )
+        secret, credential = open_session(session=session, user=user, hours=session_hours)
+    return user, secret, credential
+
+
+def unlock(*, session: Session, email: str) -> int:
+    """Forget the failed sign-ins counted against an account and its devices (admins)."""
+    email = normalise_email(email)
+    user = find_user(session, email)
+    if user is None:
+        raise NotFound(f"No account with the email {email}")
+    cleared = throttle.clear(session, [throttle.account_key(email)])
+    return cleared + throttle.clear_prefix(session, f"login:dev:{user.id}:")
+
+
+def set_password(*, session: Session, email: str, password: str) -> int:
+    """Give an account a new password, end its sessions and tokens, and unlock it (admins).
+
+    Returns how many sessions and tokens were ended.
+    """
+    user = find_user(session, email)
+    if user is None:
+        raise NotFound(f"No account with the email {normalise_email(email)}")
+    user.password_hash = security.hash_password(password)
     session.add(user)
-    return LoginAttempt(user, None)
+    ended = session.execute(
+        update(Credential)
+        .where(col(Credential.user_id) == user.id, col(Credential.revoked_at).is_(None))
+        .values(revoked_at=utcnow())
+    )
+    unlock(session=session, email=email)
+    return int(getattr(ended, "rowcount", 0) or 0)
 
 
 def _issue(
-    *, session: Session, user: User, kind: CredentialKind, name: str, lifetime: timedelta | None
+    *, session: Session, user: User, kind: CredentialKind, name: str, lifetime: timedelta
 ) -> tuple[str, Credential]:
     secret = security.new_secret()
     assert user.id is not None
@@ -155,7 +298,7 @@ def _issue(
         secret_sha256=security.digest(secret),
         csrf_token=security.new_secret() if kind is CredentialKind.session else None,
         name=name,
-        expires_at=utcnow() + lifetime if lifetime is not None else None,
+        expires_at=utcnow() + lifetime,
     )
     session.add(credential)
     session.flush()
@@ -173,14 +316,61 @@ def open_session(*, session: Session, user: User, hours: float) -> tuple[str, Cr
     )
 
 
-def issue_token(
-    *, session: Session, user: User, name: str, days: int | None
-) -> tuple[str, Credential]:
-    """A bearer token for scripts; the secret is returned once."""
-    lifetime = timedelta(days=days) if days is not None else None
-    return _issue(
-        session=session, user=user, kind=CredentialKind.token, name=name, lifetime=lifetime
+def _active_tokens(user_id: int, now: datetime) -> SelectOfScalar[Credential]:
+    return (
+        select(Credential)
+        .where(
+            Credential.user_id == user_id,
+            Credential.kind == CredentialKind.token,
+            col(Credential.revoked_at).is_(None),
+            col(Credential.expires_at) > now,
+        )
+        .order_by(col(Credential.id))
     )
+
+
+def issue_token(
+    *,
+    session: Session,
+    principal: Credential,
+    user: User,
+    name: str,
+    days: int,
+    max_tokens: int,
+) -> tuple[str, Credential]:
+    """A bearer token for scripts, minted from a browser session; the secret is returned once."""
+    if principal.kind is not CredentialKind.session:
+        raise PermissionDenied("Tokens are created from a signed-in browser session, not a token")
+    assert user.id is not None
+    held = session.exec(
+        select(func.count()).select_from(_active_tokens(user.id, utcnow()).subquery())
+    ).one()
+    if held >= max_tokens:
+        raise Conflict(f"You already hold {held} active tokens; revoke one first")
+    return _issue(
+        session=session,
+        user=user,
+        kind=CredentialKind.token,
+        name=name,
+        lifetime=timedelta(days=days),
+    )
+
+
+def list_tokens(*, session: Session, user: User) -> list[Credential]:
+    """The caller's tokens that still work, oldest first (secrets are never shown again)."""
+    assert user.id is not None
+    return list(session.exec(_active_tokens(user.id, utcnow())).all())
+
+
+def revoke_token(*, session: Session, user: User, token_id: int) -> None:
+    """Withdraw one of the caller's tokens; ``NotFound`` for anyone else's or a spent one."""
+    assert user.id is not None
+    credential = session.exec(
+        _active_tokens(user.id, utcnow()).where(Credential.id == token_id)
+    ).first()
+    if credential is None:
+        raise NotFound(f"You have no active token {token_id}")
+    revoke(session=session, credential=credential)
 
 
 def resolve(

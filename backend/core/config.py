@@ -1,5 +1,6 @@
 """One typed settings object for the whole backend, read from ``MSCROWD_*`` variables."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,27 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=15 * 60, gt=0)
     # Largest accepted encoded mask (PNG bytes or RLE runs), a guard against abuse.
     max_mask_bytes: int = Field(default=512 * 1024, gt=0)
+    # Proxy addresses whose X-Forwarded-For/-Proto uvicorn trusts ("*" for any); empty trusts
+    # none, so a client cannot pick its own address for the per-address login throttle.
+    forwarded_allow_ips: str = ""
+
+    # Password hashing (argon2id, 64 MiB each): hashes run at once, callers that may wait, and
+    # how long they wait before a 503.
+    password_hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 2, ge=1)
+    password_hash_queue: int = Field(default=32, ge=0)
+    password_hash_wait_seconds: float = Field(default=10.0, gt=0)
+    # Login throttling: failures allowed before delays start, per account (from browsers that
+    # never signed in to it) and per client address; delays then double from 1 s up to the cap.
+    # Failures older than the window are forgotten.
+    login_free_failures_account: int = Field(default=5, ge=1)
+    login_free_failures_address: int = Field(default=20, ge=1)
+    login_free_failures_device: int = Field(default=10, ge=1)
+    login_max_delay_seconds: int = Field(default=15 * 60, ge=1)
+    login_failure_window_hours: float = Field(default=24.0, gt=0)
+    # Sign-ups per client address per hour.
+    signups_per_address_per_hour: int = Field(default=20, ge=1)
+    # Active bearer tokens one account may hold.
+    max_tokens_per_user: int = Field(default=20, ge=1)
 
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_unsafe(self) -> "Settings":

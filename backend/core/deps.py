@@ -4,24 +4,32 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from backend.core.config import Settings
-from backend.core.db import clear_undo, run_undo
+from backend.core.db import transaction
+from backend.core.security import HashingGate
 from backend.core.storage import Storage
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: commit when the endpoint returns, roll back when it raises."""
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            run_undo(session)
-            raise
-        clear_undo(session)
+    with transaction(request.app.state.engine) as session:
+        yield session
+
+
+def get_engine(request: Request) -> Engine:
+    """The app's engine, for the few endpoints that must not hold a connection throughout
+    (password checks run between two short transactions)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_hashing(request: Request) -> HashingGate:
+    """The app's bound on concurrent password hashing."""
+    gate: HashingGate = request.app.state.hashing
+    return gate
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -40,4 +48,6 @@ def get_storage(request: Request) -> Storage:
 # success whose transaction then fails.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+HashingDep = Annotated[HashingGate, Depends(get_hashing)]
 StorageDep = Annotated[Storage, Depends(get_storage)]

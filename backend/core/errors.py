@@ -1,4 +1,12 @@
-"""Domain errors carry their HTTP status; one handler in ``backend.main`` maps them."""
+"""Domain errors carry their HTTP status; one handler in ``backend.main`` maps them.
+
+Every error answer has the same JSON shape, ``ErrorRead``: a human-readable ``detail`` and, for
+invalid input, one entry per offending field. Submitted values are never echoed back.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel
 
 
 class DomainError(Exception):
@@ -6,9 +14,10 @@ class DomainError(Exception):
 
     status_code = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers
 
 
 class SchemaNotCurrent(DomainError):
@@ -42,12 +51,64 @@ class PermissionDenied(DomainError):
 
 
 class TooManyAttempts(DomainError):
-    """Slow down: too many failed attempts."""
+    """Slow down: too many attempts; ``Retry-After`` says for how long."""
 
     status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
+        self.retry_after = max(1, retry_after)
+
+
+class ServiceBusy(DomainError):
+    """The server is at capacity for this kind of work; retry after ``Retry-After`` seconds."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after))})
 
 
 class InvalidInput(DomainError):
     """Well-formed JSON whose content cannot be accepted (a bad mask, a bad folder)."""
 
     status_code = 422
+
+
+class FieldError(BaseModel):
+    """One invalid part of a request: where (``["body", "email"]``), what, and an error code."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorRead(BaseModel):
+    """Every error answer: a sentence for people, plus per-field errors for invalid input."""
+
+    detail: str
+    errors: list[FieldError] = []
+
+
+_DESCRIPTIONS = {
+    400: "The request body could not be parsed",
+    401: "Not signed in, or the session or token has ended",
+    403: "Signed in but not allowed (role, token use, or a missing X-CSRF-Token header)",
+    404: "Not found",
+    409: "Conflicts with the current state",
+    413: "The request body is too large",
+    422: "Invalid input; `errors` names each offending field (values are never echoed)",
+    429: "Too many attempts; retry after the `Retry-After` header's seconds",
+    503: "At capacity or unavailable; retry after the `Retry-After` header's seconds",
+}
+
+
+def error_responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error codes, each with the ``ErrorRead`` body.
+
+    ``descriptions`` override the generic text, keyed ``e409="..."``.
+    """
+    return {
+        code: {"model": ErrorRead, "description": descriptions.get(f"e{code}", _DESCRIPTIONS[code])}
+        for code in codes
+    }

@@ -18,4 +18,5 @@ class DatabaseHealth(BaseModel):
 class HealthRead(BaseModel):
     status: Literal["ok", "degraded", "unavailable"]
     version: str
-    database: DatabaseHealth
+    # Only for admins: which database, its revision and any error.
+    database: DatabaseHealth | None = None

@@ -1,24 +1,31 @@
 """``/api/slices``: slice images for raters (long-cached) and reference masks for experts."""
 
 import hashlib
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from backend.auth.deps import CurrentUser
 from backend.auth.models import EXPERT_ROLES
 from backend.core.deps import SessionDep, StorageDep
-from backend.core.errors import NotFound, PermissionDenied
+from backend.core.errors import NotFound, PermissionDenied, error_responses
+from backend.core.validation import PathId
 from backend.imaging.models import Case, ConsentScope, Slice
 
-router = APIRouter(prefix="/slices", tags=["imaging"])
+router = APIRouter(prefix="/slices", tags=["imaging"], responses=error_responses(401, 403, 404))
 
 # Images never change once imported (a re-import makes new slices), so clients may keep them.
 IMMUTABLE = "private, max-age=31536000, immutable"
+# Role-gated images must not outlive a logout in the browser's cache.
+NO_STORE = "no-store"
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "An 8-bit PNG"}
+}
 
 
-def _png(request: Request, storage_key: str, data: bytes) -> Response:
+def _png(request: Request, storage_key: str, data: bytes, *, cache: str = IMMUTABLE) -> Response:
     etag = '"' + hashlib.sha256(storage_key.encode()).hexdigest()[:32] + '"'
-    headers = {"Cache-Control": IMMUTABLE, "ETag": etag}
+    headers = {"Cache-Control": cache, "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(content=data, media_type="image/png", headers=headers)
@@ -37,11 +44,11 @@ def _slice(session: SessionDep, slice_id: int) -> tuple[Slice, Case]:
     "/{slice_id}/images/{contrast}.png",
     name="slice_image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={**PNG, 304: {"description": "Not modified (If-None-Match matched the ETag)"}},
 )
 def slice_image(
-    slice_id: int,
-    contrast: str,
+    slice_id: PathId,
+    contrast: Annotated[str, Path(max_length=16)],
     request: Request,
     user: CurrentUser,
     session: SessionDep,
@@ -49,21 +56,22 @@ def slice_image(
 ) -> Response:
     """One contrast of a slice as an 8-bit PNG (cropped, radiological orientation)."""
     slice_, case = _slice(session, slice_id)
-    if case.consent_scope is ConsentScope.restricted and user.role not in EXPERT_ROLES:
+    restricted = case.consent_scope is ConsentScope.restricted
+    if restricted and user.role not in EXPERT_ROLES:
         raise PermissionDenied("This case is restricted to experts")
     key = slice_.image_keys.get(contrast)
     if key is None:
         raise NotFound(f"Slice {slice_id} has no {contrast!r} image")
-    return _png(request, key, storage.get(key))
+    return _png(request, key, storage.get(key), cache=NO_STORE if restricted else IMMUTABLE)
 
 
 @router.get(
     "/{slice_id}/reference.png",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}},
+    responses={**PNG, 304: {"description": "Not modified (If-None-Match matched the ETag)"}},
 )
 def reference_mask(
-    slice_id: int, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
+    slice_id: PathId, request: Request, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
     """The expert reference lesion mask of a slice; experts and admins only."""
     if user.role not in EXPERT_ROLES:
@@ -71,4 +79,4 @@ def reference_mask(
     slice_, _case = _slice(session, slice_id)
     if slice_.reference_key is None:
         raise NotFound(f"Slice {slice_id} has no reference mask")
-    return _png(request, slice_.reference_key, storage.get(slice_.reference_key))
+    return _png(request, slice_.reference_key, storage.get(slice_.reference_key), cache=NO_STORE)

@@ -4,10 +4,11 @@ from fastapi import APIRouter, status
 
 from backend.auth.deps import AdminUser, CurrentUser
 from backend.core.deps import SessionDep
+from backend.core.errors import error_responses
 from backend.projects import service
 from backend.projects.schemas import ProjectCreate, ProjectRead
 
-router = APIRouter(prefix="/projects", tags=["projects"])
+router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(401, 403))
 
 
 @router.get("", response_model=list[ProjectRead])
@@ -16,7 +17,12 @@ def list_projects(_user: CurrentUser, session: SessionDep) -> list[ProjectRead]:
     return service.list_with_progress(session=session)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ProjectRead)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ProjectRead,
+    responses=error_responses(400, 409, e409="A project with this name exists"),
+)
 def create_project(body: ProjectCreate, _admin: AdminUser, session: SessionDep) -> ProjectRead:
     """Create a project (admins)."""
     project = service.create(session=session, project_in=body)

@@ -1,15 +1,22 @@
 """API shapes for projects."""
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
+from backend.core.validation import clean_text
 from backend.projects.models import ProjectBase
 
 
 class ProjectCreate(ProjectBase):
     # SQLModel types its config as its own TypedDict; ConfigDict is what it accepts at run time.
-    model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # type: ignore[assignment]
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: Any) -> Any:
+        return clean_text(value)
 
 
 class ProjectRead(ProjectBase):

@@ -2,6 +2,7 @@
 
 from pydantic import ValidationError
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from backend.core.errors import Conflict, InvalidInput
@@ -17,7 +18,10 @@ def create(*, session: Session, project_in: ProjectCreate) -> Project:
         raise Conflict(f"A project called {project_in.name!r} already exists")
     project = Project.model_validate(project_in)
     session.add(project)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create won the race for the name
+        raise Conflict(f"A project called {project_in.name!r} already exists") from exc
     return project
 
 

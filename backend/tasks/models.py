@@ -72,4 +72,6 @@ class Assignment(SQLModel, table=True):
     lease_expires_at: datetime = timestamp_field(index=True)
     # The client's key for the submission; a retry with the same key gets the same answer.
     idempotency_key: str | None = Field(default=None, max_length=64)
+    # SHA-256 of the submitted request: a replayed key must come with the same request.
+    request_sha256: str | None = Field(default=None, max_length=64)
     submitted_at: datetime | None = timestamp_field(nullable=True)

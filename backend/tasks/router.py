@@ -1,5 +1,6 @@
 """``/api/tasks``: lease the next task and submit a mask for it."""
 
+import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
@@ -8,11 +9,15 @@ from backend.annotations import service as annotations
 from backend.annotations.schemas import AnnotationCreate, AnnotationRead
 from backend.auth.deps import CurrentUser
 from backend.core.deps import SessionDep, SettingsDep, StorageDep
+from backend.core.errors import error_responses
+from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging.models import Slice
 from backend.tasks import service
 from backend.tasks.schemas import CropBox, NeighbourRead, SliceRead, TaskRead
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
+# Idempotency keys are client-chosen tokens (a UUID, say): printable ASCII, no spaces.
+IDEMPOTENCY_KEY = r"^[!-~]{1,64}$"
 
 
 def image_urls(request: Request, slice_: Slice) -> dict[str, str]:
@@ -25,7 +30,7 @@ def image_urls(request: Request, slice_: Slice) -> dict[str, str]:
     }
 
 
-@router.get(
+@router.post(
     "/next",
     response_model=TaskRead,
     responses={204: {"description": "No open task is left for you right now"}},
@@ -35,9 +40,14 @@ def next_task(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-    project_id: Annotated[int | None, Query(description="Only tasks of this project")] = None,
+    project_id: Annotated[
+        int | None, Query(ge=1, le=MAX_DB_ID, description="Only tasks of this project")
+    ] = None,
 ) -> TaskRead | Response:
-    """Lease one open task you have not labelled; the same task again while the lease lasts."""
+    """Lease one open task you have not labelled; the same task again while the lease lasts.
+
+    A POST, because it changes state: a cross-site link must not take a lease for you.
+    """
     lease = service.next_task(
         session=session, user=user, lease_seconds=settings.lease_seconds, project_id=project_id
     )
@@ -78,13 +88,23 @@ def next_task(
     status_code=status.HTTP_201_CREATED,
     response_model=AnnotationRead,
     responses={
-        200: {"description": "A retry of a stored submission (same Idempotency-Key)"},
-        409: {"description": "Not leased to you, already labelled, or the lease was lost"},
-        422: {"description": "The mask is malformed, the wrong size or not binary"},
+        200: {
+            "model": AnnotationRead,
+            "description": "A retry of a stored submission (same Idempotency-Key and body)",
+        },
+        **error_responses(
+            400,
+            404,
+            409,
+            422,
+            e409="Not leased to you, already labelled, or the lease was lost",
+            e422="The mask is malformed, the wrong size or not binary, or the Idempotency-Key "
+            "was used with a different request",
+        ),
     },
 )
 def submit_annotation(
-    task_id: int,
+    task_id: PathId,
     body: AnnotationCreate,
     response: Response,
     user: CurrentUser,
@@ -94,8 +114,9 @@ def submit_annotation(
     idempotency_key: Annotated[
         str | None,
         Header(
-            max_length=64,
-            description="Client-chosen key; a retry with it is answered, not stored twice",
+            pattern=IDEMPOTENCY_KEY,
+            description="Client-chosen key (printable ASCII, up to 64 characters); a retry "
+            "with the same key and body is answered, not stored twice",
         ),
     ] = None,
 ) -> AnnotationRead:
@@ -108,8 +129,9 @@ def submit_annotation(
         mask_in=body.mask,
         max_mask_bytes=settings.max_mask_bytes,
         idempotency_key=idempotency_key,
+        request_sha256=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
         duration_ms=body.duration_ms,
-        client_info=body.client_info,
+        client_info=body.client_info.model_dump(exclude_none=True),
     )
     if result.replayed:
         response.status_code = status.HTTP_200_OK

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.auth.models import EXPERT_ROLES, User
 from backend.core.db import serialize_writers
@@ -92,17 +93,57 @@ def next_task(
     """Lease the caller one open task they have not labelled, or None when there is none.
 
     A caller who already holds an unexpired lease gets that task again (a page reload must
-    not take a second slot).
+    not take a second slot). None means no task has a free slot for this caller: a task whose
+    row a concurrent transaction holds is waited for, not passed over, since that transaction
+    may leave a slot free. Slots are counted at the time the lock is held (``now`` only fixes
+    the clock for tests): a lease that lapsed while we waited for the lock is free.
     """
-    now = now or utcnow()
     assert user.id is not None
     serialize_writers(session)
-    held = _current_lease(session, user.id, now)
+
+    def clock() -> datetime:
+        return now if now is not None else utcnow()
+
+    held = _current_lease(session, user.id, clock())
     if held is not None:
         assignment, task = held
         if project_id is None or task.project_id == project_id:
             return _load(session, task, assignment)
+    waits = session.get_bind().dialect.name == "postgresql"
+    skipped: list[int] = []
+    for _ in range(MAX_CANDIDATES):
+        # Built afresh each time: its clock must not be older than the snapshot it reads.
+        query = _candidates(user, project_id, clock())
+        if skipped:
+            query = query.where(col(Task.id).not_in(skipped))
+        candidate = session.exec(query.with_for_update(skip_locked=True)).first()
+        if candidate is not None:
+            lease = _try_lease(session, candidate, user.id, clock(), lease_seconds)
+        elif waits:
+            # Every free-looking task is locked by a concurrent lease or submission (they take
+            # milliseconds). Wait for the first one inside a savepoint, so that if it turns out
+            # full its lock is released again before we look further.
+            savepoint = session.begin_nested()
+            candidate = session.exec(query.with_for_update()).first()
+            if candidate is None:
+                savepoint.commit()
+                return None
+            lease = _try_lease(session, candidate, user.id, clock(), lease_seconds)
+            if lease is None:
+                savepoint.rollback()
+            else:
+                savepoint.commit()
+        else:
+            return None
+        if lease is not None:
+            return lease
+        assert candidate.id is not None
+        skipped.append(candidate.id)
+    return None
 
+
+def _candidates(user: User, project_id: int | None, now: datetime) -> SelectOfScalar[Task]:
+    """Open tasks with a free slot (as of the statement's snapshot) in queue order."""
     taken = (
         select(func.count())
         .where(col(Assignment.task_id) == Task.id, slot_taken(now))
@@ -125,7 +166,6 @@ def next_task(
         # Both descending, so an index on (priority, id) serves it read backwards.
         .order_by(col(Task.priority).desc(), col(Task.id).desc())
         .limit(1)
-        .with_for_update(skip_locked=True)
     )
     if project_id is not None:
         candidates = candidates.where(Task.project_id == project_id)
@@ -138,19 +178,18 @@ def next_task(
             .where(Case.consent_scope == ConsentScope.restricted)
         )
         candidates = candidates.where(col(Task.slice_id).not_in(restricted))
-    skipped: list[int] = []
-    for _ in range(MAX_CANDIDATES):
-        query = candidates.where(col(Task.id).not_in(skipped)) if skipped else candidates
-        candidate = session.exec(query).first()
-        if candidate is None:
-            return None
-        assert candidate.id is not None
-        # The candidate query saw a snapshot taken before we held the lock; count again.
-        if taken_slots(session, candidate.id, now) < candidate.required_labels:
-            lease = _lease(session, candidate.id, user.id, now, lease_seconds)
-            return _load(session, candidate, lease)
-        skipped.append(candidate.id)
-    return None
+    return candidates
+
+
+def _try_lease(
+    session: Session, task: Task, user_id: int, now: datetime, lease_seconds: int
+) -> Lease | None:
+    """Lease ``task`` (locked by the caller) when a slot is free under the lock, else None."""
+    assert task.id is not None
+    # The candidate query saw a snapshot taken before we held the lock; count again.
+    if taken_slots(session, task.id, now) >= task.required_labels:
+        return None
+    return _load(session, task, _lease(session, task.id, user_id, now, lease_seconds))
 
 
 def _lease(

@@ -48,7 +48,7 @@ def test_serve_runs_a_real_server_on_the_embedded_default(tmp_path: Path) -> Non
     with live_server(env) as (base, server):
         response = httpx.get(f"{base}/api/health", timeout=5)
         assert response.status_code == 200
-        assert response.json()["database"]["revision"] == head_revision()
+        assert response.json()["status"] == "ok"
         assert (tmp_path / "var" / "mscrowd.sqlite").exists()
         # `serve` on the embedded default also runs a worker: a job sent now gets done.
         settings = Settings(data_dir=tmp_path / "var", database_url="sqlite://", broker_url="")
@@ -168,6 +168,45 @@ def test_users_create(settings_env: pytest.MonkeyPatch) -> None:
     weak = runner.invoke(app, ["users", "create", "x@example.org", "--password", "short"])
     assert weak.exit_code == 1
     assert "password" in weak.output
+
+
+def test_users_unlock_and_set_password(settings_env: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    from backend.main import create_app
+
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    create = ["users", "create", "locked@example.org", "--password", "the old password"]
+    assert runner.invoke(app, create).exit_code == 0
+    wrong = {"email": "locked@example.org", "password": "a wrong guess"}
+    right = {"email": "locked@example.org", "password": "the old password"}
+    with TestClient(create_app()) as client:
+        answers = [client.post("/api/auth/login", json=wrong).status_code for _ in range(8)]
+        assert answers[-1] == 429
+        assert client.post("/api/auth/login", json=right).status_code == 429
+        result = runner.invoke(app, ["users", "unlock", "LOCKED@example.org"])
+        assert result.exit_code == 0, result.output
+        assert "Unlocked locked@example.org" in result.output
+        signed_in = client.post("/api/auth/login", json=right)
+        assert signed_in.status_code == 200
+        client.headers["X-CSRF-Token"] = signed_in.json()["csrf_token"]
+        assert client.get("/api/auth/me").status_code == 200
+
+        new = ["users", "set-password", "locked@example.org", "--password", "a brand new one"]
+        result = runner.invoke(app, new)
+        assert result.exit_code == 0, result.output
+        assert "1 session(s) and token(s) ended" in result.output
+        # The old session is over, the old password is gone, the new one works.
+        assert client.get("/api/auth/me").status_code == 401
+        assert client.post("/api/auth/login", json=right).status_code == 401
+        fresh = {"email": "locked@example.org", "password": "a brand new one"}
+        assert client.post("/api/auth/login", json=fresh).status_code == 200
+    short = runner.invoke(app, ["users", "set-password", "locked@example.org", "--password", "x"])
+    assert short.exit_code == 1
+    assert "at least 10 characters" in short.output
+    unknown = runner.invoke(app, ["users", "unlock", "nobody@example.org"])
+    assert unknown.exit_code == 1
+    assert "No account" in unknown.output
 
 
 def test_worker_refuses_unknown_queues(settings_env: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from PIL import Image
 from sqlmodel import Session, select
 
 from backend.annotations.models import Annotation
+from backend.auth.models import User
 from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from tests.factories import HEIGHT, WIDTH, create_tasks
@@ -71,9 +72,14 @@ def test_volunteer_signs_up_paints_and_submits(
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(base)
-    page.fill("#email", "painter@example.org")
-    page.fill("#password", "a long enough password")
-    page.click("#signup")
+    page.click("#tab-signup")
+    # A short password is explained in words before anything is sent.
+    page.fill("#signup-email", "painter@example.org")
+    page.fill("#signup-password", "short")
+    page.press("#signup-password", "Enter")
+    assert "at least 10 characters" in page.inner_text("[data-testid=signup-error]")
+    page.fill("#signup-password", "a long enough password")
+    page.press("#signup-password", "Enter")
     page.wait_for_selector("[data-testid=paint]", state="visible")
     assert page.inner_text("[data-testid=display-name]")
     first_status = page.inner_text("[data-testid=status]")
@@ -120,3 +126,37 @@ def test_volunteer_signs_up_paints_and_submits(
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=no-task]", state="visible")
     context.close()
+
+
+def test_enter_in_the_login_form_logs_in_and_never_signs_up(
+    browser: "playwright_api.Browser", site: tuple[str, Path]
+) -> None:
+    base, data_dir = site
+    page = browser.new_context().new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base)
+    page.fill("#login-email", "newcomer@example.org")
+    page.fill("#login-password", "a long enough password")
+    page.press("#login-password", "Enter")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=login-error]').textContent.length > 0"
+    )
+    assert page.inner_text("[data-testid=login-error]") == "Wrong email or password"
+    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    with Session(engine) as session:
+        assert session.exec(select(User)).all() == []  # no account was created
+    engine.dispose()
+    # Signing up, logging out and pressing Enter in the login form signs back in.
+    page.click("#tab-signup")
+    page.fill("#signup-email", "newcomer@example.org")
+    page.fill("#signup-password", "a long enough password")
+    page.click("#signup")
+    page.wait_for_selector("[data-testid=paint]", state="visible")
+    page.click("#logout")
+    page.wait_for_selector("#login-form", state="visible")
+    page.fill("#login-email", "newcomer@example.org")
+    page.fill("#login-password", "a long enough password")
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("[data-testid=paint]", state="visible")
+    assert errors == []

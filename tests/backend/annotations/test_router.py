@@ -23,7 +23,7 @@ def _lease(client: TestClient, engine: Engine, storage: Storage) -> int:
         create_tasks(session, storage, count=2, required_labels=2)
         session.commit()
     signup(client, "rater@example.org")
-    task_id: int = client.get("/api/tasks/next").json()["id"]
+    task_id: int = client.post("/api/tasks/next").json()["id"]
     return task_id
 
 
@@ -58,7 +58,7 @@ def test_png_and_rle_store_the_same_mask(
     response = client.post(f"/api/tasks/{first}/annotations", json={**png, "duration_ms": 4200})
     assert response.status_code == 201, response.text
     assert response.json()["lesion_pixels"] == int(mask.sum())
-    second = client.get("/api/tasks/next").json()["id"]
+    second = client.post("/api/tasks/next").json()["id"]
     rle = {
         "mask": {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": encode_rle(mask)}
     }
@@ -95,10 +95,15 @@ def test_retry_with_the_same_idempotency_key_is_answered_not_stored_twice(
     )
     assert other.status_code == 409
     assert client.post(f"/api/tasks/{task_id}/annotations", json=body).status_code == 409
+    # The same key with a different body is refused, not answered as if it matched.
+    painted = {**body, "mask": {**body["mask"], "counts": [0, WIDTH * HEIGHT]}}
+    changed = client.post(f"/api/tasks/{task_id}/annotations", json=painted, headers=headers)
+    assert changed.status_code == 422
+    assert "different request" in changed.json()["detail"]
     # The key cannot be reused for another task either.
-    next_id = client.get("/api/tasks/next").json()["id"]
+    next_id = client.post("/api/tasks/next").json()["id"]
     reuse = client.post(f"/api/tasks/{next_id}/annotations", json=body, headers=headers)
-    assert reuse.status_code == 409
+    assert reuse.status_code == 422
     assert _stored(migrated_engine, storage)[0] == 1
 
 
@@ -127,8 +132,14 @@ def _bad_bodies() -> list[pytest.ParameterSet]:
             id="not-an-image",
         ),
         pytest.param({"mask": {**rle, "counts": [n - 1]}}, "cover", id="rle-short"),
-        pytest.param({"mask": {**rle, "counts": [n + 5, -5]}}, "non-negative", id="rle-negative"),
-        pytest.param({"mask": {**rle, "counts": []}}, "non-empty", id="rle-empty"),
+        pytest.param({"mask": {**rle, "counts": [n + 5, -5]}}, "greater than", id="rle-negative"),
+        pytest.param({"mask": {**rle, "counts": []}}, "at least 1 item", id="rle-empty"),
+        # Runs whose int64 sum wraps around to W x H once crashed the server (issue 17).
+        pytest.param(
+            {"mask": {**rle, "counts": [2**63 - 1, 2**63 - 1, n + 2]}}, "less than", id="rle-wrap"
+        ),
+        pytest.param({"mask": {**rle, "counts": [2**64, n]}}, "less than", id="rle-huge"),
+        pytest.param({"mask": {**rle, "counts": [n, 0, 0, 0, 1]}}, "cover", id="rle-long"),
         pytest.param({"mask": {**rle, "width": 5, "counts": [5 * HEIGHT]}}, "needs", id="rle-size"),
         pytest.param({"mask": {"encoding": "svg", "data": ""}}, "encoding", id="unknown-encoding"),
         pytest.param({"mask": {**rle, "counts": [n]}, "extra": 1}, "extra", id="unknown-field"),
@@ -186,4 +197,7 @@ def test_unknown_or_unleased_task(
     response = client.post(f"/api/tasks/{other}/annotations", json=body)
     assert response.status_code == 409
     assert "not leased to you" in response.json()["detail"]
+    # The right to answer is checked before any mask is decoded.
+    junk = {"mask": {"encoding": "png", "data": "%%%"}}
+    assert client.post(f"/api/tasks/{other}/annotations", json=junk).status_code == 409
     assert task_id != other

@@ -1,6 +1,6 @@
 """Sign-up, login, logout, CSRF on cookie sessions, bearer tokens, roles."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,7 +9,8 @@ from sqlmodel import Session, select
 
 from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE
 from backend.auth.models import Credential, User, UserRole
-from backend.auth.service import MAX_FAILED_LOGINS
+from backend.core.config import Settings
+from backend.main import create_app
 from tests.factories import PASSWORD, set_role, signup
 
 
@@ -50,7 +51,12 @@ def test_signup_creates_a_pseudonymous_volunteer_with_an_argon2_hash(
 def test_signup_rejects_bad_input(client: TestClient, payload: dict[str, str], field: str) -> None:
     response = client.post("/api/auth/signup", json=payload)
     assert response.status_code == 422
-    assert field in response.text
+    body = response.json()
+    assert [e["loc"] for e in body["errors"]] == [["body", field]]
+    # A sentence a person can read, and nothing of what was submitted echoed back.
+    assert body["detail"].startswith(f"{field}: ")
+    assert PASSWORD not in response.text
+    assert "input" not in body["errors"][0]
 
 
 def test_duplicate_email_is_a_conflict(client: TestClient) -> None:
@@ -86,10 +92,24 @@ def test_bearer_token_for_scripts_needs_no_csrf(client: TestClient) -> None:
     response = client.post("/api/auth/tokens", json={"name": "export script"})
     assert response.status_code == 201
     token = response.json()["token"]
+    # Every token expires: 90 days unless asked otherwise, a year at most.
+    expires = datetime.fromisoformat(response.json()["expires_at"])
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+    assert (
+        client.post("/api/auth/tokens", json={"name": "x", "expires_in_days": 366}).status_code
+        == 422
+    )
+    assert (
+        client.post("/api/auth/tokens", json={"name": "x", "expires_in_days": None}).status_code
+        == 422
+    )
     client.cookies.clear()
     del client.headers["X-CSRF-Token"]
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/auth/me", headers=bearer).json()["email"] == "script@example.org"
+    # A token cannot mint further tokens (a leaked one must not breed).
+    minted = client.post("/api/auth/tokens", json={"name": "child"}, headers=bearer)
+    assert minted.status_code == 403
     assert client.post("/api/auth/logout", headers=bearer).status_code == 204
     assert client.get("/api/auth/me", headers=bearer).status_code == 401
     assert (
@@ -126,26 +146,33 @@ def test_only_admins_create_projects(client: TestClient, migrated_engine: Engine
     assert listed[0]["tasks_open"] == 0
 
 
-def test_repeated_wrong_passwords_lock_the_account_for_a_while(
-    client: TestClient, migrated_engine: Engine
-) -> None:
-    signup(client, "target@example.org")
+def test_owners_list_and_revoke_their_tokens_only(client: TestClient) -> None:
+    signup(client, "owner@example.org")
+    made = [client.post("/api/auth/tokens", json={"name": f"t{i}"}).json() for i in range(3)]
+    listed = client.get("/api/auth/tokens").json()
+    assert [t["name"] for t in listed] == ["t0", "t1", "t2"]
+    assert all("token" not in t for t in listed)  # the secret is shown once only
+    assert client.delete(f"/api/auth/tokens/{made[1]['id']}").status_code == 204
+    assert [t["name"] for t in client.get("/api/auth/tokens").json()] == ["t0", "t2"]
+    bearer = {"Authorization": f"Bearer {made[1]['token']}"}
+    assert client.get("/api/auth/me", headers=bearer).status_code == 401
+    # Revoking twice, or someone else's token, is "not found" (ids are not confirmed).
+    assert client.delete(f"/api/auth/tokens/{made[1]['id']}").status_code == 404
     client.cookies.clear()
-    wrong = {"email": "target@example.org", "password": "guess-guess"}
-    for _ in range(MAX_FAILED_LOGINS):
-        assert client.post("/api/auth/login", json=wrong).status_code == 401
-    # Locked: even the right password waits, and the answer says for how long.
-    right = {"email": "target@example.org", "password": PASSWORD}
-    locked = client.post("/api/auth/login", json=right)
-    assert locked.status_code == 429
-    assert "try again in 15 min" in locked.json()["detail"]
-    with Session(migrated_engine) as session:
-        user = session.exec(select(User)).one()
-        assert user.locked_until is not None
-        user.locked_until = user.locked_until - timedelta(minutes=16)
-        session.add(user)
-        session.commit()
-    assert client.post("/api/auth/login", json=right).status_code == 200
-    # Unknown emails get the same answer as wrong passwords.
-    unknown = client.post("/api/auth/login", json={"email": "nobody@example.org", "password": "x"})
-    assert unknown.json() == {"detail": "Wrong email or password"}
+    signup(client, "other@example.org")
+    assert client.delete(f"/api/auth/tokens/{made[0]['id']}").status_code == 404
+    assert client.get("/api/auth/tokens").json() == []
+    assert client.delete("/api/auth/tokens/99999999999").status_code == 422
+
+
+def test_token_count_is_capped(
+    settings_env: pytest.MonkeyPatch, migrated_engine: Engine, app_settings: Settings
+) -> None:
+    settings = app_settings.model_copy(update={"max_tokens_per_user": 2})
+    with TestClient(create_app(settings, engine=migrated_engine)) as client:
+        signup(client, "many@example.org")
+        for name in ("a", "b"):
+            assert client.post("/api/auth/tokens", json={"name": name}).status_code == 201
+        refused = client.post("/api/auth/tokens", json={"name": "c"})
+        assert refused.status_code == 409
+        assert "revoke one" in refused.json()["detail"]

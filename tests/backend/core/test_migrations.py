@@ -11,7 +11,7 @@ import backend.models  # noqa: F401  (registers every table)
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
 
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
-TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials"}
+TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -28,7 +28,7 @@ def _volunteer(base: str, n: int, errors: list[BaseException]) -> None:
             signed.raise_for_status()
             client.headers["X-CSRF-Token"] = signed.json()["csrf_token"]
             while True:
-                leased = client.get("/api/tasks/next")
+                leased = client.post("/api/tasks/next")
                 if leased.status_code == 204:
                     return
                 leased.raise_for_status()

@@ -25,7 +25,7 @@ def test_next_task_leases_a_slice_with_images_and_context(
 ) -> None:
     ids = _seed(migrated_engine, storage, count=3)
     signup(client, "v1@example.org")
-    response = client.get("/api/tasks/next")
+    response = client.post("/api/tasks/next")
     assert response.status_code == 200
     task = response.json()
     assert task["id"] in ids
@@ -35,6 +35,8 @@ def test_next_task_leases_a_slice_with_images_and_context(
     assert set(task["slice"]["images"]) == {"flair"}
     assert {n["offset"] for n in task["neighbours"]} <= {-2, -1, 1, 2}
     assert task["neighbours"]
+    # Taking a lease changes state: only by POST, so a cross-site link cannot take one.
+    assert client.get("/api/tasks/next").status_code == 405
     image = client.get(task["slice"]["images"]["flair"])
     assert image.status_code == 200
     assert image.headers["content-type"] == "image/png"
@@ -45,7 +47,7 @@ def test_next_task_leases_a_slice_with_images_and_context(
     )
     assert cached.status_code == 304
     # Reloading the page returns the same lease instead of taking a second slot.
-    assert client.get("/api/tasks/next").json()["id"] == task["id"]
+    assert client.post("/api/tasks/next").json()["id"] == task["id"]
     with Session(migrated_engine) as session:
         assert len(session.exec(select(Assignment)).all()) == 1
 
@@ -54,7 +56,7 @@ def test_images_and_tasks_need_a_signed_in_user(
     client: TestClient, migrated_engine: Engine, storage: Storage
 ) -> None:
     _seed(migrated_engine, storage, count=1)
-    assert client.get("/api/tasks/next").status_code == 401
+    assert client.post("/api/tasks/next").status_code == 401
     assert client.get("/api/slices/1/images/flair.png").status_code == 401
     signup(client, "v2@example.org")
     assert client.get("/api/slices/999/images/flair.png").status_code == 404
@@ -63,10 +65,10 @@ def test_images_and_tasks_need_a_signed_in_user(
 
 def test_no_task_left_is_204(client: TestClient, migrated_engine: Engine, storage: Storage) -> None:
     signup(client, "v3@example.org")
-    assert client.get("/api/tasks/next").status_code == 204
+    assert client.post("/api/tasks/next").status_code == 204
     _seed(migrated_engine, storage, count=1, required_labels=1)
-    assert client.get("/api/tasks/next", params={"project_id": 12345}).status_code == 204
-    assert client.get("/api/tasks/next").status_code == 200
+    assert client.post("/api/tasks/next", params={"project_id": 12345}).status_code == 204
+    assert client.post("/api/tasks/next").status_code == 200
 
 
 def test_reference_mask_is_for_experts_only(
@@ -83,7 +85,7 @@ def test_reference_mask_is_for_experts_only(
         session.commit()
         slice_id = slice_.id
     signup(client, "curious@example.org")
-    task_json = client.get("/api/tasks/next").json()
+    task_json = client.post("/api/tasks/next").json()
     # Nothing a volunteer receives points at the reference.
     assert "reference" not in str(task_json)
     assert client.get(f"/api/slices/{slice_id}/images/reference.png").status_code == 404
@@ -93,6 +95,8 @@ def test_reference_mask_is_for_experts_only(
     allowed = client.get(f"/api/slices/{slice_id}/reference.png")
     assert allowed.status_code == 200
     assert allowed.headers["content-type"] == "image/png"
+    # Role-gated: never kept in the browser's cache past a logout.
+    assert allowed.headers["cache-control"] == "no-store"
 
 
 def test_restricted_cases_are_hidden_from_volunteers(
@@ -111,7 +115,9 @@ def test_restricted_cases_are_hidden_from_volunteers(
     signup(client, "nosy@example.org")
     assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 403
     # Volunteers are never leased restricted work; experts are.
-    assert client.get("/api/tasks/next").status_code == 204
+    assert client.post("/api/tasks/next").status_code == 204
     set_role(migrated_engine, UserRole.expert)
-    assert client.get("/api/tasks/next").json()["slice"]["id"] == slice_id
-    assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 200
+    assert client.post("/api/tasks/next").json()["slice"]["id"] == slice_id
+    image = client.get(f"/api/slices/{slice_id}/images/flair.png")
+    assert image.status_code == 200
+    assert image.headers["cache-control"] == "no-store"
