@@ -100,6 +100,10 @@ def serve(
             factory=True,
             host=host or settings.host,
             port=port or settings.port,
+            # Client addresses (for login throttling) come from X-Forwarded-For only when the
+            # connection is from a proxy the admin named; otherwise anyone could pick theirs.
+            proxy_headers=bool(settings.forwarded_allow_ips),
+            forwarded_allow_ips=settings.forwarded_allow_ips or None,
         )
     finally:
         if child is not None:

@@ -200,45 +200,90 @@ def test_every_response_carries_the_security_headers(client: TestClient) -> None
     assert client.get("/api/auth/me").headers["cache-control"] == "no-store"
 
 
-def _live_task(data_dir: Path) -> None:
-    from backend.core.db import create_db_engine
-
-    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
-    with Session(engine) as session:
-        create_tasks(session, Storage((data_dir / "storage").as_uri()), count=1)
-        session.commit()
-    engine.dispose()
-
-
-def test_the_crash_payload_against_a_live_server(tmp_path: Path) -> None:
+def test_every_reproduction_of_issue_17_against_a_live_server(pg_url: str, tmp_path: Path) -> None:
+    """The problems found on the foundation, each sent over HTTP to ``mscrowd serve`` on
+    PostgreSQL, all answered 4xx or as specified, and the process alive at the end."""
     import subprocess
 
+    from backend.core.db import create_db_engine
+
     data_dir = tmp_path / "var"
-    env = cli_env(data_dir)
+    env = cli_env(data_dir, MSCROWD_DATABASE_URL=pg_url)
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    _live_task(data_dir)
+    engine = create_db_engine(pg_url)
+    with Session(engine) as session:
+        create_tasks(session, Storage((data_dir / "storage").as_uri()), count=2)
+        session.commit()
+    engine.dispose()
     with live_server(env, "--no-worker") as (base, server), httpx.Client(base_url=base) as http:
-        csrf = http.post(
-            "/api/auth/signup", json={"email": "crash@example.org", "password": PASSWORD}
-        ).json()["csrf_token"]
-        http.headers["X-CSRF-Token"] = csrf
-        mask: dict[str, Any] = {
-            "encoding": "rle",
-            "width": WIDTH,
-            "height": HEIGHT,
-            "counts": CRASH_COUNTS,
-        }
-        # Without a lease (it was decoded before the lease check), then with one.
-        unleased = http.post("/api/tasks/1/annotations", json={"mask": mask})
-        assert unleased.status_code in (409, 422), unleased.text
+        signed = http.post(
+            "/api/auth/signup", json={"email": "v@example.org", "password": PASSWORD}
+        )
+        http.headers["X-CSRF-Token"] = signed.json()["csrf_token"]
+        rle: dict[str, Any] = {"encoding": "rle", "width": WIDTH, "height": HEIGHT}
+        # 1. The segfault payload, without and with a lease.
+        crash = {"mask": {**rle, "counts": CRASH_COUNTS}}
+        assert http.post("/api/tasks/1/annotations", json=crash).status_code == 422
+        # 5. Leases only by POST.
+        assert http.get("/api/tasks/next").status_code == 405
         task_id = http.post("/api/tasks/next").json()["id"]
-        leased = http.post(f"/api/tasks/{task_id}/annotations", json={"mask": mask})
-        assert leased.status_code == 422, leased.text
+        assert http.post(f"/api/tasks/{task_id}/annotations", json=crash).status_code == 422
+        # 2. A chunked body is cut off; a 422 never echoes a password.
         streamed = http.post(
             "/api/auth/login",
             content=_chunks(MAX_BODY_BYTES + 1024 * 1024),
             headers={"Content-Type": "application/json"},
         )
         assert streamed.status_code == 413
-        assert http.get("/api/health").status_code == 200
+        echoed = http.post("/api/auth/signup", json={"email": "x", "password": "hunter2hunter2"})
+        assert echoed.status_code == 422
+        assert "hunter2" not in echoed.text
+        # 4. NaN, ids beyond the column, NUL bytes.
+        nan = http.post(
+            "/api/auth/login",
+            content=b'{"email": "a@b.org", "password": NaN}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert nan.status_code == 422
+        assert http.post(f"/api/tasks/{2**40}/annotations", json=crash).status_code == 422
+        assert http.post(f"/api/tasks/next?project_id={2**70}").status_code == 422
+        nul = http.post("/api/auth/login", json={"email": "a\x00@b.org", "password": "x"})
+        assert nul.status_code == 422
+        assert http.post("/api/auth/tokens", json={"name": "a\x00"}).status_code == 422
+        # 7. Same key, different body: 422; tokens expire and cannot mint tokens.
+        empty = {"mask": {**rle, "counts": [WIDTH * HEIGHT]}}
+        key = {"Idempotency-Key": "k-1"}
+        url = f"/api/tasks/{task_id}/annotations"
+        assert http.post(url, json=empty, headers=key).status_code == 201
+        assert http.post(url, json=empty, headers=key).status_code == 200
+        painted = {"mask": {**rle, "counts": [0, WIDTH * HEIGHT]}}
+        assert http.post(url, json=painted, headers=key).status_code == 422
+        token = http.post("/api/auth/tokens", json={"name": "script"}).json()
+        assert token["expires_at"]
+        bearer = {"Authorization": f"Bearer {token['token']}"}
+        assert http.post("/api/auth/tokens", json={"name": "x"}, headers=bearer).status_code == 403
+        # 6. Headers on every answer; health tells anyone only that it is up.
+        health = httpx.get(f"{base}/api/health")
+        assert health.json()["database"] is None
+        assert "frame-ancestors 'none'" in health.headers["content-security-policy"]
+        assert health.headers["x-content-type-options"] == "nosniff"
+        # 3. Guessing one account from elsewhere throttles that browser, not the owner's.
+        with httpx.Client(base_url=base) as attacker:
+            guesses = [
+                attacker.post(
+                    "/api/auth/login", json={"email": "v@example.org", "password": "guess-guess"}
+                ).status_code
+                for _ in range(8)
+            ]
+            unknown = [
+                attacker.post(
+                    "/api/auth/login", json={"email": "nobody@example.org", "password": "guess"}
+                ).status_code
+                for _ in range(8)
+            ]
+        assert guesses == unknown
+        assert guesses[:5] == [401] * 5
+        assert guesses[-1] == 429
+        owner = http.post("/api/auth/login", json={"email": "v@example.org", "password": PASSWORD})
+        assert owner.status_code == 200
         assert server.poll() is None, "the server process died"
