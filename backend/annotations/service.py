@@ -63,7 +63,9 @@ def submit(
             select(Annotation).where(Annotation.task_id == task_id, Annotation.user_id == user.id)
         ).one()
         if idempotency_key is not None and assignment.idempotency_key == idempotency_key:
-            if assignment.request_sha256 != request_sha256:
+            # Answers stored before requests were fingerprinted (NULL) replay as before.
+            stored_digest = assignment.request_sha256
+            if stored_digest is not None and stored_digest != request_sha256:
                 raise IdempotencyMismatch(
                     "This Idempotency-Key was already used with a different request; "
                     "use a new key for a new answer"

@@ -49,7 +49,7 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-EXAMPLES = 40  # per operation and generation mode
+EXAMPLES = 75  # per operation and generation mode
 
 
 @pytest.fixture(scope="module")
