@@ -77,6 +77,29 @@ def migrate(
         engine.dispose()
 
 
+# Connections left for migrations, Celery workers and psql beside the server processes.
+RESERVED_CONNECTIONS = 10
+
+
+def _check_connections(engine: Engine, settings: Settings, workers: int) -> None:
+    """Refuse to start more processes than PostgreSQL has connections for."""
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        limit = int(connection.exec_driver_sql("SHOW max_connections").scalar_one())
+        reserved = int(
+            connection.exec_driver_sql("SHOW superuser_reserved_connections").scalar_one()
+        )
+    per_process = settings.db_pool_size + settings.db_max_overflow
+    available = limit - reserved - RESERVED_CONNECTIONS
+    if workers * per_process > available:
+        raise _fail(
+            f"{workers} worker(s) x {per_process} connections (MSCROWD_DB_POOL_SIZE + "
+            f"MSCROWD_DB_MAX_OVERFLOW) exceed the {available} that PostgreSQL's "
+            f"max_connections={limit} leaves; use fewer workers or smaller pools"
+        )
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
@@ -85,10 +108,17 @@ def serve(
         bool | None,
         typer.Option(help="Also run a Celery worker (default: when the broker is embedded)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (each with its own connection pool).")
+    ] = 1,
 ) -> None:
     """Serve the web app and API; the database must be migrated first."""
     settings = get_settings()
-    _migrated_engine(settings).dispose()
+    engine = _migrated_engine(settings)
+    try:
+        _check_connections(engine, settings, workers)
+    finally:
+        engine.dispose()
     child = None
     if worker if worker is not None else settings.embedded_worker:
         # The embedded default has no separate worker service; run one beside the server.
@@ -100,6 +130,7 @@ def serve(
             factory=True,
             host=host or settings.host,
             port=port or settings.port,
+            workers=workers,
             # Client addresses (for login throttling) come from X-Forwarded-For only when the
             # connection is from a proxy the admin named; otherwise anyone could pick theirs.
             proxy_headers=bool(settings.forwarded_allow_ips),

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
@@ -14,8 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend import __version__
 from backend.annotations.masks import MAX_PNG_BASE64
 from backend.auth.router import router as auth_router
+from backend.core.admission import Admission
 from backend.core.config import Settings, get_settings
-from backend.core.db import create_db_engine
+from backend.core.db import connection_capacity, create_db_engine
 from backend.core.errors import DomainError, error_responses
 from backend.core.http import (
     SecurityHeaders,
@@ -41,11 +43,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """Build the mscrowd API; refuses to start on a database that is not migrated."""
     settings = settings or get_settings()
     owns_engine = engine is None
-    db_engine = engine if engine is not None else create_db_engine(settings.database_url)
+    db_engine = engine or create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
+    # One admitted request per pooled connection (see backend.core.admission), and a thread for
+    # each of them.
+    admitted = settings.max_concurrent_requests or connection_capacity(db_engine) or 40
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         ensure_current(db_engine)
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, admitted)
         yield
         if owns_engine:
             db_engine.dispose()
@@ -57,7 +68,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
         # Any operation may be refused for its size or for invalid parameters.
-        responses=error_responses(413, 422),
+        responses=error_responses(413, 422, 503),
     )
     app.state.settings = settings
     app.state.engine = db_engine
@@ -70,6 +81,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_middleware(
+        Admission,
+        limit=admitted,
+        queue=settings.request_queue,
+        wait=settings.request_wait_seconds,
+    )
+    # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     for router in (health_router, auth_router, projects_router, tasks_router, imaging_router):
         app.include_router(router, prefix="/api")

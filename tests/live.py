@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,11 +45,11 @@ def live_server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``mscrowd serve`` until the block ends; yields its URL and process once it answers."""
     port = free_port()
+    # Output goes to a file, not a pipe: nobody drains a pipe while the test runs, and a full
+    # pipe blocks the server's access log, and with it the whole server.
+    log = tempfile.TemporaryFile()
     server = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), *extra],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [*CLI, "serve", "--port", str(port), *extra], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,10 +59,12 @@ def live_server(
                 httpx.get(f"{base}/api/health", timeout=2)
                 break
             except httpx.TransportError:
-                output = server.stdout.read().decode() if server.poll() is not None else ""
-                assert server.poll() is None, f"server exited:\n{output}"
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"server exited:\n{log.read().decode()}") from None
                 assert time.monotonic() < deadline, f"server did not answer within {timeout} s"
                 time.sleep(0.2)
         yield base, server
     finally:
         stop(server)
+        log.close()

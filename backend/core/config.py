@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=15 * 60, gt=0)
     # Largest accepted encoded mask (PNG bytes or RLE runs), a guard against abuse.
     max_mask_bytes: int = Field(default=512 * 1024, gt=0)
+    # Database connections per server process (pool plus overflow); with --workers N the total
+    # N x (pool + overflow) must stay under PostgreSQL's max_connections.
+    db_pool_size: int = Field(default=5, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    # API requests inside one process at once; empty means one per pooled connection. Beyond
+    # it requests wait in arrival order (at most request_queue of them, request_wait_seconds
+    # each), then get 503 with Retry-After.
+    max_concurrent_requests: int | None = Field(default=None, ge=1)
+    request_queue: int = Field(default=1000, ge=0)
+    request_wait_seconds: float = Field(default=10.0, gt=0)
     # Proxy addresses whose X-Forwarded-For/-Proto uvicorn trusts ("*" for any); empty trusts
     # none, so a client cannot pick its own address for the per-address login throttle.
     forwarded_allow_ips: str = ""

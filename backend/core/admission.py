@@ -1,0 +1,109 @@
+"""Admission control: at most ``limit`` API requests inside the app at once, the rest queued.
+
+Why: endpoints and the per-request session run in a thread pool (40 threads), and a request
+needs a thread at each step (open the session, run the endpoint, commit) while it holds a
+pooled connection. With more requests in flight than connections, every thread could wait
+for a connection while every connection waits for a thread to commit in: a deadlock that
+stalled the server under a burst of 200 volunteers (issue 18). Admitting no more requests
+than the pool has connections (and the thread pool has threads) makes that wait impossible,
+whatever the burst, worker count or pool size. Requests beyond the limit wait here, in the
+event loop and in arrival order, holding neither a thread nor a connection; when the waiting
+room is full, or a request has waited too long, it gets a fast 503 with Retry-After.
+"""
+
+import asyncio
+import json
+from collections import deque
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class FairGate:
+    """A FIFO counting semaphore with a bounded waiting room and a wait timeout."""
+
+    def __init__(self, *, limit: int, queue: int) -> None:
+        self.limit = limit
+        self.queue = queue
+        self.free = limit
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a slot now."""
+        return self.limit - self.free
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take a slot, waiting in line up to ``timeout`` s; False when refused."""
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return True
+        if len(self.waiters) >= self.queue:
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            return True
+        except BaseException as exc:
+            # release() may have handed us the slot just as the wait ended.
+            if waiter.done() and not waiter.cancelled():
+                if isinstance(exc, TimeoutError):
+                    return True
+                self.release()
+                raise
+            waiter.cancel()
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+            if isinstance(exc, TimeoutError):
+                return False
+            raise
+
+    def release(self) -> None:
+        """Give the slot to the longest waiter, or back to the pool."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.free += 1
+
+
+class Admission:
+    """Pure ASGI middleware applying a ``FairGate`` to requests under ``prefix``."""
+
+    def __init__(
+        self, app: ASGIApp, *, limit: int, queue: int, wait: float, prefix: str = "/api/"
+    ) -> None:
+        self.app = app
+        self.gate = FairGate(limit=limit, queue=queue)
+        self.wait = wait
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if not await self.gate.acquire(self.wait):
+            await _busy(send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.release()
+
+
+async def _busy(send: Send) -> None:
+    body = json.dumps({"detail": "The server is busy; retry in a moment", "errors": []}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,375 @@
+"""Load test: V volunteers labelling against a live ``mscrowd serve`` on PostgreSQL.
+
+Each volunteer (a coroutine with its own bearer token and HTTP connection) loops: lease a task
+(``POST /api/tasks/next``), submit a small RLE mask with an Idempotency-Key, think for an
+exponentially distributed time (mean ``--think`` s), and starts within the first ``--ramp`` s.
+It prints submits/s, p50/p95/p99 latency of next-task and submit (all and after the ramp), and
+answers by status; then checks integrity in the database (every acknowledged submission stored
+exactly once, no task over-labelled, no mask file without its row or row without its file);
+then runs ``pgbench -N`` against the same PostgreSQL server and prints the ratio of the two.
+
+Usage (loopback only; bounded in time and count):
+
+    .venv/bin/python bench/load.py --volunteers 200 --seconds 30
+    .venv/bin/python bench/load.py --volunteers 1000 --ramp 5 --think 10 --seconds 60
+    [--workers 2] [--url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-pgbench]
+"""
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import numpy as np
+from sqlalchemy import Engine, create_engine, func, insert, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from backend.annotations.models import Annotation  # noqa: E402
+from backend.auth import service as auth  # noqa: E402
+from backend.auth.models import CredentialKind, User  # noqa: E402
+from backend.core.db import create_db_engine  # noqa: E402
+from backend.core.migrations import upgrade  # noqa: E402
+from backend.core.security import hash_password  # noqa: E402
+from backend.core.storage import Storage  # noqa: E402
+from backend.imaging.models import Case, Slice  # noqa: E402
+from backend.imaging.preprocess import encode_png  # noqa: E402
+from backend.projects.models import Project  # noqa: E402
+from backend.tasks.models import Task  # noqa: E402
+from tests.live import live_server  # noqa: E402
+
+WIDTH, HEIGHT = 64, 48  # a small slice: the benchmark measures the server, not PNG sizes
+
+
+@contextmanager
+def fresh_schema(url: str) -> Iterator[str]:
+    """URL of a new, empty PostgreSQL schema on the server of ``url``; dropped afterwards."""
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    name = f"load_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as c:
+        c.execute(text(f'CREATE SCHEMA "{name}"'))
+    try:
+        yield (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={name}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
+def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> list[str]:
+    """One case of ``tasks`` slices (one stored image), their tasks, and volunteers' tokens."""
+    storage.put("cases/load/flair.png", encode_png(np.full((HEIGHT, WIDTH), 80, np.uint8)))
+    password_hash = hash_password(uuid.uuid4().hex)  # nobody logs in; tokens authenticate
+    with Session(engine) as session:
+        project = Project(name=f"load-{uuid.uuid4().hex[:8]}", redundancy=3)
+        session.add(project)
+        session.flush()
+        case = Case(
+            project_id=project.id or 0,
+            public_id=uuid.uuid4().hex[:16],
+            source_sha256=uuid.uuid4().hex,
+            source="bench/load.py",
+            licence="CC0",
+        )
+        session.add(case)
+        session.flush()
+        session.execute(
+            insert(Slice),
+            [
+                {
+                    "case_id": case.id,
+                    "axis": "axial",
+                    "index": i,
+                    "crop_x0": 0,
+                    "crop_y0": 0,
+                    "crop_x1": WIDTH,
+                    "crop_y1": HEIGHT,
+                    "image_keys": {"flair": "cases/load/flair.png"},
+                    "brain_fraction": 0.5,
+                }
+                for i in range(tasks)
+            ],
+        )
+        slice_ids = session.exec(select(Slice.id).where(Slice.case_id == case.id)).all()
+        session.execute(
+            insert(Task),
+            [{"project_id": project.id, "slice_id": s, "required_labels": 3} for s in slice_ids],
+        )
+        tokens = []
+        for n in range(volunteers):
+            user = User(
+                email=f"load{n}@example.org",
+                display_name=f"load-{n:05d}",
+                password_hash=password_hash,
+            )
+            session.add(user)
+            session.flush()
+            secret, _ = auth._issue(
+                session=session,
+                user=user,
+                kind=CredentialKind.token,
+                name="load",
+                lifetime=timedelta(days=1),
+            )
+            tokens.append(secret)
+        session.commit()
+    return tokens
+
+
+@dataclass
+class LoadReport:
+    seconds: float
+    ramp: float
+    next_latency: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds)
+    submit_latency: list[tuple[float, float]] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (task id, key)
+
+    @property
+    def submits_per_second(self) -> float:
+        return len(self.acknowledged) / self.seconds
+
+    def server_errors(self) -> int:
+        return sum(n for key, n in self.statuses.items() if key.split()[-1].startswith("5"))
+
+
+def _mask(rng: random.Random) -> dict[str, object]:
+    # A short horizontal lesion somewhere on the slice, as a volunteer would paint.
+    start = rng.randrange(WIDTH * HEIGHT - 10)
+    length = rng.randrange(1, 10)
+    return {
+        "encoding": "rle",
+        "width": WIDTH,
+        "height": HEIGHT,
+        "counts": [start, length, WIDTH * HEIGHT - start - length],
+    }
+
+
+async def _volunteer(
+    base: str, token: str, report: LoadReport, t0: float, start_at: float, think: float
+) -> None:
+    rng = random.Random(token)
+    deadline = t0 + report.seconds
+    await asyncio.sleep(max(0.0, t0 + start_at - time.perf_counter()))
+    headers = {"Authorization": f"Bearer {token}"}
+    timeout = httpx.Timeout(60.0)
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as client:
+        while time.perf_counter() < deadline:
+            try:
+                begin = time.perf_counter()
+                leased = await client.post("/api/tasks/next")
+                report.next_latency.append((begin - t0, time.perf_counter() - begin))
+                report.statuses[f"next {leased.status_code}"] += 1
+                if leased.status_code == 204:
+                    return  # nothing left for this volunteer
+                if leased.status_code != 200:
+                    await asyncio.sleep(1.0)
+                    continue
+                task_id = leased.json()["id"]
+                key = uuid.uuid4().hex
+                begin = time.perf_counter()
+                sent = await client.post(
+                    f"/api/tasks/{task_id}/annotations",
+                    json={"mask": _mask(rng), "duration_ms": 1000},
+                    headers={"Idempotency-Key": key},
+                )
+                report.submit_latency.append((begin - t0, time.perf_counter() - begin))
+                report.statuses[f"submit {sent.status_code}"] += 1
+                if sent.status_code in (200, 201):
+                    report.acknowledged.append((task_id, key))
+            except httpx.HTTPError as exc:
+                report.errors[type(exc).__name__] += 1
+                await asyncio.sleep(1.0)
+            if think > 0:
+                await asyncio.sleep(rng.expovariate(1 / think))
+
+
+async def run_load(
+    base: str, tokens: list[str], *, seconds: float, think: float = 0.0, ramp: float = 0.0
+) -> LoadReport:
+    """Run the volunteers for ``seconds`` and report what they saw."""
+    report = LoadReport(seconds=seconds, ramp=ramp)
+    t0 = time.perf_counter()
+    starts = [ramp * i / max(1, len(tokens)) for i in range(len(tokens))]
+    await asyncio.gather(
+        *(
+            _volunteer(base, tok, report, t0, s, think)
+            for tok, s in zip(tokens, starts, strict=True)
+        )
+    )
+    report.seconds = min(seconds, time.perf_counter() - t0)
+    return report
+
+
+def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]:
+    """What is wrong in the database and storage after the run (empty: all consistent)."""
+    problems = []
+    with Session(engine) as session:
+        rows = session.exec(
+            select(Annotation.task_id, Annotation.user_id, Annotation.mask_key)
+        ).all()
+        over = session.exec(
+            select(Task.id)
+            .join(Annotation, Annotation.task_id == Task.id)  # type: ignore[arg-type]
+            .group_by(Task.id, Task.required_labels)  # type: ignore[arg-type]
+            .having(func.count() > Task.required_labels)
+        ).all()
+    pairs = Counter((task, user) for task, user, _ in rows)
+    if any(n > 1 for n in pairs.values()):
+        problems.append("a volunteer has two annotations of one task")
+    if over:
+        problems.append(f"{len(over)} task(s) have more labels than required")
+    stored_tasks = Counter(task for task, _, _ in rows)
+    acked_tasks = Counter(task for task, _ in report.acknowledged)
+    short = [t for t, n in acked_tasks.items() if stored_tasks[t] < n]
+    if short:
+        problems.append(f"{len(short)} acknowledged submission(s) are not stored")
+    if len(rows) != len(report.acknowledged):
+        problems.append(f"{len(rows)} annotations stored for {len(report.acknowledged)} acks")
+    keys = {key for _, _, key in rows}
+    files = set(storage.list("annotations"))
+    if files - keys:
+        problems.append(f"{len(files - keys)} mask file(s) without an annotation")
+    if keys - files:
+        problems.append(f"{len(keys - files)} annotation(s) without a mask file")
+    return problems
+
+
+def pgbench(url: str, seconds: int, clients: int = 8) -> float | None:
+    """tps of ``pgbench -N`` (simple updates) on the same server, in its own database."""
+    parsed = make_url(url)
+    env = {**os.environ, "PGPASSWORD": parsed.password or ""}
+    conn = ["-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432)]
+    conn += ["-U", parsed.username or "postgres"]
+    database = "mscrowd_pgbench"
+    subprocess.run(["createdb", *conn, database], env=env, capture_output=True)
+    init = subprocess.run(
+        ["pgbench", *conn, "-i", "-q", "-s", "1", database], env=env, capture_output=True
+    )
+    if init.returncode != 0:
+        return None
+    run = subprocess.run(
+        ["pgbench", *conn, "-N", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), database],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"tps = ([0-9.]+)", run.stdout)
+    return float(found.group(1)) if found else None
+
+
+def _quantiles(samples: list[float]) -> str:
+    if len(samples) < 2:
+        return "n/a"
+    q = statistics.quantiles(samples, n=100)
+    return f"p50 {q[49] * 1000:6.1f}  p95 {q[94] * 1000:6.1f}  p99 {q[98] * 1000:6.1f} ms"
+
+
+def print_report(report: LoadReport) -> None:
+    """The figures of one run, all requests and those after the ramp."""
+    print(
+        f"submits/s {report.submits_per_second:7.1f}  ({len(report.acknowledged)} in "
+        f"{report.seconds:.1f} s)"
+    )
+    for name, samples in (("next", report.next_latency), ("submit", report.submit_latency)):
+        steady = [s for begin, s in samples if begin >= report.ramp]
+        print(f"  {name:<6} all    {_quantiles([s for _, s in samples])}  (n={len(samples)})")
+        if report.ramp:
+            print(f"  {name:<6} steady {_quantiles(steady)}  (n={len(steady)})")
+    print(f"  answers {dict(sorted(report.statuses.items()))}")
+    print(f"  transport errors {dict(report.errors) or 'none'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--volunteers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--think", type=float, default=0.0, help="mean think time (s)")
+    parser.add_argument("--ramp", type=float, default=0.0, help="arrivals spread over (s)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--tasks", type=int, default=0, help="default: enough for the run")
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--no-pgbench", action="store_true")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MSCROWD_X=VALUE",
+        help="a setting for the server (repeatable), e.g. MSCROWD_DB_POOL_SIZE=2",
+    )
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(
+            "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    if args.volunteers > 5000 or args.seconds > 600:
+        parser.error("at most 5000 volunteers and 600 s")
+    tasks = args.tasks or int(max(1000, 600 * args.seconds / 3 + args.volunteers))
+    with tempfile.TemporaryDirectory() as tmp, fresh_schema(args.url) as db:
+        engine = create_db_engine(db)
+        upgrade(engine)
+        storage = Storage((Path(tmp) / "storage").as_uri())
+        tokens = seed(engine, storage, tasks=tasks, volunteers=args.volunteers)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MSCROWD_")}
+        env |= {
+            "MSCROWD_DATA_DIR": str(Path(tmp) / "var"),
+            "MSCROWD_DATABASE_URL": db,
+            "MSCROWD_STORAGE_URL": storage.url,
+        }
+        env |= dict(item.split("=", 1) for item in args.server_env)
+        print(
+            f"{args.volunteers} volunteers, {args.seconds:.0f} s, think {args.think} s, ramp "
+            f"{args.ramp} s, {args.workers} server process(es), {tasks} tasks, "
+            f"{os.cpu_count()} cores"
+        )
+        with live_server(env, "--no-worker", "--workers", str(args.workers), timeout=60) as (
+            base,
+            _server,
+        ):
+            report = asyncio.run(
+                run_load(base, tokens, seconds=args.seconds, think=args.think, ramp=args.ramp)
+            )
+        print_report(report)
+        problems = integrity(engine, storage, report)
+        print(f"integrity: {'OK' if not problems else '; '.join(problems)}")
+        engine.dispose()
+    if not args.no_pgbench:
+        tps = pgbench(args.url, args.pgbench_seconds)
+        if tps is None:
+            print("pgbench -N: not available")
+        else:
+            print(
+                f"anchor: pgbench -N on the same server {tps:,.0f} tps; the app's submits/s are "
+                f"{report.submits_per_second / tps:.1%} of it"
+            )
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

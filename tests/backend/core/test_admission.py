@@ -1,0 +1,60 @@
+"""The admission gate: FIFO slots, a bounded waiting room, timeouts, and cancellation."""
+
+import asyncio
+
+import pytest
+
+from backend.core.admission import FairGate
+
+
+def test_slots_are_handed_over_in_arrival_order() -> None:
+    async def scenario() -> list[int]:
+        gate = FairGate(limit=1, queue=10)
+        order: list[int] = []
+        assert await gate.acquire(1)
+
+        async def waiter(n: int) -> None:
+            assert await gate.acquire(5)
+            order.append(n)
+            await asyncio.sleep(0)
+            gate.release()
+
+        tasks = [asyncio.create_task(waiter(n)) for n in range(5)]
+        await asyncio.sleep(0.01)
+        gate.release()
+        await asyncio.gather(*tasks)
+        assert gate.free == 1
+        return order
+
+    assert asyncio.run(scenario()) == [0, 1, 2, 3, 4]
+
+
+def test_a_full_waiting_room_and_a_long_wait_are_refused() -> None:
+    async def scenario() -> None:
+        gate = FairGate(limit=1, queue=1)
+        assert await gate.acquire(1)
+        waiting = asyncio.create_task(gate.acquire(0.05))
+        await asyncio.sleep(0)
+        assert await gate.acquire(1) is False  # the room holds one waiter
+        assert await waiting is False  # waited 50 ms in vain
+        assert not gate.waiters
+        gate.release()
+        assert gate.free == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_waiter_gives_up_its_place_without_leaking_a_slot() -> None:
+    async def scenario() -> None:
+        gate = FairGate(limit=1, queue=5)
+        assert await gate.acquire(1)
+        waiting = asyncio.create_task(gate.acquire(5))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        gate.release()
+        assert gate.free == 1
+        assert not gate.waiters
+
+    asyncio.run(scenario())
