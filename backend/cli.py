@@ -24,6 +24,8 @@ from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, imp
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+storage_app = typer.Typer(help="Check blob storage against the database.", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -328,3 +330,40 @@ def users_create(
         raise _fail(exc.message) from exc
     finally:
         engine.dispose()
+
+
+@storage_app.command("check")
+def storage_check(
+    fix: Annotated[bool, typer.Option(help="Delete the orphan files found.")] = False,
+    grace_minutes: Annotated[
+        float, typer.Option(min=0, help="Leave files younger than this (in-flight writes).")
+    ] = 10.0,
+) -> None:
+    """Find mask and image files with no database row (left by a crash); --fix deletes them."""
+    from datetime import timedelta
+
+    from backend.annotations.sweep import check
+
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with Session(engine) as session:
+            report = check(
+                session=session,
+                storage=Storage(settings.storage_url),
+                fix=fix,
+                grace=timedelta(minutes=grace_minutes),
+            )
+    finally:
+        engine.dispose()
+    for key in report.orphans:
+        typer.echo(f"{'deleted' if fix else 'orphan'} {key}")
+    for key in report.missing:
+        typer.echo(f"missing {key} (its annotation row has no file)")
+    typer.echo(
+        f"{len(report.orphans)} orphan file(s){' deleted' if fix else ''}, "
+        f"{len(report.too_young)} younger than {grace_minutes:g} min left alone, "
+        f"{len(report.missing)} row(s) without a file."
+    )
+    if (report.orphans and not fix) or report.missing:
+        raise typer.Exit(code=1)

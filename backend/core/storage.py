@@ -7,6 +7,7 @@ file; object stores give that guarantee themselves.
 
 import posixpath
 import uuid
+from datetime import UTC, datetime
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -87,3 +88,14 @@ class Storage:
             return []
         found = self.fs.find(path)
         return sorted(posixpath.relpath(str(p), self.root) for p in found)
+
+    def modified(self, key: str) -> datetime | None:
+        """When the blob under ``key`` was last written (UTC), if the backend says."""
+        info = self.fs.info(self._path(key))
+        for field in ("mtime", "LastModified", "last_modified", "updated", "created"):
+            value = info.get(field)
+            if isinstance(value, datetime):
+                return value if value.tzinfo else value.replace(tzinfo=UTC)
+            if isinstance(value, int | float):
+                return datetime.fromtimestamp(value, UTC)
+        return None

@@ -8,6 +8,7 @@ smoke run of ``bench/load.py``: it fails on a stall or an integrity error, never
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -46,4 +47,34 @@ def test_a_burst_of_volunteers_never_stalls_and_loses_nothing(
     assert report.server_errors() == 0, report.statuses
     assert len(report.acknowledged) >= volunteers
     assert integrity(engine, storage, report) == []
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_server_killed_under_load_leaves_storage_that_the_sweep_makes_consistent(
+    pg_url: str, tmp_path: Path
+) -> None:
+    import signal
+    import threading
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from backend.annotations.sweep import check
+
+    storage = Storage((tmp_path / "storage").as_uri())
+    env = cli_env(tmp_path / "var", MSCROWD_DATABASE_URL=pg_url, MSCROWD_STORAGE_URL=storage.url)
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    engine = create_db_engine(pg_url)
+    tokens = seed(engine, storage, tasks=300, volunteers=30)
+    with live_server(env, "--no-worker") as (base, server):
+        load = threading.Thread(target=lambda: asyncio.run(run_load(base, tokens, seconds=4)))
+        load.start()
+        time.sleep(2)
+        server.send_signal(signal.SIGKILL)  # no shutdown, no rollback clean-up
+        load.join(timeout=120)
+    with Session(engine) as session:
+        swept = check(session=session, storage=storage, fix=True, grace=timedelta(0))
+        after = check(session=session, storage=storage, grace=timedelta(0))
+    assert after.consistent, (swept, after)
     engine.dispose()

@@ -1,0 +1,67 @@
+"""Storage consistent with the database after a crash.
+
+A mask is written to storage before its row commits (and deleted again on rollback); a server
+killed between the two leaves a file with no row. Imports write a case's images under
+``cases/<public id>/`` before its rows commit, with the same gap. ``check`` finds such orphans
+(older than a grace period, so a transaction still in flight is never touched) and, with
+``fix``, deletes them; rows whose file is missing are reported, never invented.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlmodel import Session, select
+
+from backend.annotations.models import Annotation
+from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
+from backend.imaging.models import Case
+
+
+@dataclass
+class StorageReport:
+    """Orphan blobs (deleted when fixing), young blobs left alone, and rows without a blob."""
+
+    orphans: list[str] = field(default_factory=list)
+    too_young: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    deleted: int = 0
+
+    @property
+    def consistent(self) -> bool:
+        return not self.orphans and not self.missing
+
+
+def _old_enough(storage: Storage, key: str, cutoff: datetime) -> bool:
+    written = storage.modified(key)
+    return written is None or written < cutoff
+
+
+def check(
+    *,
+    session: Session,
+    storage: Storage,
+    fix: bool = False,
+    grace: timedelta = timedelta(minutes=10),
+    now: datetime | None = None,
+) -> StorageReport:
+    """Compare annotation masks and case folders in storage with the database."""
+    cutoff = (now or utcnow()) - grace
+    report = StorageReport()
+    mask_keys = set(session.exec(select(Annotation.mask_key)).all())
+    for key in storage.list("annotations"):
+        if key in mask_keys:
+            continue
+        (report.orphans if _old_enough(storage, key, cutoff) else report.too_young).append(key)
+    cases = set(session.exec(select(Case.public_id)).all())
+    for key in storage.list("cases"):
+        public_id = key.split("/")[1] if key.count("/") >= 2 else ""
+        if public_id in cases:
+            continue
+        (report.orphans if _old_enough(storage, key, cutoff) else report.too_young).append(key)
+    report.missing = sorted(k for k in mask_keys if not storage.exists(k))
+    if fix:
+        for key in report.orphans:
+            storage.delete(key)
+            report.deleted += 1
+    return report
