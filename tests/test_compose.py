@@ -52,6 +52,9 @@ def test_workers_share_storage_and_the_gpu_worker_reserves_a_gpu() -> None:
         assert service["environment"]["MSCROWD_STORAGE_URL"] == "file:///data/storage"
         assert "storage:/data" in service["volumes"]
     assert "--no-worker" in " ".join(services["api"]["command"])
+    # Several server processes, and the orphan sweep before them.
+    assert "--workers" in " ".join(services["api"]["command"])
+    assert "storage check --fix" in " ".join(services["api"]["command"])
     assert services["worker"]["command"][-4:-2] == ["--queues", "default"]
     gpu = services["gpu-worker"]
     assert gpu["command"][1:4] == ["worker", "--queues", "gpu"]

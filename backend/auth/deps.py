@@ -1,6 +1,6 @@
 """Who is calling: a session cookie (with CSRF check) or a bearer token, and their role."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -74,7 +74,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client is not None else "unknown"
 
 
-def current_user(principal: PrincipalDep) -> User:
+async def current_user(principal: PrincipalDep) -> User:
     """The signed-in user."""
     return principal.user
 
@@ -82,11 +82,11 @@ def current_user(principal: PrincipalDep) -> User:
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def require_role(*roles: UserRole) -> Callable[[User], User]:
+def require_role(*roles: UserRole) -> Callable[[User], Awaitable[User]]:
     """A dependency that admits only the given roles (admins are always admitted)."""
     allowed = {*roles, UserRole.admin}
 
-    def check(user: CurrentUser) -> User:
+    async def check(user: CurrentUser) -> User:
         if user.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise PermissionDenied(f"This needs one of the roles: {names}")

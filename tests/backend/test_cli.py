@@ -224,3 +224,14 @@ def test_import_refuses_a_bad_project_name(
     result = runner.invoke(app, ["import", str(tmp_path / "c"), "--project", "has space"])
     assert result.exit_code == 1
     assert "Invalid project settings (name:" in result.output
+
+
+@pytest.mark.postgres
+def test_serve_refuses_more_workers_than_connections(
+    settings_env: pytest.MonkeyPatch, pg_url: str
+) -> None:
+    settings_env.setenv("MSCROWD_DATABASE_URL", pg_url)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    result = runner.invoke(app, ["serve", "--workers", "50", "--no-worker"])
+    assert result.exit_code == 1
+    assert "max_connections" in result.output
