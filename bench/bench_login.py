@@ -22,39 +22,17 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from bench.load import fresh_schema  # noqa: E402
 from tests.live import CLI, cli_env, live_server  # noqa: E402
 
 PASSWORD = "correct horse battery"
-
-
-@contextmanager
-def _schema(url: str) -> Iterator[str]:
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield (
-            make_url(url)
-            .update_query_dict({"options": f"-csearch_path={name}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -98,7 +76,7 @@ def _burst(base: str, logins: int, concurrency: int) -> tuple[list[float], Count
 
 
 def _run_burst(url: str, label: str, slots: int, logins: int, concurrency: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, _schema(url) as db:
+    with tempfile.TemporaryDirectory() as tmp, fresh_schema(url) as db:
         env = cli_env(
             Path(tmp) / "var",
             MSCROWD_DATABASE_URL=db,
@@ -125,7 +103,7 @@ def _run_burst(url: str, label: str, slots: int, logins: int, concurrency: int) 
 
 
 def _timing(url: str, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp, _schema(url) as db:
+    with tempfile.TemporaryDirectory() as tmp, fresh_schema(url) as db:
         env = cli_env(
             Path(tmp) / "var",
             MSCROWD_DATABASE_URL=db,
