@@ -3,6 +3,8 @@
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +44,33 @@ def _migrated_engine(settings: Settings) -> Engine:
         engine.dispose()
         raise _fail(exc.message) from exc
     return engine
+
+
+@contextmanager
+def _unit_of_work() -> Iterator[tuple[Settings, Session]]:
+    """A transaction on the configured, migrated database; domain errors exit with a message."""
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with transaction(engine) as session:
+            yield settings, session
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+
+
+def _check_account(email: str, password: str, display_name: str | None = None) -> None:
+    """The same rules as a sign-up form, as a clean CLI error."""
+    from pydantic import ValidationError
+
+    from backend.auth.schemas import SignupIn
+
+    try:
+        SignupIn(email=email, password=password, display_name=display_name)
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise _fail(problems) from exc
 
 
 def _die_with_parent() -> None:
@@ -246,24 +275,11 @@ def demo(
         raise _fail(f"{failed} demo case(s) failed")
 
 
-def _check_password(password: str) -> None:
-    from backend.auth.schemas import MIN_PASSWORD
-
-    if len(password) < MIN_PASSWORD:
-        raise _fail(f"the password needs at least {MIN_PASSWORD} characters")
-
-
 @users_app.command("unlock")
 def users_unlock(email: Annotated[str, typer.Argument(help="Login email of the account.")]) -> None:
     """Forget the failed sign-ins counted against an account, so it may sign in at once."""
-    engine = _migrated_engine(get_settings())
-    try:
-        with transaction(engine) as session:
-            cleared = auth.unlock(session=session, email=email)
-    except DomainError as exc:
-        raise _fail(exc.message) from exc
-    finally:
-        engine.dispose()
+    with _unit_of_work() as (_settings, session):
+        cleared = auth.unlock(session=session, email=email)
     typer.echo(f"Unlocked {auth.normalise_email(email)} ({cleared} throttle record(s) cleared).")
 
 
@@ -278,15 +294,9 @@ def users_set_password(
     ] = "",
 ) -> None:
     """Set a new password; ends the account's sessions and tokens and unlocks it."""
-    _check_password(password)
-    engine = _migrated_engine(get_settings())
-    try:
-        with transaction(engine) as session:
-            ended = auth.set_password(session=session, email=email, password=password)
-    except DomainError as exc:
-        raise _fail(exc.message) from exc
-    finally:
-        engine.dispose()
+    _check_account(email, password)
+    with _unit_of_work() as (_settings, session):
+        ended = auth.set_password(session=session, email=email, password=password)
     typer.echo(
         f"New password set for {auth.normalise_email(email)}; "
         f"{ended} session(s) and token(s) ended."
@@ -304,32 +314,12 @@ def users_create(
     ] = "",
 ) -> None:
     """Create an account (e.g. the first admin)."""
-    from pydantic import ValidationError
-
-    from backend.auth.schemas import SignupIn
-
-    try:
-        SignupIn(email=email, password=password, display_name=display_name)
-    except ValidationError as exc:
-        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
-        raise _fail(problems) from exc
-    settings = get_settings()
-    engine = _migrated_engine(settings)
-    try:
-        with Session(engine) as session:
-            user = auth.create_user(
-                session=session,
-                email=email,
-                password=password,
-                role=role,
-                display_name=display_name,
-            )
-            session.commit()
-            typer.echo(f"Created {user.role.value} {user.email} ({user.display_name}).")
-    except DomainError as exc:
-        raise _fail(exc.message) from exc
-    finally:
-        engine.dispose()
+    _check_account(email, password, display_name)
+    with _unit_of_work() as (_settings, session):
+        user = auth.create_user(
+            session=session, email=email, password=password, role=role, display_name=display_name
+        )
+    typer.echo(f"Created {user.role.value} {user.email} ({user.display_name}).")
 
 
 @storage_app.command("check")
@@ -344,18 +334,13 @@ def storage_check(
 
     from backend.annotations.sweep import check
 
-    settings = get_settings()
-    engine = _migrated_engine(settings)
-    try:
-        with Session(engine) as session:
-            report = check(
-                session=session,
-                storage=Storage(settings.storage_url),
-                fix=fix,
-                grace=timedelta(minutes=grace_minutes),
-            )
-    finally:
-        engine.dispose()
+    with _unit_of_work() as (settings, session):
+        report = check(
+            session=session,
+            storage=Storage(settings.storage_url),
+            fix=fix,
+            grace=timedelta(minutes=grace_minutes),
+        )
     for key in report.orphans:
         typer.echo(f"{'deleted' if fix else 'orphan'} {key}")
     for key in report.missing:

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -44,8 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.annotations.models import Annotation  # noqa: E402
-from backend.auth import service as auth  # noqa: E402
-from backend.auth.models import CredentialKind, User  # noqa: E402
+from backend.auth.models import User  # noqa: E402
 from backend.core.db import create_db_engine  # noqa: E402
 from backend.core.migrations import upgrade  # noqa: E402
 from backend.core.security import hash_password  # noqa: E402
@@ -54,6 +52,7 @@ from backend.imaging.models import Case, Slice  # noqa: E402
 from backend.imaging.preprocess import encode_png  # noqa: E402
 from backend.projects.models import Project  # noqa: E402
 from backend.tasks.models import Task  # noqa: E402
+from tests.factories import create_token  # noqa: E402
 from tests.live import live_server  # noqa: E402
 
 WIDTH, HEIGHT = 64, 48  # a small slice: the benchmark measures the server, not PNG sizes
@@ -126,14 +125,7 @@ def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> li
             )
             session.add(user)
             session.flush()
-            secret, _ = auth._issue(
-                session=session,
-                user=user,
-                kind=CredentialKind.token,
-                name="load",
-                lifetime=timedelta(days=1),
-            )
-            tokens.append(secret)
+            tokens.append(create_token(session, user, "load"))
         session.commit()
     return tokens
 

@@ -1,6 +1,6 @@
 """Small builders for test data: ``create_x(session, **overrides)``, no giant factory files."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,8 @@ from sqlmodel import Session, select
 
 from backend.annotations import service as annotations
 from backend.annotations.masks import RleMask
-from backend.auth.models import User, UserRole
+from backend.auth import service as auth
+from backend.auth.models import CredentialKind, User, UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
@@ -71,6 +72,18 @@ def create_tasks(
         tasks.append(task)
     session.flush()
     return tasks
+
+
+def create_token(session: Session, user: User, name: str = "test") -> str:
+    """A bearer token secret for ``user``, valid a day (no browser session needed)."""
+    secret, _credential = auth._issue(
+        session=session,
+        user=user,
+        kind=CredentialKind.token,
+        name=name,
+        lifetime=timedelta(days=1),
+    )
+    return secret
 
 
 def signup(client: TestClient, email: str, password: str = PASSWORD) -> str:

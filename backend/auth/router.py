@@ -1,7 +1,5 @@
 """``/api/auth``: sign up, log in and out, who am I, bearer tokens for scripts."""
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request, Response, status
 
 from backend.auth import service, throttle
@@ -64,16 +62,6 @@ def _trust_device(response: Response, settings: Settings, cookie: str) -> None:
         httponly=True,
         secure=bool(settings.cookie_secure),
         samesite="strict",
-    )
-
-
-def _policy(settings: Settings) -> throttle.Policy:
-    return throttle.Policy(
-        free_account=settings.login_free_failures_account,
-        free_address=settings.login_free_failures_address,
-        free_device=settings.login_free_failures_device,
-        max_delay=timedelta(seconds=settings.login_max_delay_seconds),
-        window=timedelta(hours=settings.login_failure_window_hours),
     )
 
 
@@ -146,7 +134,7 @@ def login(
         address=client_address(request),
         device=request.cookies.get(DEVICE_COOKIE),
         secret_key=settings.secret_key,
-        policy=_policy(settings),
+        policy=throttle.Policy.from_settings(settings),
         session_hours=settings.session_hours,
     )
     _trust_device(response, settings, result.device_cookie)

@@ -154,11 +154,9 @@ class LoginOK:
     device_cookie: str
 
 
-def _refuse_if_waiting(wait: int) -> None:
+def _refuse_if_waiting(wait: int, reason: str) -> None:
     if wait:
-        raise TooManyAttempts(
-            f"Too many failed sign-in attempts; try again in {wait} s", retry_after=wait
-        )
+        raise TooManyAttempts(f"{reason}; try again in {wait} s", retry_after=wait)
 
 
 def login(
@@ -186,12 +184,15 @@ def login(
         user_id = user.id if user is not None else None
         password_hash = user.password_hash if user is not None else _DUMMY_HASH
         device_id = trusted_device(secret_key, user_id, device) if user_id is not None else None
-        keys = [throttle.address_key(address)]
+        # Each key counted, with the failures it may make before delays start.
+        counted = [(throttle.address_key(address), policy.free_address)]
         if user_id is not None and device_id is not None:
-            keys.append(throttle.device_key(user_id, device_id))
+            counted.append((throttle.device_key(user_id, device_id), policy.free_device))
         else:
-            keys.append(throttle.account_key(email))
-        _refuse_if_waiting(throttle.wait_seconds(session, keys, now))
+            counted.append((throttle.account_key(email), policy.free_account))
+        keys = [key for key, _free in counted]
+        wait = throttle.wait_seconds(session, keys, now)
+    _refuse_if_waiting(wait, "Too many failed sign-in attempts")
 
     with gate.slot():
         matches = security.verify_password(password_hash, password)
@@ -204,11 +205,11 @@ def login(
     with transaction(engine) as session:
         user = session.get(User, user_id) if matches and user_id is not None else None
         if user is None:
-            frees = [policy.free_address, policy.free_device if device_id else policy.free_account]
-            for key, free in zip(keys, frees, strict=True):
+            for key, free in counted:
                 throttle.record_failure(session, key, free=free, policy=policy, now=now)
         elif user.is_active:
-            # The owner proved the password: their device and the account start afresh.
+            # The owner proved the password: their device or the account starts afresh (the
+            # address keeps its count: one success must not reset a guesser's budget).
             throttle.clear(session, keys[1:])
             if rehashed is not None:
                 user.password_hash = rehashed
@@ -237,17 +238,9 @@ def signup(
     """A new volunteer, signed in; at most ``per_hour`` sign-ups per client address."""
     now = now or utcnow()
     with transaction(engine) as session:
-        wait = throttle.take(
-            session,
-            throttle.signup_key(address),
-            limit=per_hour,
-            window=timedelta(hours=1),
-            now=now,
-        )
-    if wait:
-        raise TooManyAttempts(
-            f"Too many new accounts from this address; try again in {wait} s", retry_after=wait
-        )
+        key = throttle.signup_key(address)
+        wait = throttle.take(session, key, limit=per_hour, window=timedelta(hours=1), now=now)
+    _refuse_if_waiting(wait, "Too many new accounts from this address")
     with gate.slot():
         password_hash = security.hash_password(password)
     with transaction(engine) as session:
@@ -258,14 +251,22 @@ def signup(
     return user, secret, credential
 
 
-def unlock(*, session: Session, email: str) -> int:
-    """Forget the failed sign-ins counted against an account and its devices (admins)."""
-    email = normalise_email(email)
+def _existing(session: Session, email: str) -> User:
     user = find_user(session, email)
     if user is None:
-        raise NotFound(f"No account with the email {email}")
-    cleared = throttle.clear(session, [throttle.account_key(email)])
-    return cleared + throttle.clear_prefix(session, f"login:dev:{user.id}:")
+        raise NotFound(f"No account with the email {normalise_email(email)}")
+    return user
+
+
+def _unlock(session: Session, user: User) -> int:
+    assert user.id is not None
+    cleared = throttle.clear(session, [throttle.account_key(user.email)])
+    return cleared + throttle.clear_prefix(session, throttle.devices_prefix(user.id))
+
+
+def unlock(*, session: Session, email: str) -> int:
+    """Forget the failed sign-ins counted against an account and its devices (admins)."""
+    return _unlock(session, _existing(session, email))
 
 
 def set_password(*, session: Session, email: str, password: str) -> int:
@@ -273,9 +274,7 @@ def set_password(*, session: Session, email: str, password: str) -> int:
 
     Returns how many sessions and tokens were ended.
     """
-    user = find_user(session, email)
-    if user is None:
-        raise NotFound(f"No account with the email {normalise_email(email)}")
+    user = _existing(session, email)
     user.password_hash = security.hash_password(password)
     session.add(user)
     ended = session.execute(
@@ -283,7 +282,7 @@ def set_password(*, session: Session, email: str, password: str) -> int:
         .where(col(Credential.user_id) == user.id, col(Credential.revoked_at).is_(None))
         .values(revoked_at=utcnow())
     )
-    unlock(session=session, email=email)
+    _unlock(session, user)
     return int(getattr(ended, "rowcount", 0) or 0)
 
 

@@ -9,6 +9,7 @@ sign-in, is counted on its own key and signs in as usual (OWASP's "device cookie
 """
 
 import hashlib
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from backend.auth.models import AuthThrottle
+from backend.core.config import Settings
 from backend.core.db import serialize_writers
 
 
@@ -30,6 +32,17 @@ class Policy:
     max_delay: timedelta = timedelta(minutes=15)
     window: timedelta = timedelta(hours=24)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Policy":
+        """The policy the ``MSCROWD_LOGIN_*`` settings describe."""
+        return cls(
+            free_account=settings.login_free_failures_account,
+            free_address=settings.login_free_failures_address,
+            free_device=settings.login_free_failures_device,
+            max_delay=timedelta(seconds=settings.login_max_delay_seconds),
+            window=timedelta(hours=settings.login_failure_window_hours),
+        )
+
 
 def account_key(email: str) -> str:
     """Key of an email address (hashed: the table never holds addresses, known or not)."""
@@ -41,9 +54,14 @@ def address_key(address: str) -> str:
     return f"login:addr:{address[:64]}"
 
 
+def devices_prefix(user_id: int) -> str:
+    """The start of every device key of ``user_id``."""
+    return f"login:dev:{user_id}:"
+
+
 def device_key(user_id: int, device_id: str) -> str:
     """Key of a browser that signed in to ``user_id`` before."""
-    return f"login:dev:{user_id}:{device_id[:40]}"
+    return devices_prefix(user_id) + device_id[:40]
 
 
 def signup_key(address: str) -> str:
@@ -67,7 +85,7 @@ def wait_seconds(session: Session, keys: list[str], now: datetime) -> int:
         for row in rows
         if row.blocked_until is not None and row.blocked_until > now
     ]
-    return int(max(waits) + 0.999) if waits else 0
+    return math.ceil(max(waits)) if waits else 0
 
 
 def _locked_row(session: Session, key: str, now: datetime) -> AuthThrottle:
@@ -109,7 +127,7 @@ def take(session: Session, key: str, *, limit: int, window: timedelta, now: date
         row.failures = 0
         row.window_started_at = now
     if row.failures >= limit:
-        return int((row.window_started_at + window - now).total_seconds() + 0.999)
+        return math.ceil((row.window_started_at + window - now).total_seconds())
     row.failures += 1
     row.last_failure_at = now
     session.add(row)

@@ -21,20 +21,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
     """An engine for ``url``; SQLite files get their folder, foreign keys and WAL."""
     parsed = make_url(url)
+    pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(
-                url,
-                connect_args={"check_same_thread": False},
-                pool_size=pool_size,
-                max_overflow=max_overflow,
-            )
         else:
-            engine = create_engine(url, connect_args={"check_same_thread": False})
+            pool = {}  # an in-memory database lives in one connection (SingletonThreadPool)
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def connection_capacity(engine: Engine) -> int | None:

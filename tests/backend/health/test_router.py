@@ -1,7 +1,5 @@
 """``GET /api/health`` on a migrated, an unmigrated and an unreachable database."""
 
-from datetime import timedelta
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -9,13 +7,13 @@ from sqlmodel import Session
 
 from backend import __version__
 from backend.auth import service as auth
-from backend.auth.models import CredentialKind, UserRole
+from backend.auth.models import UserRole
 from backend.core.config import Settings
 from backend.core.db import create_db_engine
 from backend.core.errors import SchemaNotCurrent
 from backend.core.migrations import head_revision, upgrade
 from backend.main import create_app
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, create_token
 
 
 def _admin_token(engine: Engine) -> dict[str, str]:
@@ -23,13 +21,7 @@ def _admin_token(engine: Engine) -> dict[str, str]:
         admin = auth.create_user(
             session=session, email="admin@example.org", password=PASSWORD, role=UserRole.admin
         )
-        secret, _credential = auth._issue(
-            session=session,
-            user=admin,
-            kind=CredentialKind.token,
-            name="health",
-            lifetime=timedelta(days=1),
-        )
+        secret = create_token(session, admin, "health")
         session.commit()
     return {"Authorization": f"Bearer {secret}"}
 
