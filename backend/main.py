@@ -17,7 +17,8 @@ from backend.annotations.masks import MAX_PNG_BASE64
 from backend.auth.router import router as auth_router
 from backend.core.admission import Admission
 from backend.core.config import Settings, get_settings
-from backend.core.db import connection_capacity, create_db_engine
+from backend.core.db import create_db_engine, pooled_connections
+from backend.core.deps import Database
 from backend.core.errors import DomainError, error_responses
 from backend.core.http import (
     SecurityHeaders,
@@ -49,8 +50,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         max_overflow=settings.db_max_overflow,
     )
     # One admitted request per pooled connection (see backend.core.admission), and a thread for
-    # each of them.
-    admitted = settings.max_concurrent_requests or connection_capacity(db_engine) or 40
+    # each of them. Overflow connections stay a margin: admitting one request per overflow
+    # connection too had them opened and closed hundreds of times a minute (PostgreSQL then
+    # spent 0.5 of a core forking backends), for no gain on a GIL-bound process.
+    admitted = settings.max_concurrent_requests or pooled_connections(db_engine) or 40
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +75,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = db_engine
+    app.state.database = Database(db_engine)
     app.state.storage = Storage(settings.storage_url)
     app.state.hashing = HashingGate(
         slots=settings.password_hash_concurrency,

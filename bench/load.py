@@ -20,6 +20,7 @@ import asyncio
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import uvloop
 from sqlalchemy import Engine, create_engine, func, insert, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
@@ -167,8 +169,12 @@ async def _volunteer(
     deadline = t0 + report.seconds
     await asyncio.sleep(max(0.0, t0 + start_at - time.perf_counter()))
     headers = {"Authorization": f"Bearer {token}"}
-    timeout = httpx.Timeout(60.0)
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout) as client:
+    # Plain HTTP on loopback: no TLS context (building one per client cost the generator more
+    # CPU than all its requests).
+    transport = httpx.AsyncHTTPTransport(verify=False)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
+    ) as client:
         while time.perf_counter() < deadline:
             try:
                 begin = time.perf_counter()
@@ -273,6 +279,79 @@ def pgbench(url: str, seconds: int, clients: int = 8) -> float | None:
     return float(found.group(1)) if found else None
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[str, int, float, float] | None:
+    """(command name, parent pid, CPU seconds used, CPU seconds of its reaped children) of a
+    process, None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = raw[raw.index("(") + 1 : raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2 :].split()
+    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return name, int(fields[1]), own, (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+
+def cpu_snapshot(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the server's process tree, this load generator, PostgreSQL's
+    processes on this machine, and the whole machine (busy time of all cores)."""
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _stat(int(entry))) is not None:
+            stats[int(entry)] = found
+    server = {server_pid}
+    grew = True
+    while grew:  # uvicorn's worker processes are the server's children
+        grew = False
+        for pid, (_, parent, _, _) in stats.items():
+            if parent in server and pid not in server:
+                server.add(pid)
+                grew = True
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(f) for f in fields]
+    busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS  # minus idle and iowait
+    postgres = {pid for pid, found in stats.items() if found[0] == "postgres"}
+    # A backend's CPU outlives it in its parent's count of reaped children.
+    postmasters = {pid for pid in postgres if stats[pid][1] not in postgres}
+    return {
+        "server": sum(stats[p][2] for p in server),
+        "load generator": stats[os.getpid()][2],
+        "postgres": sum(stats[p][2] for p in postgres) + sum(stats[p][3] for p in postmasters),
+        "machine": busy,
+    }
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float) -> None:
+    """Cores used by each part during the run (of os.cpu_count())."""
+    parts = "  ".join(f"{name} {(after[name] - before[name]) / seconds:.2f}" for name in before)
+    print(f"  cores used: {parts}  (of {os.cpu_count()})")
+
+
+@contextmanager
+def profiling(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
+    """Sample the server process (and its workers) with py-spy while the block runs."""
+    if path is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    kind = "raw" if path.suffix == ".txt" else "flamegraph"
+    # --gil: only samples holding the GIL, i.e. where the server spends CPU, not where it waits.
+    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "200"]
+    command += ["--duration", str(int(seconds)), "--format", kind, "--output", str(path)]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        _, err = recorder.communicate(timeout=seconds + 60)
+        if recorder.returncode != 0:
+            print(f"py-spy failed: {err.decode().strip()[-300:]}")
+        else:
+            print(f"profile: {path}")
+
+
 def _quantiles(samples: list[float]) -> str:
     if len(samples) < 2:
         return "n/a"
@@ -305,6 +384,12 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=0, help="default: enough for the run")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--no-pgbench", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE.svg",
+        help="record the server with py-spy during the run (flame graph; .txt: collapsed stacks)",
+    )
     parser.add_argument(
         "--server-env",
         action="append",
@@ -341,12 +426,18 @@ def main() -> None:
         )
         with live_server(env, "--no-worker", "--workers", str(args.workers), timeout=60) as (
             base,
-            _server,
+            server,
         ):
-            report = asyncio.run(
-                run_load(base, tokens, seconds=args.seconds, think=args.think, ramp=args.ramp)
-            )
+            before = cpu_snapshot(server.pid)
+            with profiling(server.pid, args.profile, args.seconds):
+                # uvloop (uvicorn's own loop, already installed) keeps the generator's share of
+                # the shared cores down.
+                report = uvloop.run(
+                    run_load(base, tokens, seconds=args.seconds, think=args.think, ramp=args.ramp)
+                )
+            after = cpu_snapshot(server.pid)
         print_report(report)
+        print_cpu(before, after, report.seconds)
         problems = integrity(engine, storage, report)
         print(f"integrity: {'OK' if not problems else '; '.join(problems)}")
         engine.dispose()

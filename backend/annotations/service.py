@@ -3,21 +3,22 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import Select, Update, and_, bindparam, exists, literal, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, select
 
 from backend.annotations.masks import PngMask, RleMask, decode, to_png
 from backend.annotations.models import Annotation
-from backend.auth.models import User
-from backend.core.db import on_rollback
-from backend.core.errors import Conflict, InvalidInput
+from backend.core.db import on_rollback, serialize_writers, table_of
+from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
-from backend.tasks.models import Assignment, AssignmentState, TaskState
-from backend.tasks.service import lock_task, taken_slots
+from backend.tasks.models import Assignment, AssignmentState, Task, TaskState
+from backend.tasks.service import Rater, const, has_free_slot, refresh_slots
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def submit(
     *,
     session: Session,
     storage: Storage,
-    user: User,
+    user: Rater,
     task_id: int,
     mask_in: PngMask | RleMask,
     max_mask_bytes: int,
@@ -51,51 +52,39 @@ def submit(
     with another request is refused. A late submission after the lease expired is still
     accepted while a slot is free.
     """
-    task = lock_task(session, task_id)
-    now = now or utcnow()  # read after the lock: a wait for it must not make leases look fresh
     assert user.id is not None
-    assert task.id is not None
-    assignment = session.exec(
-        select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user.id)
-    ).first()
-    if assignment is not None and assignment.state is AssignmentState.submitted:
-        stored = session.exec(
-            select(Annotation).where(Annotation.task_id == task_id, Annotation.user_id == user.id)
-        ).one()
-        if idempotency_key is not None and assignment.idempotency_key == idempotency_key:
+    serialize_writers(session)
+    params = {"task": task_id, "user": user.id, "key": idempotency_key}
+    row = session.execute(_lock_statement(idempotency_key is not None), params).first()
+    if row is None:
+        raise NotFound(f"Task {task_id} does not exist")
+    now = now or utcnow()  # read after the lock: a wait for it must not make leases look fresh
+    if row.assignment_id is not None and row.assignment_state == AssignmentState.submitted:
+        if idempotency_key is not None and row.idempotency_key == idempotency_key:
             # Answers stored before requests were fingerprinted (NULL) replay as before.
-            stored_digest = assignment.request_sha256
-            if stored_digest is not None and stored_digest != request_sha256:
+            if row.request_sha256 is not None and row.request_sha256 != request_sha256:
                 raise IdempotencyMismatch(
                     "This Idempotency-Key was already used with a different request; "
                     "use a new key for a new answer"
                 )
+            stored = session.exec(
+                select(Annotation).where(
+                    Annotation.task_id == task_id, Annotation.user_id == user.id
+                )
+            ).one()
             return Submission(stored, replayed=True)
         raise Conflict("You already labelled this task")
-    if assignment is None:
+    if row.assignment_id is None:
         raise Conflict("This task is not leased to you; ask POST /api/tasks/next for one")
-    if idempotency_key is not None:
-        reused = session.exec(
-            select(Assignment.id).where(
-                Assignment.user_id == user.id,
-                Assignment.idempotency_key == idempotency_key,
-                Assignment.id != assignment.id,
-            )
-        ).first()
-        if reused is not None:
-            raise IdempotencyMismatch(
-                "This Idempotency-Key was already used for another submission; use a new key"
-            )
-    if assignment.lease_expires_at <= now and (
-        task.state is not TaskState.open
-        or taken_slots(session, task.id, now) >= task.required_labels
-    ):
+    if row.key_reused:
+        raise IdempotencyMismatch(
+            "This Idempotency-Key was already used for another submission; use a new key"
+        )
+    if row.lease_expires_at <= now and not has_free_slot(TaskState(row.state), row.full_until, now):
         # The slot may have gone to someone else meanwhile; take it back only if one is free.
         raise Conflict("Your lease on this task expired and it was given to someone else")
 
-    slice_ = session.get(Slice, task.slice_id)
-    assert slice_ is not None
-    mask = decode(mask_in, width=slice_.width, height=slice_.height, max_bytes=max_mask_bytes)
+    mask = decode(mask_in, width=row.width, height=row.height, max_bytes=max_mask_bytes)
     key = f"annotations/{task_id}/{user.id}-{uuid.uuid4().hex}.png"
     storage.put(key, to_png(mask))
     on_rollback(session, lambda: storage.delete(key))
@@ -109,18 +98,73 @@ def submit(
         created_at=now,
     )
     session.add(annotation)
-    assignment.state = AssignmentState.submitted
-    assignment.submitted_at = now
-    assignment.idempotency_key = idempotency_key
-    assignment.request_sha256 = request_sha256
-    session.add(assignment)
     session.flush()
-    submitted = session.exec(
-        select(func.count()).where(
-            Assignment.task_id == task_id, Assignment.state == AssignmentState.submitted
-        )
-    ).one()
-    if submitted >= task.required_labels:
-        task.state = TaskState.complete
-        session.add(task)
+    session.execute(
+        _answered_statement(),
+        {
+            "answered": row.assignment_id,
+            "answered_at": now,
+            "answer_key": idempotency_key,
+            "answer_sha256": request_sha256,
+        },
+    )
+    refresh_slots(session, task_id)  # counts the answer; the last one completes the task
     return Submission(annotation, replayed=False)
+
+
+@cache
+def _lock_statement(with_key: bool) -> Select[Any]:
+    """Lock the task and read what the checks need in one statement: its slot columns, the
+    caller's assignment, the slice size, and whether the key is taken by another answer."""
+    tasks, assignments, slices = table_of(Task), table_of(Assignment), table_of(Slice)
+    other = assignments.alias("other")
+    key_reused = (
+        exists().where(
+            other.c.user_id == bindparam("user"),
+            other.c.idempotency_key == bindparam("key"),
+            other.c.task_id != bindparam("task"),
+        )
+        if with_key
+        else literal(False)
+    )
+    return (
+        core_select(
+            tasks.c.state,
+            tasks.c.full_until,
+            (slices.c.crop_x1 - slices.c.crop_x0).label("width"),
+            (slices.c.crop_y1 - slices.c.crop_y0).label("height"),
+            assignments.c.id.label("assignment_id"),
+            assignments.c.state.label("assignment_state"),
+            assignments.c.lease_expires_at,
+            assignments.c.idempotency_key,
+            assignments.c.request_sha256,
+            key_reused.label("key_reused"),
+        )
+        .select_from(
+            tasks.join(slices, slices.c.id == tasks.c.slice_id).outerjoin(
+                assignments,
+                and_(
+                    assignments.c.task_id == tasks.c.id,
+                    assignments.c.user_id == bindparam("user"),
+                ),
+            )
+        )
+        .where(tasks.c.id == bindparam("task"))
+        .with_for_update(of=tasks)
+    )
+
+
+@cache
+def _answered_statement() -> Update:
+    """Mark the caller's assignment submitted, with the request's key and fingerprint."""
+    assignments = table_of(Assignment)
+    return (
+        update(assignments)
+        .where(assignments.c.id == bindparam("answered"))
+        .values(
+            state=const(AssignmentState.submitted),
+            submitted_at=bindparam("answered_at"),
+            idempotency_key=bindparam("answer_key"),
+            request_sha256=bindparam("answer_sha256"),
+        )
+    )

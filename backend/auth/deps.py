@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from backend.auth import service
 from backend.auth.models import Credential, CredentialKind, User, UserRole
@@ -27,30 +28,66 @@ class Principal:
     credential: Credential
 
 
-def current_principal(request: Request, session: SessionDep) -> Principal:
-    """Authenticate the request; cookie sessions must echo their CSRF token on unsafe methods."""
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presents, read without touching the database."""
+
+    secret: str
+    kind: CredentialKind
+    # The CSRF header a cookie session sent on an unsafe method; None when no check applies.
+    csrf_sent: str | None
+
+
+def read_credentials(request: Request) -> Credentials:
+    """The bearer token or session cookie of the request; ``NotAuthenticated`` when neither."""
     authorization = request.headers.get("authorization", "")
     scheme, _, secret = authorization.partition(" ")
-    if scheme.lower() == "bearer" and secret:
-        user, credential = service.resolve(
-            session=session, secret=secret.strip(), kind=CredentialKind.token
-        )
-        return Principal(user, credential)
+    if scheme.lower() == "bearer" and secret.strip():
+        return Credentials(secret.strip(), CredentialKind.token, None)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise NotAuthenticated("Sign in first (session cookie or bearer token)")
-    user, credential = service.resolve(session=session, secret=cookie, kind=CredentialKind.session)
-    if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if (
-            not sent
-            or credential.csrf_token is None
-            or not security.same(sent, credential.csrf_token)
-        ):
-            raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header")
+    csrf = None if request.method in SAFE_METHODS else request.headers.get(CSRF_HEADER, "")
+    return Credentials(cookie, CredentialKind.session, csrf)
+
+
+def check_csrf(credentials: Credentials, expected: str | None) -> None:
+    """Cookie sessions must echo their CSRF token on unsafe methods."""
+    if credentials.csrf_sent is None:
+        return
+    if (
+        not credentials.csrf_sent
+        or expected is None
+        or not security.same(credentials.csrf_sent, expected)
+    ):
+        raise PermissionDenied(f"Missing or wrong {CSRF_HEADER} header")
+
+
+def current_principal(request: Request, session: SessionDep) -> Principal:
+    """Authenticate the request; cookie sessions must echo their CSRF token on unsafe methods."""
+    credentials = read_credentials(request)
+    user, credential = service.resolve(
+        session=session, secret=credentials.secret, kind=credentials.kind
+    )
+    check_csrf(credentials, credential.csrf_token)
     return Principal(user, credential)
 
 
+def authenticate(session: Session, credentials: Credentials) -> service.Caller:
+    """The caller behind ``credentials`` (for endpoints that run in one ``Database.run``)."""
+    caller = service.resolve_caller(
+        session=session, secret=credentials.secret, kind=credentials.kind
+    )
+    check_csrf(credentials, caller.csrf_token)
+    return caller
+
+
+async def credentials_dependency(request: Request) -> Credentials:
+    """``read_credentials`` as a dependency (no I/O, so no thread hop)."""
+    return read_credentials(request)
+
+
+CredentialsDep = Annotated[Credentials, Depends(credentials_dependency)]
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
 
 

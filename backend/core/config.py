@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     # N x (pool + overflow) must stay under PostgreSQL's max_connections.
     db_pool_size: int = Field(default=5, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
-    # API requests inside one process at once; empty means one per pooled connection. Beyond
+    # API requests inside one process at once; empty means db_pool_size. Beyond
     # it requests wait in arrival order (at most request_queue of them, request_wait_seconds
     # each), then get 503 with Retry-After.
     max_concurrent_requests: int | None = Field(default=None, ge=1)

@@ -5,9 +5,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, Table, event, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -31,6 +31,19 @@ def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, **pool)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The table of a table model, for statements written in SQLAlchemy Core."""
+    table = getattr(model, "__table__", None)
+    assert isinstance(table, Table), f"{model.__name__} is not a table model"
+    return table
+
+
+def pooled_connections(engine: Engine) -> int | None:
+    """How many connections the engine's pool keeps open (None: no fixed pool)."""
+    size = getattr(engine.pool, "size", None)
+    return size() if callable(size) else None
 
 
 def connection_capacity(engine: Engine) -> int | None:

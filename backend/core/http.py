@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,6 +67,17 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def json_response(
+    model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    """A model our own code built, serialized once. Returning it from an endpoint skips
+    FastAPI's second validation of the value against ``response_model`` (which still documents
+    the answer); worth it on the hot endpoints only."""
+    return Response(
+        model.model_dump_json(), status_code, headers=headers, media_type="application/json"
+    )
 
 
 def _field(loc: Sequence[Any]) -> str:

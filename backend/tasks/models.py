@@ -46,6 +46,12 @@ class Task(SQLModel, table=True):
     priority: float = 0.0
     state: TaskState = Field(default=TaskState.open, sa_type=enum_type(TaskState), index=True)
     created_at: datetime = created_at_field()
+    # Slot bookkeeping, derived from the task's assignments by ``tasks.service.refresh_slots``
+    # in every transaction that changes them (under the task's row lock), so the queue can
+    # tell a free task by its own row: answers stored so far, and the time until which
+    # unexpired leases hold every remaining slot (None or past: a slot is free now).
+    submitted_labels: int = 0
+    full_until: datetime | None = timestamp_field(nullable=True)
 
 
 class AssignmentState(StrEnum):

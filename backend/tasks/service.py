@@ -2,90 +2,325 @@
 
 A task has ``required_labels`` slots. A slot is taken by a submitted assignment or by an active
 lease that has not expired; an expired lease frees its slot without any sweeper. Every writer
-that counts slots first locks the task row (``SELECT ... FOR UPDATE`` on PostgreSQL, the
-database write lock on SQLite), so two raters can never both take the last slot.
+of a task's assignments locks the task row first (``SELECT ... FOR UPDATE`` on PostgreSQL, the
+database write lock on SQLite) and, in the same transaction, brings the row's slot columns up
+to date (``refresh_slots``). The queue can then tell a free task by its row alone, and the
+update is what makes concurrent leases safe: a task another transaction filled after our
+snapshot is checked again, on its new version, before we may lock it.
+
+These are the hottest statements of the app (issue 18), so they are SQLAlchemy Core built once
+per process with bound parameters: no ORM identity map, no expression building per request,
+and PostgreSQL runs them as prepared statements. Constants (task states) are written into the
+SQL rather than bound, so the prepared statements' generic plans can still use the partial
+queue index ``ix_tasks_open_queue`` (a bound ``state = $1`` cannot match its predicate).
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
+from functools import cache
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Insert
+from sqlmodel import Session
 
-from backend.auth.models import EXPERT_ROLES, User
-from backend.core.db import serialize_writers
-from backend.core.errors import NotFound
+from backend.auth.models import EXPERT_ROLES, UserRole
+from backend.core.db import serialize_writers, table_of
 from backend.core.timeutil import utcnow
-from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.models import Case, ConsentScope, Slice, SliceAxis
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
-# How many locked-but-full candidates to step over before giving up for this request.
-MAX_CANDIDATES = 50
+# Slices either side of the leased one sent for scrolling context.
+NEIGHBOUR_REACH = 2
+
+TASKS = table_of(Task)
+ASSIGNMENTS = table_of(Assignment)
+SLICES = table_of(Slice)
+CASES = table_of(Case)
+
+
+def const(value: StrEnum) -> ColumnElement[Any]:
+    """An enum value written into the SQL text (see the module docstring)."""
+    return literal_column(f"'{value.value}'")
+
+
+class Rater(Protocol):
+    """Who asks for or answers a task: a ``User``, or the hot endpoints' ``Caller``."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def role(self) -> UserRole: ...
+
+
+class LeasedTask(NamedTuple):
+    id: int
+    project_id: int
+    slice_id: int
+    kind: TaskKind
+    required_labels: int
+
+
+@dataclass(frozen=True, slots=True)
+class SliceView:
+    """What a rater's client needs of a slice (the leased one or a neighbour)."""
+
+    id: int
+    axis: SliceAxis
+    index: int
+    crop_x0: int
+    crop_y0: int
+    crop_x1: int
+    crop_y1: int
+    image_keys: dict[str, str]
+
+    @property
+    def width(self) -> int:
+        return self.crop_x1 - self.crop_x0
+
+    @property
+    def height(self) -> int:
+        return self.crop_y1 - self.crop_y0
 
 
 @dataclass(frozen=True)
 class Lease:
-    task: Task
-    slice: Slice
-    case: Case
-    assignment: Assignment
+    task: LeasedTask
+    slice: SliceView
+    case_public_id: str
+    neighbours: list[SliceView]  # same case and axis, within NEIGHBOUR_REACH, in index order
+    lease_expires_at: datetime
 
 
-def slot_taken(now: datetime) -> ColumnElement[bool]:
-    """Assignments that hold a slot: submitted, or leased and not yet expired."""
-    return or_(
-        col(Assignment.state) == AssignmentState.submitted,
-        and_(
-            col(Assignment.state) == AssignmentState.active,
-            col(Assignment.lease_expires_at) > now,
-        ),
+class SlotState(NamedTuple):
+    state: TaskState
+    submitted_labels: int
+    full_until: datetime | None
+
+
+_TASK_COLUMNS = (
+    TASKS.c.id,
+    TASKS.c.project_id,
+    TASKS.c.slice_id,
+    TASKS.c.kind,
+    TASKS.c.required_labels,
+)
+
+
+@cache
+def _refresh_statement() -> Update:
+    """UPDATE deriving a task's slot columns from its assignments (see ``Task``).
+
+    ``full_until`` is the k-th latest expiry among active leases, k being the slots not yet
+    answered: until then k unexpired leases hold every free slot. Written as counts rather than
+    ``OFFSET k - 1`` so one statement serves PostgreSQL and SQLite.
+    """
+    s, a, b = ASSIGNMENTS.alias("s"), ASSIGNMENTS.alias("a"), ASSIGNMENTS.alias("b")
+    active, submitted_state = const(AssignmentState.active), const(AssignmentState.submitted)
+    submitted = (
+        select(func.count())
+        .where(s.c.task_id == TASKS.c.id, s.c.state == submitted_state)
+        # Explicit: it is also used two levels down, where auto-correlation would not reach
+        # the updated row and would count every task's answers.
+        .correlate(TASKS)
+        .scalar_subquery()
     )
-
-
-def taken_slots(session: Session, task_id: int, now: datetime) -> int:
-    """Slots of ``task_id`` held right now (a fresh read: call it with the task locked)."""
-    query = select(func.count()).where(Assignment.task_id == task_id, slot_taken(now))
-    return int(session.exec(query).one())
-
-
-def lock_task(session: Session, task_id: int) -> Task:
-    """The task, locked for this transaction; ``NotFound`` when it does not exist."""
-    serialize_writers(session)
-    task = session.exec(select(Task).where(Task.id == task_id).with_for_update()).first()
-    if task is None:
-        raise NotFound(f"Task {task_id} does not exist")
-    return task
-
-
-def _load(session: Session, task: Task, assignment: Assignment) -> Lease:
-    slice_ = session.get(Slice, task.slice_id)
-    assert slice_ is not None
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
-    return Lease(task=task, slice=slice_, case=case, assignment=assignment)
-
-
-def _current_lease(session: Session, user_id: int, now: datetime) -> tuple[Assignment, Task] | None:
-    query = (
-        select(Assignment, Task)
-        .join(Task, col(Task.id) == Assignment.task_id)
+    at_or_after = (
+        select(func.count())
         .where(
-            Assignment.user_id == user_id,
-            Assignment.state == AssignmentState.active,
-            col(Assignment.lease_expires_at) > now,
-            Task.state == TaskState.open,
+            b.c.task_id == TASKS.c.id,
+            b.c.state == active,
+            b.c.lease_expires_at >= a.c.lease_expires_at,
         )
-        .order_by(col(Assignment.leased_at))
+        .correlate(TASKS, a)
+        .scalar_subquery()
     )
-    row = session.exec(query).first()
-    return (row[0], row[1]) if row is not None else None
+    full_until = (
+        select(func.max(a.c.lease_expires_at))
+        .where(
+            a.c.task_id == TASKS.c.id,
+            a.c.state == active,
+            at_or_after >= TASKS.c.required_labels - submitted,
+        )
+        .scalar_subquery()
+    )
+    becomes_complete = and_(
+        TASKS.c.state == const(TaskState.open), submitted >= TASKS.c.required_labels
+    )
+    return (
+        update(TASKS)
+        .where(TASKS.c.id == bindparam("slot_task"))
+        .values(
+            submitted_labels=submitted,
+            full_until=full_until,
+            state=case((becomes_complete, const(TaskState.complete)), else_=TASKS.c.state),
+        )
+        .returning(TASKS.c.state, TASKS.c.submitted_labels, TASKS.c.full_until)
+    )
+
+
+def refresh_slots(session: Session, task_id: int) -> SlotState:
+    """Bring the task's slot columns (and open -> complete) in line with its assignments.
+
+    Call it, with the task locked, in every transaction that changes the task's assignments.
+    Returns the new values; ORM-loaded copies of the task are not updated.
+    """
+    row = session.execute(_refresh_statement(), {"slot_task": task_id}).one()
+    return SlotState(TaskState(row[0]), row[1], row[2])
+
+
+def has_free_slot(state: TaskState, full_until: datetime | None, now: datetime) -> bool:
+    """Whether a task with these (current) slot columns has a slot free at ``now``."""
+    return state is TaskState.open and (full_until is None or full_until <= now)
+
+
+@cache
+def _held_statement(in_project: bool) -> Select[Any]:
+    """The caller's oldest unexpired lease on an open task."""
+    query = (
+        select(*_TASK_COLUMNS, ASSIGNMENTS.c.lease_expires_at)
+        .select_from(ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id))
+        .where(
+            ASSIGNMENTS.c.user_id == bindparam("user"),
+            ASSIGNMENTS.c.state == const(AssignmentState.active),
+            ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
+            TASKS.c.state == const(TaskState.open),
+        )
+        .order_by(ASSIGNMENTS.c.leased_at)
+        .limit(literal_column("1"))
+    )
+    if in_project:
+        query = query.where(TASKS.c.project_id == bindparam("project"))
+    return query
+
+
+@cache
+def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) -> Select[Any]:
+    """The first open task in queue order with a free slot at ``now`` that the user has not
+    answered, locked (``wait``: waiting for a locked one; else passing over locked ones)."""
+    mine = exists().where(
+        ASSIGNMENTS.c.task_id == TASKS.c.id,
+        ASSIGNMENTS.c.user_id == bindparam("user"),
+        ASSIGNMENTS.c.state == const(AssignmentState.submitted),
+    )
+    query = (
+        select(*_TASK_COLUMNS)
+        .where(
+            TASKS.c.state == const(TaskState.open),
+            TASKS.c.kind != const(TaskKind.practice),
+            or_(TASKS.c.full_until.is_(None), TASKS.c.full_until <= bindparam("now")),
+            ~mine,
+        )
+        # Both descending, so the queue index on (priority, id) serves it read backwards.
+        .order_by(TASKS.c.priority.desc(), TASKS.c.id.desc())
+        .limit(literal_column("1"))
+        .with_for_update(skip_locked=not wait)
+    )
+    if in_project:
+        query = query.where(TASKS.c.project_id == bindparam("project"))
+    if restricted_hidden:
+        # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
+        # would become an anti-join over every open task.
+        restricted = (
+            select(SLICES.c.id)
+            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
+            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+        )
+        query = query.where(TASKS.c.slice_id.not_in(restricted))
+    return query
+
+
+@cache
+def _lease_statement(dialect: str) -> Insert:
+    """Insert the caller's lease, or renew their own expired one (same task, same rater)."""
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(ASSIGNMENTS).values(
+        task_id=bindparam("lease_task"),
+        user_id=bindparam("lease_user"),
+        state=const(AssignmentState.active),
+        leased_at=bindparam("lease_at"),
+        lease_expires_at=bindparam("lease_until"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[ASSIGNMENTS.c.task_id, ASSIGNMENTS.c.user_id],
+        set_={
+            "leased_at": statement.excluded.leased_at,
+            "lease_expires_at": statement.excluded.lease_expires_at,
+        },
+    )
+
+
+@cache
+def _slices_statement() -> Select[Any]:
+    """A slice and its neighbours within NEIGHBOUR_REACH (same case and axis), with the case's
+    public id, in index order."""
+    target = SLICES.alias("target")
+    reach = NEIGHBOUR_REACH
+    return (
+        select(
+            SLICES.c.id,
+            SLICES.c.axis,
+            SLICES.c.index,
+            SLICES.c.crop_x0,
+            SLICES.c.crop_y0,
+            SLICES.c.crop_x1,
+            SLICES.c.crop_y1,
+            SLICES.c.image_keys,
+            CASES.c.public_id,
+        )
+        .select_from(target)
+        .join(
+            SLICES,
+            and_(
+                SLICES.c.case_id == target.c.case_id,
+                SLICES.c.axis == target.c.axis,
+                SLICES.c.index.between(target.c.index - reach, target.c.index + reach),
+            ),
+        )
+        .join(CASES, CASES.c.id == SLICES.c.case_id)
+        .where(target.c.id == bindparam("slice"))
+        .order_by(SLICES.c.index)
+    )
+
+
+def _load(session: Session, task: LeasedTask, expires: datetime) -> Lease:
+    """The lease's slice with its case id and neighbouring slices, in one query."""
+    rows = session.execute(_slices_statement(), {"slice": task.slice_id}).all()
+    views = [SliceView(*row[:8]) for row in rows]
+    return Lease(
+        task=task,
+        slice=next(v for v in views if v.id == task.slice_id),
+        case_public_id=rows[0].public_id,
+        neighbours=[v for v in views if v.id != task.slice_id],
+        lease_expires_at=expires,
+    )
+
+
+def _task(row: Any) -> LeasedTask:
+    return LeasedTask(row[0], row[1], row[2], TaskKind(row[3]), row[4])
 
 
 def next_task(
     *,
     session: Session,
-    user: User,
+    user: Rater,
     lease_seconds: int,
     project_id: int | None = None,
     now: datetime | None = None,
@@ -93,134 +328,43 @@ def next_task(
     """Lease the caller one open task they have not labelled, or None when there is none.
 
     A caller who already holds an unexpired lease gets that task again (a page reload must
-    not take a second slot). None means no task has a free slot for this caller: a task whose
-    row a concurrent transaction holds is waited for, not passed over, since that transaction
-    may leave a slot free. Slots are counted at the time the lock is held (``now`` only fixes
-    the clock for tests): a lease that lapsed while we waited for the lock is free.
+    not take a second slot). Otherwise one statement finds and locks the first task in queue
+    order with a free slot, passing over tasks other transactions hold locked. None means no
+    task has a free slot for this caller: when every free-looking task is locked, the first
+    one is waited for, since its holder may leave a slot free. ``now`` fixes the clock for
+    tests. Five statements: held lease, candidate, lease, slot update, slices.
     """
     assert user.id is not None
     serialize_writers(session)
-
-    def clock() -> datetime:
-        return now if now is not None else utcnow()
-
-    held = _current_lease(session, user.id, clock())
+    clock = now or utcnow()
+    params: dict[str, Any] = {"user": user.id, "now": clock}
+    in_project = project_id is not None
+    if in_project:
+        params["project"] = project_id
+    held = session.execute(_held_statement(in_project), params).first()
     if held is not None:
-        assignment, task = held
-        if project_id is None or task.project_id == project_id:
-            return _load(session, task, assignment)
-    waits = session.get_bind().dialect.name == "postgresql"
-    skipped: list[int] = []
-    for _ in range(MAX_CANDIDATES):
-        # Built afresh each time: its clock must not be older than the snapshot it reads.
-        query = _candidates(user, project_id, clock())
-        if skipped:
-            query = query.where(col(Task.id).not_in(skipped))
-        candidate = session.exec(query.with_for_update(skip_locked=True)).first()
-        if candidate is not None:
-            lease = _try_lease(session, candidate, user.id, clock(), lease_seconds)
-        elif waits:
-            # Every free-looking task is locked by a concurrent lease or submission (they take
-            # milliseconds). Wait for the first one inside a savepoint, so that if it turns out
-            # full its lock is released again before we look further.
-            savepoint = session.begin_nested()
-            candidate = session.exec(query.with_for_update()).first()
-            if candidate is None:
-                savepoint.commit()
-                return None
-            lease = _try_lease(session, candidate, user.id, clock(), lease_seconds)
-            if lease is None:
-                savepoint.rollback()
-            else:
-                savepoint.commit()
-        else:
-            return None
-        if lease is not None:
-            return lease
-        assert candidate.id is not None
-        skipped.append(candidate.id)
-    return None
-
-
-def _candidates(user: User, project_id: int | None, now: datetime) -> SelectOfScalar[Task]:
-    """Open tasks with a free slot (as of the statement's snapshot) in queue order."""
-    taken = (
-        select(func.count())
-        .where(col(Assignment.task_id) == Task.id, slot_taken(now))
-        .correlate(Task)
-        .scalar_subquery()
-    )
-    mine = exists().where(
-        col(Assignment.task_id) == Task.id,
-        col(Assignment.user_id) == user.id,
-        col(Assignment.state) == AssignmentState.submitted,
-    )
-    candidates = (
-        select(Task)
-        .where(
-            Task.state == TaskState.open,
-            Task.kind != TaskKind.practice,
-            ~mine,
-            taken < Task.required_labels,
-        )
-        # Both descending, so an index on (priority, id) serves it read backwards.
-        .order_by(col(Task.priority).desc(), col(Task.id).desc())
-        .limit(1)
-    )
-    if project_id is not None:
-        candidates = candidates.where(Task.project_id == project_id)
-    if user.role not in EXPERT_ROLES:
-        # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
-        # would become an anti-join over every open task.
-        restricted = (
-            select(Slice.id)
-            .join(Case, col(Case.id) == Slice.case_id)
-            .where(Case.consent_scope == ConsentScope.restricted)
-        )
-        candidates = candidates.where(col(Task.slice_id).not_in(restricted))
-    return candidates
-
-
-def _try_lease(
-    session: Session, task: Task, user_id: int, now: datetime, lease_seconds: int
-) -> Lease | None:
-    """Lease ``task`` (locked by the caller) when a slot is free under the lock, else None."""
-    assert task.id is not None
-    # The candidate query saw a snapshot taken before we held the lock; count again.
-    if taken_slots(session, task.id, now) >= task.required_labels:
+        return _load(session, _task(held), held.lease_expires_at)
+    hide_restricted = user.role not in EXPERT_ROLES
+    row = session.execute(_candidate_statement(in_project, hide_restricted, False), params).first()
+    if row is None and session.get_bind().dialect.name == "postgresql":
+        # Every free-looking task is locked by a concurrent lease or submission (they take
+        # milliseconds). Waiting is safe: each of them updates the task row, and PostgreSQL
+        # checks the new row version against the filter again before handing it out.
+        waiting = _candidate_statement(in_project, hide_restricted, True)
+        row = session.execute(waiting, params).first()
+    if row is None:
         return None
-    return _load(session, task, _lease(session, task.id, user_id, now, lease_seconds))
-
-
-def _lease(
-    session: Session, task_id: int, user_id: int, now: datetime, lease_seconds: int
-) -> Assignment:
-    expires = now + timedelta(seconds=lease_seconds)
-    assignment = session.exec(
-        select(Assignment).where(Assignment.task_id == task_id, Assignment.user_id == user_id)
-    ).first()
-    if assignment is None:
-        assignment = Assignment(
-            task_id=task_id, user_id=user_id, leased_at=now, lease_expires_at=expires
-        )
-    else:  # the caller's own earlier lease on this task expired; renew it
-        assignment.leased_at = now
-        assignment.lease_expires_at = expires
-    session.add(assignment)
-    session.flush()
-    return assignment
-
-
-def neighbours(session: Session, slice_: Slice, reach: int = 2) -> list[Slice]:
-    """Slices of the same case and axis within ``reach`` of ``slice_``, in index order."""
-    query = (
-        select(Slice)
-        .where(
-            Slice.case_id == slice_.case_id,
-            Slice.axis == slice_.axis,
-            col(Slice.index).between(slice_.index - reach, slice_.index + reach),
-            Slice.id != slice_.id,
-        )
-        .order_by(col(Slice.index))
+    task = _task(row)
+    leased_at = now or utcnow()
+    expires = leased_at + timedelta(seconds=lease_seconds)
+    session.execute(
+        _lease_statement(session.get_bind().dialect.name),
+        {
+            "lease_task": task.id,
+            "lease_user": user.id,
+            "lease_at": leased_at,
+            "lease_until": expires,
+        },
     )
-    return list(session.exec(query).all())
+    refresh_slots(session, task.id)
+    return _load(session, task, expires)

@@ -1,14 +1,19 @@
 """Migrations build the whole schema, match the models, and go down cleanly, on both dialects."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 import backend.models  # noqa: F401  (registers every table)
+from backend.auth.models import User
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
+from backend.imaging.models import Case, Slice, SliceAxis
+from backend.projects.models import Project
 
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
@@ -95,3 +100,72 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
     for statement in bad_rows:
         with pytest.raises(IntegrityError), db_engine.begin() as connection:
             connection.execute(text(statement))
+
+
+def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine) -> None:
+    upgrade(db_engine, "0003")
+    with Session(db_engine) as session:  # these tables are as the models describe them
+        project = Project(name="p")
+        session.add(project)
+        session.flush()
+        case = Case(
+            project_id=project.id or 0, public_id="c", source_sha256="h", source="s", licence="CC0"
+        )
+        session.add(case)
+        session.flush()
+        slices = [
+            Slice(
+                case_id=case.id or 0,
+                axis=SliceAxis.axial,
+                index=n,
+                crop_x0=0,
+                crop_y0=0,
+                crop_x1=4,
+                crop_y1=4,
+                image_keys={},
+                brain_fraction=0.5,
+            )
+            for n in (1, 2, 3)
+        ]
+        users = [
+            User(email=f"u{n}@example.org", display_name=f"u{n}", password_hash="x")
+            for n in (1, 2, 3, 4)
+        ]
+        session.add_all([*slices, *users])
+        session.commit()
+        ids = [s.id for s in slices], [u.id for u in users], project.id
+    (slice_ids, user_ids, project_id) = ids
+    with db_engine.begin() as c:
+        for n, slice_id in zip((1, 2, 3), slice_ids, strict=True):
+            c.execute(
+                text(
+                    "INSERT INTO tasks (id, project_id, slice_id, kind, required_labels, "
+                    "priority, state, created_at) VALUES (:id, :p, :s, 'normal', 2, 0, 'open', "
+                    ":at)"
+                ),
+                {"id": n, "p": project_id, "s": slice_id, "at": datetime.now(UTC)},
+            )
+        # Two slots each. Task 1: an answer and an unexpired lease (full); task 2: an answer;
+        # task 3: a lease (free: each task counts its own answers only).
+        later = datetime.now(UTC) + timedelta(days=1)
+        rows = ((1, 0, "submitted"), (1, 1, "active"), (2, 2, "submitted"), (3, 3, "active"))
+        for task, user, state in rows:
+            c.execute(
+                text(
+                    "INSERT INTO assignments (task_id, user_id, state, leased_at, "
+                    "lease_expires_at) VALUES (:t, :u, :state, :at, :until)"
+                ),
+                {
+                    "t": task,
+                    "u": user_ids[user],
+                    "state": state,
+                    "at": datetime.now(UTC),
+                    "until": later,
+                },
+            )
+    upgrade(db_engine)
+    with db_engine.connect() as c:
+        got = c.execute(
+            text("SELECT id, submitted_labels, full_until IS NOT NULL FROM tasks ORDER BY id")
+        ).all()
+    assert [tuple(r) for r in got] == [(1, 1, True), (2, 1, False), (3, 0, False)]

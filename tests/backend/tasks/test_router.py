@@ -2,7 +2,7 @@
 
 import numpy as np
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import Session, select
 
 from backend.auth.models import UserRole
@@ -121,3 +121,47 @@ def test_restricted_cases_are_hidden_from_volunteers(
     image = client.get(f"/api/slices/{slice_id}/images/flair.png")
     assert image.status_code == 200
     assert image.headers["cache-control"] == "no-store"
+
+
+def test_hot_endpoints_make_only_the_statements_their_work_needs(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    # A regression guard for issue 18: every statement is a round trip to the database, on the
+    # two requests every volunteer repeats. (Not counted: the pool's liveness ping, BEGIN and
+    # COMMIT.) SQLite adds one statement that takes its write lock first.
+    ids = _seed(migrated_engine, storage, count=3)
+    signup(client, "v1@example.org")
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]).split(None, 1)[0])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        sqlite = engine.dialect.name == "sqlite"
+
+        def expect(*verbs: str) -> list[str]:
+            # After authenticating, SQLite takes its write lock with a no-op UPDATE.
+            return [verbs[0], "UPDATE", *verbs[1:]] if sqlite else list(verbs)
+
+        task = client.post("/api/tasks/next").json()
+        # caller, held lease, candidate, lease, slot update, slice with its neighbours
+        assert statements == expect("SELECT", "SELECT", "SELECT", "INSERT", "UPDATE", "SELECT")
+        statements.clear()
+        # A reload: caller, held lease, slices.
+        assert client.post("/api/tasks/next").json()["id"] == task["id"]
+        assert statements == expect("SELECT", "SELECT", "SELECT")
+        statements.clear()
+        mask = {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": [WIDTH * HEIGHT]}
+        sent = client.post(
+            f"/api/tasks/{task['id']}/annotations",
+            json={"mask": mask},
+            headers={"Idempotency-Key": "k1"},
+        )
+        assert sent.status_code == 201, sent.text
+        # caller, task lock with the checks' reads, annotation, assignment, slot update
+        assert statements == expect("SELECT", "SELECT", "INSERT", "UPDATE", "UPDATE")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert task["id"] in ids
