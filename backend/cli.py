@@ -162,6 +162,7 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             workers=workers,
+            timeout_keep_alive=settings.keep_alive_seconds,
             # Client addresses (for login throttling) come from X-Forwarded-For only when the
             # connection is from a proxy the admin named; otherwise anyone could pick theirs.
             proxy_headers=bool(settings.forwarded_allow_ips),

@@ -171,7 +171,8 @@ async def _volunteer(
     headers = {"Authorization": f"Bearer {token}"}
     # Plain HTTP on loopback: no TLS context (building one per client cost the generator more
     # CPU than all its requests).
-    transport = httpx.AsyncHTTPTransport(verify=False)
+    # Keep-alive like a browser's (the server keeps idle connections 75 s by default).
+    transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(keepalive_expiry=60.0))
     async with httpx.AsyncClient(
         base_url=base, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
     ) as client:

@@ -6,8 +6,9 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, exists, literal, update
+from sqlalchemy import Select, Update, and_, bindparam, exists, insert, literal, update
 from sqlalchemy import select as core_select
+from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, select
 
 from backend.annotations.masks import PngMask, RleMask, decode, to_png
@@ -88,17 +89,19 @@ def submit(
     key = f"annotations/{task_id}/{user.id}-{uuid.uuid4().hex}.png"
     storage.put(key, to_png(mask))
     on_rollback(session, lambda: storage.delete(key))
-    annotation = Annotation(
-        task_id=task_id,
-        user_id=user.id,
-        mask_key=key,
-        lesion_pixels=int(mask.sum()),
-        duration_ms=duration_ms,
-        client_info=client_info,
-        created_at=now,
-    )
-    session.add(annotation)
-    session.flush()
+    values: dict[str, Any] = {
+        "task_id": task_id,
+        "user_id": user.id,
+        "mask_key": key,
+        "lesion_pixels": int(mask.sum()),
+        "duration_ms": duration_ms,
+        "client_info": client_info,
+        "created_at": now,
+    }
+    # Core, not the ORM unit of work (a tenth of the request's CPU); the returned object is a
+    # detached copy of the stored row.
+    stored_id = session.execute(_insert_statement(), values).scalar_one()
+    annotation = Annotation(id=stored_id, **values)
     session.execute(
         _answered_statement(),
         {
@@ -152,6 +155,12 @@ def _lock_statement(with_key: bool) -> Select[Any]:
         .where(tasks.c.id == bindparam("task"))
         .with_for_update(of=tasks)
     )
+
+
+@cache
+def _insert_statement() -> ReturningInsert[tuple[int]]:
+    annotations = table_of(Annotation)
+    return insert(annotations).returning(annotations.c.id)
 
 
 @cache

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     max_concurrent_requests: int | None = Field(default=None, ge=1)
     request_queue: int = Field(default=1000, ge=0)
     request_wait_seconds: float = Field(default=10.0, gt=0)
+    # How long an idle HTTP connection stays open. Volunteers pause between tasks for tens of
+    # seconds; uvicorn's 5 s default made them reconnect each time, and a request sent just as
+    # the server closed the connection failed in transit.
+    keep_alive_seconds: int = Field(default=75, ge=1)
     # Proxy addresses whose X-Forwarded-For/-Proto uvicorn trusts ("*" for any); empty trusts
     # none, so a client cannot pick its own address for the per-address login throttle.
     forwarded_allow_ips: str = ""

@@ -1,5 +1,6 @@
 """Database engine creation for every supported dialect."""
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import Session, SQLModel, create_engine
 
 
@@ -18,7 +20,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def create_db_engine(
+    url: str, *, pool_size: int = 5, max_overflow: int = 10, idle_ping_seconds: float | None = None
+) -> Engine:
     """An engine for ``url``; SQLite files get their folder, foreign keys and WAL."""
     parsed = make_url(url)
     pool: dict[str, Any] = {"pool_size": pool_size, "max_overflow": max_overflow}
@@ -30,7 +34,37 @@ def create_db_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
         engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, **pool)
+    engine = create_engine(url, **pool)
+    _ping_when_idle(engine, IDLE_PING_SECONDS if idle_ping_seconds is None else idle_ping_seconds)
+    return engine
+
+
+# A pooled connection unused for longer than this is checked with a round trip before use.
+IDLE_PING_SECONDS = 10.0
+
+
+def _ping_when_idle(engine: Engine, idle_seconds: float) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, for connections that sat idle only.
+
+    A database restart or a dropped connection shows up after a quiet spell, not between two
+    requests a few milliseconds apart; pinging on every checkout cost a round trip per request
+    (issue 18). A failed ping raises ``DisconnectionError``, on which the pool throws the
+    connection away and opens a fresh one, as with ``pool_pre_ping``.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("returned_at")
+        if returned is None or time.monotonic() - returned < idle_seconds:
+            return  # new (just connected) or busy: it worked moments ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"idle connection failed its ping: {exc}") from exc
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -58,3 +58,35 @@ def test_a_cancelled_waiter_gives_up_its_place_without_leaking_a_slot() -> None:
         assert not gate.waiters
 
     asyncio.run(scenario())
+
+
+def test_a_slot_handed_to_a_waiter_as_it_is_cancelled_is_passed_on() -> None:
+    async def scenario() -> None:
+        gate = FairGate(limit=1, queue=5)
+        assert await gate.acquire(1)
+        first = asyncio.create_task(gate.acquire(5))
+        second = asyncio.create_task(gate.acquire(5))
+        await asyncio.sleep(0)
+        gate.release()  # hands the slot to ``first`` ...
+        first.cancel()  # ... which is cancelled before it runs again
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert await second  # the slot went on to the next in line, not lost
+        gate.release()
+        assert gate.free == 1
+        assert not gate.waiters
+
+    asyncio.run(scenario())
+
+
+def test_a_waiter_that_times_out_leaves_the_line_and_the_slot_count_intact() -> None:
+    async def scenario() -> None:
+        gate = FairGate(limit=1, queue=5)
+        assert await gate.acquire(1)
+        assert await gate.acquire(0.01) is False
+        assert not gate.waiters
+        gate.release()
+        assert gate.free == 1
+        assert await gate.acquire(0)  # free again at once
+
+    asyncio.run(scenario())
