@@ -97,6 +97,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         limit=admitted,
         queue=settings.request_queue,
         wait=settings.request_wait_seconds,
+        server_timing=settings.server_timing,
     )
     # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))

@@ -1,8 +1,9 @@
 """Load test: V volunteers labelling against a live ``mscrowd serve`` on PostgreSQL.
 
-Each volunteer (a coroutine with its own bearer token and HTTP connection) loops: lease a task
-(``POST /api/tasks/next``), submit a small RLE mask with an Idempotency-Key, think for an
-exponentially distributed time (mean ``--think`` s), and starts within the first ``--ramp`` s.
+Each volunteer (a coroutine with its own bearer token and HTTP connection) starts within the
+first ``--ramp`` s and loops: lease a task (``POST /api/tasks/next``), think for an
+exponentially distributed time (mean ``--think`` s: painting, with the lease held), submit a
+small RLE mask with an Idempotency-Key (``--think-after-submit`` pauses here instead).
 It prints submits/s, p50/p95/p99 latency of next-task and submit (all and after the ramp), and
 answers by status; then checks integrity in the database (every acknowledged submission stored
 exactly once, no task over-labelled, no mask file without its row or row without its file);
@@ -17,6 +18,7 @@ Usage (loopback only; bounded in time and count):
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import re
@@ -138,6 +140,9 @@ class LoadReport:
     ramp: float
     next_latency: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds)
     submit_latency: list[tuple[float, float]] = field(default_factory=list)
+    # The same requests as the server timed them (Server-Timing: admission queue + app).
+    next_server: list[tuple[float, float]] = field(default_factory=list)
+    submit_server: list[tuple[float, float]] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (task id, key)
@@ -162,16 +167,35 @@ def _mask(rng: random.Random) -> dict[str, object]:
     }
 
 
+def _server_seconds(response: httpx.Response) -> float:
+    """Queue plus app time from the answer's Server-Timing header (0 when absent)."""
+    found = re.findall(r"dur=([0-9.]+)", response.headers.get("server-timing", ""))
+    return sum(float(ms) for ms in found) / 1000
+
+
 async def _volunteer(
-    base: str, token: str, report: LoadReport, t0: float, start_at: float, think: float
+    base: str,
+    token: str,
+    report: LoadReport,
+    t0: float,
+    start_at: float,
+    think: float,
+    paint: bool,
 ) -> None:
     rng = random.Random(token)
     deadline = t0 + report.seconds
+
+    async def pause() -> bool:
+        """Think for a while (never past the end of the run); False when the run is over."""
+        if think > 0:
+            await asyncio.sleep(min(rng.expovariate(1 / think), deadline - time.perf_counter()))
+        return time.perf_counter() < deadline
+
     await asyncio.sleep(max(0.0, t0 + start_at - time.perf_counter()))
     headers = {"Authorization": f"Bearer {token}"}
     # Plain HTTP on loopback: no TLS context (building one per client cost the generator more
-    # CPU than all its requests).
-    # Keep-alive like a browser's (the server keeps idle connections 75 s by default).
+    # CPU than all its requests). Keep-alive like a browser's (the server keeps idle
+    # connections 75 s by default).
     transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(keepalive_expiry=60.0))
     async with httpx.AsyncClient(
         base_url=base, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
@@ -181,6 +205,7 @@ async def _volunteer(
                 begin = time.perf_counter()
                 leased = await client.post("/api/tasks/next")
                 report.next_latency.append((begin - t0, time.perf_counter() - begin))
+                report.next_server.append((begin - t0, _server_seconds(leased)))
                 report.statuses[f"next {leased.status_code}"] += 1
                 if leased.status_code == 204:
                     return  # nothing left for this volunteer
@@ -188,6 +213,8 @@ async def _volunteer(
                     await asyncio.sleep(1.0)
                     continue
                 task_id = leased.json()["id"]
+                if paint and not await pause():
+                    return  # the run ended while this volunteer was painting
                 key = uuid.uuid4().hex
                 begin = time.perf_counter()
                 sent = await client.post(
@@ -196,29 +223,50 @@ async def _volunteer(
                     headers={"Idempotency-Key": key},
                 )
                 report.submit_latency.append((begin - t0, time.perf_counter() - begin))
+                report.submit_server.append((begin - t0, _server_seconds(sent)))
                 report.statuses[f"submit {sent.status_code}"] += 1
                 if sent.status_code in (200, 201):
                     report.acknowledged.append((task_id, key))
             except httpx.HTTPError as exc:
                 report.errors[type(exc).__name__] += 1
                 await asyncio.sleep(1.0)
-            if think > 0:
-                await asyncio.sleep(rng.expovariate(1 / think))
+            if not paint and not await pause():
+                return
 
 
 async def run_load(
-    base: str, tokens: list[str], *, seconds: float, think: float = 0.0, ramp: float = 0.0
+    base: str,
+    tokens: list[str],
+    *,
+    seconds: float,
+    think: float = 0.0,
+    ramp: float = 0.0,
+    paint: bool = True,
 ) -> LoadReport:
-    """Run the volunteers for ``seconds`` and report what they saw."""
+    """Run the volunteers for ``seconds`` and report what they saw.
+
+    ``paint``: the think time falls between receiving a task and submitting it (painting, as
+    in the studio); otherwise between a submission and the next request.
+    """
     report = LoadReport(seconds=seconds, ramp=ramp)
-    t0 = time.perf_counter()
     starts = [ramp * i / max(1, len(tokens)) for i in range(len(tokens))]
-    await asyncio.gather(
-        *(
-            _volunteer(base, tok, report, t0, s, think)
-            for tok, s in zip(tokens, starts, strict=True)
+    # The generator's own garbage collections paused its event loop for up to 300 ms with a
+    # thousand clients, and every request in flight then looked that much slower: nothing
+    # built before the run is collected, and nothing at all during it.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    t0 = time.perf_counter()
+    try:
+        await asyncio.gather(
+            *(
+                _volunteer(base, tok, report, t0, s, think, paint)
+                for tok, s in zip(tokens, starts, strict=True)
+            )
         )
-    )
+    finally:
+        gc.enable()
+        gc.unfreeze()
     report.seconds = min(seconds, time.perf_counter() - t0)
     return report
 
@@ -366,11 +414,17 @@ def print_report(report: LoadReport) -> None:
         f"submits/s {report.submits_per_second:7.1f}  ({len(report.acknowledged)} in "
         f"{report.seconds:.1f} s)"
     )
-    for name, samples in (("next", report.next_latency), ("submit", report.submit_latency)):
+    for name, samples, served in (
+        ("next", report.next_latency, report.next_server),
+        ("submit", report.submit_latency, report.submit_server),
+    ):
         steady = [s for begin, s in samples if begin >= report.ramp]
         print(f"  {name:<6} all    {_quantiles([s for _, s in samples])}  (n={len(samples)})")
         if report.ramp:
             print(f"  {name:<6} steady {_quantiles(steady)}  (n={len(steady)})")
+        in_server = [s for begin, s in served if begin >= report.ramp and s > 0]
+        if in_server:
+            print(f"  {name:<6} server {_quantiles(in_server)}  (Server-Timing, after any ramp)")
     print(f"  answers {dict(sorted(report.statuses.items()))}")
     print(f"  transport errors {dict(report.errors) or 'none'}")
 
@@ -380,6 +434,11 @@ def main() -> None:
     parser.add_argument("--volunteers", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--think", type=float, default=0.0, help="mean think time (s)")
+    parser.add_argument(
+        "--think-after-submit",
+        action="store_true",
+        help="think between a submission and the next task instead of while painting",
+    )
     parser.add_argument("--ramp", type=float, default=0.0, help="arrivals spread over (s)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--tasks", type=int, default=0, help="default: enough for the run")
@@ -418,10 +477,12 @@ def main() -> None:
             "MSCROWD_DATA_DIR": str(Path(tmp) / "var"),
             "MSCROWD_DATABASE_URL": db,
             "MSCROWD_STORAGE_URL": storage.url,
+            "MSCROWD_SERVER_TIMING": "true",
         }
         env |= dict(item.split("=", 1) for item in args.server_env)
         print(
-            f"{args.volunteers} volunteers, {args.seconds:.0f} s, think {args.think} s, ramp "
+            f"{args.volunteers} volunteers, {args.seconds:.0f} s, think {args.think} s "
+            f"({'after submitting' if args.think_after_submit else 'while painting'}), ramp "
             f"{args.ramp} s, {args.workers} server process(es), {tasks} tasks, "
             f"{os.cpu_count()} cores"
         )
@@ -434,7 +495,14 @@ def main() -> None:
                 # uvloop (uvicorn's own loop, already installed) keeps the generator's share of
                 # the shared cores down.
                 report = uvloop.run(
-                    run_load(base, tokens, seconds=args.seconds, think=args.think, ramp=args.ramp)
+                    run_load(
+                        base,
+                        tokens,
+                        seconds=args.seconds,
+                        think=args.think,
+                        ramp=args.ramp,
+                        paint=not args.think_after_submit,
+                    )
                 )
             after = cpu_snapshot(server.pid)
         print_report(report)

@@ -13,9 +13,10 @@ room is full, or a request has waited too long, it gets a fast 503 with Retry-Af
 
 import asyncio
 import json
+import time
 from collections import deque
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class FairGate:
@@ -83,24 +84,50 @@ class Admission:
     """Pure ASGI middleware applying a ``FairGate`` to requests under ``prefix``."""
 
     def __init__(
-        self, app: ASGIApp, *, limit: int, queue: int, wait: float, prefix: str = "/api/"
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        queue: int,
+        wait: float,
+        prefix: str = "/api/",
+        server_timing: bool = False,
     ) -> None:
         self.app = app
         self.gate = FairGate(limit=limit, queue=queue)
         self.wait = wait
         self.prefix = prefix
+        # Off by default: how long a request took inside the server is for operators and load
+        # tests, not for volunteers (it could tell kinds of task apart).
+        self.server_timing = server_timing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
             await self.app(scope, receive, send)
             return
+        arrived = time.perf_counter()
         if not await self.gate.acquire(self.wait):
             await _busy(send)
             return
+        if self.server_timing:
+            send = _timed(send, arrived, time.perf_counter())
         try:
             await self.app(scope, receive, send)
         finally:
             self.gate.release()
+
+
+def _timed(send: Send, arrived: float, admitted: float) -> Send:
+    """``send`` adding ``Server-Timing: queue;dur=…, app;dur=…`` (milliseconds) to the answer."""
+
+    async def timed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            queued, inside = admitted - arrived, time.perf_counter() - admitted
+            value = f"queue;dur={queued * 1000:.2f}, app;dur={inside * 1000:.2f}"
+            message["headers"] = [*message.get("headers", []), (b"server-timing", value.encode())]
+        await send(message)
+
+    return timed
 
 
 async def _busy(send: Send) -> None:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # seconds; uvicorn's 5 s default made them reconnect each time, and a request sent just as
     # the server closed the connection failed in transit.
     keep_alive_seconds: int = Field(default=75, ge=1)
+    # Add a Server-Timing header (time queued for admission, time in the app) to API answers;
+    # for load tests and operators (bench/load.py turns it on).
+    server_timing: bool = False
     # Proxy addresses whose X-Forwarded-For/-Proto uvicorn trusts ("*" for any); empty trusts
     # none, so a client cannot pick its own address for the per-address login throttle.
     forwarded_allow_ips: str = ""

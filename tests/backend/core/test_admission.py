@@ -1,10 +1,12 @@
 """The admission gate: FIFO slots, a bounded waiting room, timeouts, and cancellation."""
 
 import asyncio
+import re
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from backend.core.admission import FairGate
+from backend.core.admission import Admission, FairGate
 
 
 def test_slots_are_handed_over_in_arrival_order() -> None:
@@ -90,3 +92,26 @@ def test_a_waiter_that_times_out_leaves_the_line_and_the_slot_count_intact() -> 
         assert await gate.acquire(0)  # free again at once
 
     asyncio.run(scenario())
+
+
+def test_server_timing_is_reported_only_when_turned_on() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def call(server_timing: bool) -> dict[bytes, bytes]:
+        gate = Admission(app, limit=1, queue=1, wait=1, server_timing=server_timing)
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await gate({"type": "http", "path": "/api/x"}, receive, send)
+        return dict(sent[0]["headers"])
+
+    timed = asyncio.run(call(True))[b"server-timing"].decode()
+    assert re.fullmatch(r"queue;dur=\d+\.\d\d, app;dur=\d+\.\d\d", timed)
+    assert b"server-timing" not in asyncio.run(call(False))
