@@ -313,17 +313,21 @@ def pgbench(url: str, seconds: int, clients: int = 8) -> float | None:
     conn += ["-U", parsed.username or "postgres"]
     database = "mscrowd_pgbench"
     subprocess.run(["createdb", *conn, database], env=env, capture_output=True)
-    init = subprocess.run(
-        ["pgbench", *conn, "-i", "-q", "-s", "1", database], env=env, capture_output=True
-    )
-    if init.returncode != 0:
-        return None
-    run = subprocess.run(
-        ["pgbench", *conn, "-N", "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), database],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        init = subprocess.run(
+            ["pgbench", *conn, "-i", "-q", "-s", "1", database], env=env, capture_output=True
+        )
+        if init.returncode != 0:
+            return None
+        clients_args = ["-c", str(clients), "-j", "2", "-T", str(seconds)]
+        run = subprocess.run(
+            ["pgbench", *conn, "-N", "-n", *clients_args, database],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        subprocess.run(["dropdb", *conn, database], env=env, capture_output=True)
     found = re.search(r"tps = ([0-9.]+)", run.stdout)
     return float(found.group(1)) if found else None
 

@@ -375,15 +375,14 @@ def revoke_token(*, session: Session, user: User, token_id: int) -> None:
     revoke(session=session, credential=credential)
 
 
-def _refusal(
-    *, revoked_at: datetime | None, expires_at: datetime | None, is_active: bool, now: datetime
-) -> NotAuthenticated | None:
-    """Why a credential found by its secret may not be used now, or None when it may."""
+def _ensure_usable(
+    revoked_at: datetime | None, expires_at: datetime | None, is_active: bool, now: datetime
+) -> None:
+    """``NotAuthenticated`` when a credential found by its secret may not be used now."""
     if revoked_at is not None or (expires_at is not None and expires_at <= now):
-        return NotAuthenticated("The session or token has expired; sign in again")
+        raise NotAuthenticated("The session or token has expired; sign in again")
     if not is_active:
-        return NotAuthenticated("This account is disabled")
-    return None
+        raise NotAuthenticated("This account is disabled")
 
 
 UNKNOWN_SECRET = "Not signed in, or the session has ended"
@@ -401,14 +400,7 @@ def resolve(
     if row is None:
         raise NotAuthenticated(UNKNOWN_SECRET)
     credential, user = row
-    refusal = _refusal(
-        revoked_at=credential.revoked_at,
-        expires_at=credential.expires_at,
-        is_active=user.is_active,
-        now=now or utcnow(),
-    )
-    if refusal is not None:
-        raise refusal
+    _ensure_usable(credential.revoked_at, credential.expires_at, user.is_active, now or utcnow())
     return user, credential
 
 
@@ -450,14 +442,7 @@ def resolve_caller(
     ).first()
     if row is None:
         raise NotAuthenticated(UNKNOWN_SECRET)
-    refusal = _refusal(
-        revoked_at=row.revoked_at,
-        expires_at=row.expires_at,
-        is_active=row.is_active,
-        now=now or utcnow(),
-    )
-    if refusal is not None:
-        raise refusal
+    _ensure_usable(row.revoked_at, row.expires_at, row.is_active, now or utcnow())
     return Caller(id=row.id, role=UserRole(row.role), csrf_token=row.csrf_token)
 
 

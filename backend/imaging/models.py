@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -68,7 +69,34 @@ class Volume(SQLModel, table=True):
     window: list[float] | None = Field(default=None, sa_type=sa.JSON)
 
 
-class Slice(SQLModel, table=True):
+class HasCrop(Protocol):
+    @property
+    def crop_x0(self) -> int: ...
+    @property
+    def crop_y0(self) -> int: ...
+    @property
+    def crop_x1(self) -> int: ...
+    @property
+    def crop_y1(self) -> int: ...
+
+
+class CropSize:
+    """``width`` and ``height`` of a slice image from its crop box (a mixin)."""
+
+    __slots__ = ()
+
+    @property
+    def width(self: HasCrop) -> int:
+        """Width in pixels of the cropped slice image (volume x extent)."""
+        return self.crop_x1 - self.crop_x0
+
+    @property
+    def height(self: HasCrop) -> int:
+        """Height in pixels of the cropped slice image (volume y extent)."""
+        return self.crop_y1 - self.crop_y0
+
+
+class Slice(CropSize, SQLModel, table=True):
     __tablename__ = "slices"
     __table_args__ = (
         sa.UniqueConstraint("case_id", "axis", "index"),
@@ -91,13 +119,3 @@ class Slice(SQLModel, table=True):
     reference_key: str | None = Field(default=None, max_length=255)
     reference_pixels: int | None = Field(default=None, ge=0)
     brain_fraction: float
-
-    @property
-    def width(self) -> int:
-        """Width in pixels of the cropped slice image (volume x extent)."""
-        return self.crop_x1 - self.crop_x0
-
-    @property
-    def height(self) -> int:
-        """Height in pixels of the cropped slice image (volume y extent)."""
-        return self.crop_y1 - self.crop_y0

@@ -43,7 +43,7 @@ from sqlmodel import Session
 from backend.auth.models import EXPERT_ROLES, UserRole
 from backend.core.db import serialize_writers, table_of
 from backend.core.timeutil import utcnow
-from backend.imaging.models import Case, ConsentScope, Slice, SliceAxis
+from backend.imaging.models import Case, ConsentScope, CropSize, Slice, SliceAxis
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 # Slices either side of the leased one sent for scrolling context.
@@ -79,7 +79,7 @@ class LeasedTask(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
-class SliceView:
+class SliceView(CropSize):
     """What a rater's client needs of a slice (the leased one or a neighbour)."""
 
     id: int
@@ -90,14 +90,6 @@ class SliceView:
     crop_x1: int
     crop_y1: int
     image_keys: dict[str, str]
-
-    @property
-    def width(self) -> int:
-        return self.crop_x1 - self.crop_x0
-
-    @property
-    def height(self) -> int:
-        return self.crop_y1 - self.crop_y0
 
 
 @dataclass(frozen=True)
