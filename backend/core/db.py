@@ -80,17 +80,6 @@ def pooled_connections(engine: Engine) -> int | None:
     return size() if callable(size) else None
 
 
-def connection_capacity(engine: Engine) -> int | None:
-    """How many connections the engine's pool hands out at once (None: no fixed bound)."""
-    pool = engine.pool
-    size = getattr(pool, "size", None)
-    overflow = getattr(pool, "_max_overflow", None)
-    if not callable(size) or not isinstance(overflow, int):
-        return None
-    total: int = size() + max(overflow, 0)
-    return total
-
-
 def on_rollback(session: Session, undo: Callable[[], None]) -> None:
     """Run ``undo`` if this session's transaction is rolled back (e.g. delete a stored blob)."""
     session.info.setdefault("undo", []).append(undo)

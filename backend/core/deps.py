@@ -4,7 +4,7 @@ Dependencies that do no I/O are ``async def``: FastAPI runs sync ones in the thr
 each such hop cost more than the work (issue 18's profile: 16 % of a request in hand-offs).
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, TypeVar
 
 import anyio.to_thread
@@ -47,42 +47,28 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-async def get_engine(request: Request) -> Engine:
-    """The app's engine, for the few endpoints that must not hold a connection throughout
-    (password checks run between two short transactions)."""
-    engine: Engine = request.app.state.engine
-    return engine
+def app_state(name: str, kind: type[T]) -> Callable[[Request], Awaitable[T]]:
+    """A dependency handing out one of the objects the app factory put on ``app.state``.
 
+    Async: it does no I/O, and FastAPI runs sync dependencies in the thread pool.
+    """
 
-async def get_database(request: Request) -> Database:
-    """The app's one-hop transaction runner."""
-    database: Database = request.app.state.database
-    return database
+    async def dependency(request: Request) -> T:
+        value = getattr(request.app.state, name)
+        assert isinstance(value, kind), f"app.state.{name} is not a {kind.__name__}"
+        return value
 
-
-async def get_hashing(request: Request) -> HashingGate:
-    """The app's bound on concurrent password hashing."""
-    gate: HashingGate = request.app.state.hashing
-    return gate
-
-
-async def get_settings_dep(request: Request) -> Settings:
-    """The settings the app was built with."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_storage(request: Request) -> Storage:
-    """The app's blob storage."""
-    storage: Storage = request.app.state.storage
-    return storage
+    dependency.__name__ = f"app_state_{name}"
+    return dependency
 
 
 # scope="function": the commit happens before the response is sent, so a client never sees a
 # success whose transaction then fails.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
-HashingDep = Annotated[HashingGate, Depends(get_hashing)]
-StorageDep = Annotated[Storage, Depends(get_storage)]
+SettingsDep = Annotated[Settings, Depends(app_state("settings", Settings))]
+# The few endpoints that must not hold a connection throughout (password checks run between
+# two short transactions) take the engine instead of a session.
+EngineDep = Annotated[Engine, Depends(app_state("engine", Engine))]
+DatabaseDep = Annotated[Database, Depends(app_state("database", Database))]
+HashingDep = Annotated[HashingGate, Depends(app_state("hashing", HashingGate))]
+StorageDep = Annotated[Storage, Depends(app_state("storage", Storage))]

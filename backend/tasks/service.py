@@ -328,6 +328,7 @@ def next_task(
     """
     assert user.id is not None
     serialize_writers(session)
+    dialect = session.get_bind().dialect.name
     clock = now or utcnow()
     params: dict[str, Any] = {"user": user.id, "now": clock}
     in_project = project_id is not None
@@ -338,7 +339,7 @@ def next_task(
         return _load(session, _task(held), held.lease_expires_at)
     hide_restricted = user.role not in EXPERT_ROLES
     row = session.execute(_candidate_statement(in_project, hide_restricted, False), params).first()
-    if row is None and session.get_bind().dialect.name == "postgresql":
+    if row is None and dialect == "postgresql":
         # Every free-looking task is locked by a concurrent lease or submission (they take
         # milliseconds). Waiting is safe: each of them updates the task row, and PostgreSQL
         # checks the new row version against the filter again before handing it out.
@@ -347,10 +348,10 @@ def next_task(
     if row is None:
         return None
     task = _task(row)
-    leased_at = now or utcnow()
+    leased_at = now or utcnow()  # after the lock: a wait for it must not shorten the lease
     expires = leased_at + timedelta(seconds=lease_seconds)
     session.execute(
-        _lease_statement(session.get_bind().dialect.name),
+        _lease_statement(dialect),
         {
             "lease_task": task.id,
             "lease_user": user.id,
