@@ -1,0 +1,1 @@
+"""Quality control: metrics, gold samples and rater reliability."""
