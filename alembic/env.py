@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import backend.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from backend.core.config import get_settings
 from backend.core.db import create_db_engine
+from backend.core.migrations import migration_transaction
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):
@@ -41,7 +42,7 @@ def run_online() -> None:
         _run_on(connection)
         return
     engine = create_db_engine(get_settings().database_url)
-    with engine.begin() as conn:
+    with migration_transaction(engine) as conn:
         _run_on(conn)
     engine.dispose()
 

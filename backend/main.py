@@ -33,6 +33,7 @@ from backend.core.storage import Storage
 from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
+from backend.quality.router import router as quality_router
 from backend.tasks.router import router as tasks_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
@@ -101,7 +102,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
-    for router in (health_router, auth_router, projects_router, tasks_router, imaging_router):
+    routers = (health_router, auth_router, projects_router, tasks_router, imaging_router)
+    for router in (*routers, quality_router):
         app.include_router(router, prefix="/api")
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

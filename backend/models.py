@@ -4,6 +4,7 @@ from backend.annotations.models import Annotation
 from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
+from backend.quality.models import GoldScore, GoldVersion, RaterAction, RaterStats, RepeatScore
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 __all__ = [
@@ -16,7 +17,12 @@ __all__ = [
     "Contrast",
     "Credential",
     "CredentialKind",
+    "GoldScore",
+    "GoldVersion",
     "Project",
+    "RaterAction",
+    "RaterStats",
+    "RepeatScore",
     "Slice",
     "SliceAxis",
     "Task",

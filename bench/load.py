@@ -55,7 +55,7 @@ from backend.core.storage import Storage  # noqa: E402
 from backend.imaging.models import Case, Slice  # noqa: E402
 from backend.imaging.preprocess import encode_png  # noqa: E402
 from backend.projects.models import Project  # noqa: E402
-from backend.tasks.models import Task  # noqa: E402
+from backend.tasks.models import Assignment, Task  # noqa: E402
 from tests.factories import create_token  # noqa: E402
 from tests.live import live_server  # noqa: E402
 
@@ -145,7 +145,7 @@ class LoadReport:
     submit_server: list[tuple[float, float]] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (task id, key)
+    acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (lease id, key)
 
     @property
     def submits_per_second(self) -> float:
@@ -219,7 +219,7 @@ async def _volunteer(
                 begin = time.perf_counter()
                 sent = await client.post(
                     f"/api/tasks/{task_id}/annotations",
-                    json={"mask": _mask(rng), "duration_ms": 1000},
+                    json={"mask": _mask(rng), "duration_ms": 6000},  # a plausible painting time
                     headers={"Idempotency-Key": key},
                 )
                 report.submit_latency.append((begin - t0, time.perf_counter() - begin))
@@ -278,6 +278,8 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
         rows = session.exec(
             select(Annotation.task_id, Annotation.user_id, Annotation.mask_key)
         ).all()
+        # Clients know a task by its lease (assignment) id; the answers are stored by task.
+        task_of = dict(session.exec(select(Assignment.id, Assignment.task_id)).all())
         over = session.exec(
             select(Task.id)
             .join(Annotation, Annotation.task_id == Task.id)  # type: ignore[arg-type]
@@ -290,7 +292,7 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
     if over:
         problems.append(f"{len(over)} task(s) have more labels than required")
     stored_tasks = Counter(task for task, _, _ in rows)
-    acked_tasks = Counter(task for task, _ in report.acknowledged)
+    acked_tasks = Counter(task_of.get(lease) for lease, _ in report.acknowledged)
     short = [t for t, n in acked_tasks.items() if stored_tasks[t] < n]
     if short:
         problems.append(f"{len(short)} acknowledged submission(s) are not stored")

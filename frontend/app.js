@@ -158,7 +158,8 @@ async function nextTask() {
       return figure;
     }),
   );
-  $("status").textContent = `Slice ${task.slice.index} of case ${task.slice.case}`;
+  state.count = (state.count || 0) + 1;
+  $("status").textContent = `Task ${state.count} of this session`;
   show("labeller");
 }
 

@@ -17,13 +17,16 @@ from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
 from backend.tasks.models import Task
+from backend.tasks.service import Lease
 
 PASSWORD = "correct horse battery"
 WIDTH, HEIGHT = 24, 16
 
 
 def create_project(session: Session, **overrides: Any) -> Project:
-    project = Project(**{"name": f"p{np.random.randint(1_000_000)}", **overrides})
+    # No repeats unless a test asks: they are extra tasks the foundation's counts do not expect.
+    fields = {"name": f"p{np.random.randint(1_000_000)}", "repeat_rate": 0.0, **overrides}
+    project = Project(**fields)
     session.add(project)
     session.flush()
     return project
@@ -104,22 +107,22 @@ def submit(
     session: Session,
     storage: Storage,
     user: User,
-    task_id: int,
+    lease: Lease | int,
     *,
     mask: RleMask | None = None,
     key: str | None = None,
     now: datetime | None = None,
 ) -> annotations.Submission:
-    """Submit a mask through the service, as the API does."""
+    """Submit a mask for a lease (or lease id) through the service, as the API does."""
     return annotations.submit(
         session=session,
         storage=storage,
         user=user,
-        task_id=task_id,
+        lease_id=lease if isinstance(lease, int) else lease.id,
         mask_in=mask or rle(),
         max_mask_bytes=10_000,
         idempotency_key=key,
-        duration_ms=100,
+        duration_ms=6000,  # a plausible painting time (fast answers count as spam)
         client_info={"ui": "test"},
         now=now,
     )

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backend.annotations.masks import MaskIn
 from backend.core.validation import InputModel
@@ -32,11 +32,26 @@ class AnnotationCreate(InputModel):
     client_info: ClientInfo = Field(default_factory=ClientInfo)
 
 
-class AnnotationRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+class FeedbackRead(BaseModel):
+    """How a gold answer compared with the expert's mask (lesions by the MSSEG rule)."""
 
+    dice: float
+    lesions_reference: int
+    lesions_found: int
+    lesions_missed: int
+    false_alarms: int
+    # Your mask over the expert's: hits, misses and false alarms in distinct colours.
+    overlay_url: str
+    # The expert's mask (white on black).
+    gold_url: str
+
+
+class AnnotationRead(BaseModel):
     id: int
+    # The task's id as your client knows it: the lease id from POST /api/tasks/next.
     task_id: int
     lesion_pixels: int
     duration_ms: int | None
     created_at: datetime
+    # Present after a check task: how your answer compared with an expert's.
+    feedback: FeedbackRead | None = None

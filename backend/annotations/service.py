@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Update, and_, bindparam, exists, insert, literal, update
+from sqlalchemy import Select, Update, bindparam, exists, insert, literal, update
 from sqlalchemy import select as core_select
 from sqlalchemy.sql.dml import ReturningInsert
 from sqlmodel import Session, select
@@ -18,14 +18,19 @@ from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
-from backend.tasks.models import Assignment, AssignmentState, Task, TaskState
+from backend.projects.models import Project
+from backend.quality import service as quality
+from backend.quality.reliability import Thresholds
+from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 from backend.tasks.service import Rater, const, has_free_slot, refresh_slots
 
 
 @dataclass(frozen=True)
 class Submission:
     annotation: Annotation
+    lease_id: int
     replayed: bool  # True when this was a retry of a submission already stored
+    feedback: quality.Feedback | None  # after a gold task
 
 
 class IdempotencyMismatch(InvalidInput):
@@ -37,7 +42,7 @@ def submit(
     session: Session,
     storage: Storage,
     user: Rater,
-    task_id: int,
+    lease_id: int,
     mask_in: PngMask | RleMask,
     max_mask_bytes: int,
     idempotency_key: str | None,
@@ -46,7 +51,8 @@ def submit(
     client_info: dict[str, Any],
     now: datetime | None = None,
 ) -> Submission:
-    """Validate and store a mask as ``user``'s answer to a task they hold a lease on.
+    """Validate and store a mask as ``user``'s answer to the task of their lease ``lease_id``,
+    and score it (``quality.service.record_answer``).
 
     The caller's right to answer is checked before the mask is decoded. A retry with the same
     idempotency key and request digest returns the stored annotation unchanged; the same key
@@ -55,10 +61,11 @@ def submit(
     """
     assert user.id is not None
     serialize_writers(session)
-    params = {"task": task_id, "user": user.id, "key": idempotency_key}
+    params = {"lease": lease_id, "user": user.id, "key": idempotency_key}
     row = session.execute(_lock_statement(idempotency_key is not None), params).first()
     if row is None:
-        raise NotFound(f"Task {task_id} does not exist")
+        raise NotFound(f"You have no lease {lease_id}; ask POST /api/tasks/next for a task")
+    task_id = row.task_id
     now = now or utcnow()  # read after the lock: a wait for it must not make leases look fresh
     if row.assignment_id is not None and row.assignment_state == AssignmentState.submitted:
         if idempotency_key is not None and row.idempotency_key == idempotency_key:
@@ -73,10 +80,11 @@ def submit(
                     Annotation.task_id == task_id, Annotation.user_id == user.id
                 )
             ).one()
-            return Submission(stored, replayed=True)
+            assert stored.id is not None
+            score = quality.gold_score_of(session, stored.id)
+            feedback = None if score is None else quality.feedback_of(score)
+            return Submission(stored, lease_id, replayed=True, feedback=feedback)
         raise Conflict("You already labelled this task")
-    if row.assignment_id is None:
-        raise Conflict("This task is not leased to you; ask POST /api/tasks/next for one")
     if row.key_reused:
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used for another submission; use a new key"
@@ -112,30 +120,71 @@ def submit(
         },
     )
     refresh_slots(session, task_id)  # counts the answer; the last one completes the task
-    return Submission(annotation, replayed=False)
+    feedback = quality.record_answer(
+        session=session,
+        storage=storage,
+        task=quality.AnsweredTask(
+            task_id=task_id,
+            kind=TaskKind(row.kind),
+            project_id=row.project_id,
+            slice_id=row.slice_id,
+            gold_version_id=row.gold_version_id,
+            repeat_of_id=row.repeat_of_id,
+            flair_key=row.image_keys.get("flair"),
+            limits=Thresholds(
+                min_gold=row.min_gold,
+                min_sensitivity=row.min_sensitivity,
+                min_lesion_ppv=row.min_lesion_ppv,
+                fast_ms=row.fast_ms,
+            ),
+            repeat_rate=row.repeat_rate,
+            repeat_gap=row.repeat_gap,
+        ),
+        user_id=user.id,
+        annotation_id=stored_id,
+        mask=mask,
+        duration_ms=duration_ms,
+        now=now,
+    )
+    return Submission(annotation, lease_id, replayed=False, feedback=feedback)
 
 
 @cache
 def _lock_statement(with_key: bool) -> Select[Any]:
-    """Lock the task and read what the checks need in one statement: its slot columns, the
-    caller's assignment, the slice size, and whether the key is taken by another answer."""
+    """Lock the lease's task and read what the checks and scoring need in one statement: the
+    caller's assignment, the task's slot columns and kind, the slice's size and images, the
+    project's quality settings, and whether the key is taken by another answer."""
     tasks, assignments, slices = table_of(Task), table_of(Assignment), table_of(Slice)
+    projects = table_of(Project)
     other = assignments.alias("other")
     key_reused = (
         exists().where(
             other.c.user_id == bindparam("user"),
             other.c.idempotency_key == bindparam("key"),
-            other.c.task_id != bindparam("task"),
+            other.c.id != bindparam("lease"),
         )
         if with_key
         else literal(False)
     )
     return (
         core_select(
+            tasks.c.id.label("task_id"),
             tasks.c.state,
             tasks.c.full_until,
+            tasks.c.kind,
+            tasks.c.project_id,
+            tasks.c.slice_id,
+            tasks.c.gold_version_id,
+            tasks.c.repeat_of_id,
             (slices.c.crop_x1 - slices.c.crop_x0).label("width"),
             (slices.c.crop_y1 - slices.c.crop_y0).label("height"),
+            slices.c.image_keys,
+            projects.c.min_gold,
+            projects.c.min_sensitivity,
+            projects.c.min_lesion_ppv,
+            projects.c.fast_ms,
+            projects.c.repeat_rate,
+            projects.c.repeat_gap,
             assignments.c.id.label("assignment_id"),
             assignments.c.state.label("assignment_state"),
             assignments.c.lease_expires_at,
@@ -144,15 +193,11 @@ def _lock_statement(with_key: bool) -> Select[Any]:
             key_reused.label("key_reused"),
         )
         .select_from(
-            tasks.join(slices, slices.c.id == tasks.c.slice_id).outerjoin(
-                assignments,
-                and_(
-                    assignments.c.task_id == tasks.c.id,
-                    assignments.c.user_id == bindparam("user"),
-                ),
-            )
+            assignments.join(tasks, tasks.c.id == assignments.c.task_id)
+            .join(slices, slices.c.id == tasks.c.slice_id)
+            .join(projects, projects.c.id == tasks.c.project_id)
         )
-        .where(tasks.c.id == bindparam("task"))
+        .where(assignments.c.id == bindparam("lease"), assignments.c.user_id == bindparam("user"))
         .with_for_update(of=tasks)
     )
 

@@ -1,6 +1,7 @@
 """Alembic from code: upgrade, downgrade and revision checks for a given engine."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -8,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from backend.core.errors import SchemaNotCurrent
 
@@ -23,10 +24,34 @@ def alembic_config() -> Config:
     return config
 
 
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction for migrating: on PostgreSQL a failed migration leaves
+    the schema as it was. On SQLite, foreign keys are off meanwhile and checked at the end:
+    batch mode rebuilds a table by copying it and dropping the original, and with foreign keys
+    on that drop would cascade and delete every referencing row. (The pragma only takes effect
+    outside a transaction.)"""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                yield connection
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                    if broken:
+                        raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+
+
 def _run(command_fn: Callable[[Config, str], None], engine: Engine, revision: str) -> None:
-    # One transaction: on PostgreSQL a failed migration leaves the schema as it was.
     config = alembic_config()
-    with engine.begin() as connection:
+    with migration_transaction(engine) as connection:
         config.attributes["connection"] = connection
         command_fn(config, revision)
 

@@ -15,6 +15,8 @@ from backend.imaging.models import ConsentScope
 from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, imported_case
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
+from backend.projects import service as projects
+from backend.quality import service as quality
 
 DEMO_PROJECT = "demo"
 DEMO_PASSWORD = "mscrowd-demo"
@@ -92,6 +94,11 @@ def build_demo(
         )
     finally:
         stream.close()
+    with Session(engine) as session:
+        project = projects.get_or_create(session=session, name=DEMO_PROJECT)
+        assert project.id is not None
+        quality.seed_gold(session=session, storage=storage, project_id=project.id, per_case=3)
+        session.commit()
     done = [
         ImportOutcome(f"synthetic-{s}", "skipped", "already imported")
         for s in seeds

@@ -1,5 +1,6 @@
 """Projects group cases and set how many labels each task needs and how often gold is shown."""
 
+import math
 import re
 from datetime import datetime
 
@@ -20,6 +21,33 @@ class ProjectBase(SQLModel):
     redundancy: int = Field(default=3, ge=1, le=50)
     # Share of tasks served to a volunteer that are gold samples (scored against an expert).
     gold_rate: float = Field(default=0.1, ge=0, le=1)
+    # Gold rates while a volunteer is new: [answers so far below which, rate], ascending;
+    # after the last step the project's gold_rate applies.
+    gold_schedule: list[list[float]] = Field(
+        default_factory=lambda: [[10, 0.4], [30, 0.3], [100, 0.2]], sa_type=sa.JSON
+    )
+    # Share of a volunteer's answers that come back to them as repeats, and the answers in
+    # between.
+    repeat_rate: float = Field(default=0.05, ge=0, le=1)
+    repeat_gap: int = Field(default=20, ge=1, le=10_000)
+    # Reliability thresholds (``quality.reliability.Thresholds``).
+    min_gold: int = Field(default=5, ge=1, le=1000)
+    min_sensitivity: float = Field(default=0.3, ge=0, le=1)
+    min_lesion_ppv: float = Field(default=0.3, ge=0, le=1)
+    fast_ms: int = Field(default=1500, ge=0, le=600_000)
+
+    @field_validator("gold_schedule")
+    @classmethod
+    def _ascending_steps(cls, value: list[list[float]]) -> list[list[float]]:
+        if len(value) > 20 or any(len(step) != 2 for step in value):
+            raise ValueError("up to 20 steps, each [answers, rate]")
+        for n, rate in value:
+            if not (math.isfinite(n) and n == int(n) and 1 <= n <= 1e9 and 0 <= rate <= 1):
+                raise ValueError("each step is [whole number of answers >= 1, rate from 0 to 1]")
+        steps = [[int(n), float(rate)] for n, rate in value]
+        if [n for n, _ in steps] != sorted({n for n, _ in steps}):
+            raise ValueError("steps must be in strictly ascending order of answers")
+        return steps
 
     @field_validator("name")
     @classmethod

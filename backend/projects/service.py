@@ -9,7 +9,7 @@ from backend.core.errors import Conflict, InvalidInput
 from backend.imaging.models import Case
 from backend.projects.models import Project
 from backend.projects.schemas import ProjectCreate, ProjectRead
-from backend.tasks.models import Task, TaskState
+from backend.tasks.models import Task, TaskKind, TaskState
 
 
 def create(*, session: Session, project_in: ProjectCreate) -> Project:
@@ -44,16 +44,17 @@ def get_or_create(
 
 
 def list_with_progress(*, session: Session) -> list[ProjectRead]:
-    """Every project with its case count and open/complete task counts."""
+    """Every project with its case count and open/complete counts of its crowd (normal)
+    tasks; gold and repeat tasks are not counted, so the figures say nothing about them."""
     cases = dict(
         session.exec(select(Case.project_id, func.count()).group_by(col(Case.project_id))).all()
     )
     tasks: dict[tuple[int, str], int] = {
         (project_id, str(state)): count
         for project_id, state, count in session.exec(
-            select(Task.project_id, Task.state, func.count()).group_by(
-                col(Task.project_id), col(Task.state)
-            )
+            select(Task.project_id, Task.state, func.count())
+            .where(Task.kind == TaskKind.normal)
+            .group_by(col(Task.project_id), col(Task.state))
         ).all()
     }
     projects = session.exec(select(Project).order_by(col(Project.id))).all()

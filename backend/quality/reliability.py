@@ -159,8 +159,8 @@ def suspension_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
     sens_low = rel.sensitivity.lower
     if sens_low < limits.min_sensitivity:
         reasons.append(
-            f"lesion pixels found: at most {rel.sensitivity.mean:.0%} on average (95 % lower "
-            f"bound {sens_low:.0%}, needed {limits.min_sensitivity:.0%})"
+            f"share of lesion pixels marked: {rel.sensitivity.mean:.0%} (95 % lower bound "
+            f"{sens_low:.0%}, needed {limits.min_sensitivity:.0%})"
         )
     ppv_low = rel.lesion_ppv.lower
     if totals.lesions_predicted and ppv_low < limits.min_lesion_ppv:

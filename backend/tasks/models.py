@@ -52,6 +52,19 @@ class Task(SQLModel, table=True):
     # unexpired leases hold every remaining slot (None or past: a slot is free now).
     submitted_labels: int = 0
     full_until: datetime | None = timestamp_field(nullable=True)
+    # Gold tasks: the frozen expert mask answers are scored against (the current version).
+    gold_version_id: int | None = Field(
+        default=None, foreign_key="gold_versions.id", ondelete="RESTRICT", index=True
+    )
+    # Repeat tasks: the one rater it is for, the answer it repeats, and the number of answers
+    # that rater must have given in the project before it is served.
+    for_user_id: int | None = Field(
+        default=None, foreign_key="users.id", ondelete="CASCADE", index=True
+    )
+    # No foreign key: annotations already reference tasks, and a cycle would leave no order to
+    # create or drop the two tables in. A repeat whose first answer is gone is not scored.
+    repeat_of_id: int | None = None
+    due_after: int | None = None
 
 
 class AssignmentState(StrEnum):

@@ -3,18 +3,19 @@
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import Path as FastPath
 from sqlmodel import Session
 
 from backend.annotations import service as annotations
-from backend.annotations.schemas import AnnotationCreate, AnnotationRead
-from backend.auth.deps import CredentialsDep, authenticate
-from backend.core.deps import DatabaseDep, SettingsDep, StorageDep
+from backend.annotations.schemas import AnnotationCreate, AnnotationRead, FeedbackRead
+from backend.auth.deps import CredentialsDep, CurrentUser, authenticate
+from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import error_responses
 from backend.core.http import json_response
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.tasks import service
-from backend.tasks.schemas import CropBox, NeighbourRead, SliceRead, TaskRead
+from backend.tasks.schemas import NeighbourRead, SliceRead, TaskRead
 from backend.tasks.service import SliceView
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
@@ -22,42 +23,62 @@ router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(40
 IDEMPOTENCY_KEY = r"^[!-~]{1,64}$"
 
 
-def image_urls(slice_: SliceView) -> dict[str, str]:
-    """Relative URLs of a slice's contrast images (immutable, long-cached).
+def image_urls(lease_id: int, offset: int, slice_: SliceView) -> dict[str, str]:
+    """Relative URLs of a leased slice's (or neighbour's) contrast images.
 
-    Written out rather than built with ``url_path_for``, which walked the routes on every call
-    (5 % of a request); ``test_router`` checks they resolve.
+    Scoped to the lease, not the slice: a slice's own URL would tell a volunteer they had seen
+    it before (a repeat) or that its id is out of the queue's order (gold). Written out rather
+    than built with ``url_path_for``, which walked the routes on every call (5 % of a request);
+    ``test_router`` checks they resolve.
     """
     return {
-        contrast: f"/api/slices/{slice_.id}/images/{contrast}.png"
+        contrast: f"/api/tasks/{lease_id}/images/{offset}/{contrast}.png"
         for contrast in sorted(slice_.image_keys)
     }
 
 
 def _task_read(lease: service.Lease) -> TaskRead:
-    slice_, task = lease.slice, lease.task
+    slice_ = lease.slice
     return TaskRead(
-        id=task.id,
-        project_id=task.project_id,
-        kind=task.kind,
-        required_labels=task.required_labels,
+        id=lease.id,
+        project_id=lease.task.project_id,
         slice=SliceRead(
-            id=slice_.id,
-            case=lease.case_public_id,
             axis=slice_.axis.value,
-            index=slice_.index,
             width=slice_.width,
             height=slice_.height,
-            crop=CropBox(
-                x0=slice_.crop_x0, y0=slice_.crop_y0, x1=slice_.crop_x1, y1=slice_.crop_y1
-            ),
-            images=image_urls(slice_),
+            images=image_urls(lease.id, 0, slice_),
         ),
         neighbours=[
-            NeighbourRead(offset=n.index - slice_.index, index=n.index, images=image_urls(n))
+            NeighbourRead(
+                offset=n.index - slice_.index,
+                images=image_urls(lease.id, n.index - slice_.index, n),
+            )
             for n in lease.neighbours
         ],
         lease_expires_at=lease.lease_expires_at,
+    )
+
+
+def _annotation_read(result: annotations.Submission) -> AnnotationRead:
+    stored, feedback = result.annotation, result.feedback
+    assert stored.id is not None
+    return AnnotationRead(
+        id=stored.id,
+        task_id=result.lease_id,
+        lesion_pixels=stored.lesion_pixels,
+        duration_ms=stored.duration_ms,
+        created_at=stored.created_at,
+        feedback=None
+        if feedback is None
+        else FeedbackRead(
+            dice=feedback.dice,
+            lesions_reference=feedback.lesions_reference,
+            lesions_found=feedback.lesions_found,
+            lesions_missed=feedback.lesions_missed,
+            false_alarms=feedback.false_alarms,
+            overlay_url=f"/api/annotations/{stored.id}/feedback.png",
+            gold_url=f"/api/annotations/{stored.id}/gold.png",
+        ),
     )
 
 
@@ -135,7 +156,9 @@ async def submit_annotation(
         ),
     ] = None,
 ) -> Response:
-    """Submit your mask for a task you hold: PNG (base64) or RLE at the slice image size."""
+    """Submit your mask for a task you hold (``task_id``: the id from POST /api/tasks/next):
+    PNG (base64) or RLE at the slice image size. After a check task the answer carries
+    feedback against the expert's mask."""
     request_sha256 = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
 
     def work(session: Session) -> tuple[AnnotationRead, bool]:
@@ -144,7 +167,7 @@ async def submit_annotation(
             session=session,
             storage=storage,
             user=caller,
-            task_id=task_id,
+            lease_id=task_id,
             mask_in=body.mask,
             max_mask_bytes=settings.max_mask_bytes,
             idempotency_key=idempotency_key,
@@ -152,9 +175,41 @@ async def submit_annotation(
             duration_ms=body.duration_ms,
             client_info=body.client_info.model_dump(exclude_none=True),
         )
-        return AnnotationRead.model_validate(result.annotation), result.replayed
+        return _annotation_read(result), result.replayed
 
     read, replayed = await database.run(work)
     if replayed:
         return json_response(read, status.HTTP_200_OK, {"Idempotent-Replayed": "true"})
     return json_response(read, status.HTTP_201_CREATED)
+
+
+@router.get(
+    "/{lease_id}/images/{offset}/{contrast}.png",
+    name="lease_image",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "An 8-bit PNG"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        **error_responses(404),
+    },
+)
+def lease_image(
+    lease_id: PathId,
+    offset: Annotated[int, FastPath(ge=-service.NEIGHBOUR_REACH, le=service.NEIGHBOUR_REACH)],
+    contrast: Annotated[str, FastPath(max_length=16)],
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
+) -> Response:
+    """One contrast of your leased slice (offset 0) or a neighbour, as an 8-bit PNG."""
+    assert user.id is not None
+    key = service.lease_image_key(
+        session=session, lease_id=lease_id, user_id=user.id, offset=offset, contrast=contrast
+    )
+    # The ETag names the lease's image, not the stored file: it must not repeat across leases.
+    etag = '"' + hashlib.sha256(f"{lease_id}/{offset}/{contrast}".encode()).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "private, max-age=86400", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(content=storage.get(key), media_type="image/png", headers=headers)

@@ -4,43 +4,30 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from backend.tasks.models import TaskKind
-
-
-class CropBox(BaseModel):
-    """The slice image's place in the volume grid, half-open voxel ranges [x0, x1) x [y0, y1)."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
 
 class SliceRead(BaseModel):
-    id: int
-    case: str  # the case's random public id
+    """The slice to label. Nothing here tells one task from another beyond the images: gold,
+    repeat and normal tasks look alike until answered (issue 19)."""
+
     axis: str
-    index: int
     width: int
     height: int
-    crop: CropBox
-    # URL of each contrast's PNG (FLAIR always; T1 and T2 when imported).
+    # URL of each contrast's PNG (FLAIR always; T1 and T2 when imported), valid for this lease.
     images: dict[str, str]
 
 
 class NeighbourRead(BaseModel):
-    """A nearby slice of the same case, for scrolling context."""
+    """A nearby slice of the same case, for scrolling context (read-only)."""
 
     offset: int
-    index: int
     images: dict[str, str]
 
 
 class TaskRead(BaseModel):
+    # The lease's id: submit to POST /api/tasks/{id}/annotations. A new id for every lease,
+    # so ids say nothing about which slice or what kind of task it is.
     id: int
     project_id: int
-    kind: TaskKind
-    required_labels: int
     slice: SliceRead
     neighbours: list[NeighbourRead]
     lease_expires_at: datetime

@@ -15,6 +15,8 @@ SQL rather than bound, so the prepared statements' generic plans can still use t
 queue index ``ix_tasks_open_queue`` (a bound ``state = $1`` cannot match its predicate).
 """
 
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,6 +35,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -42,8 +45,12 @@ from sqlmodel import Session
 
 from backend.auth.models import EXPERT_ROLES, UserRole
 from backend.core.db import serialize_writers, table_of
+from backend.core.errors import NotFound, PermissionDenied
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, ConsentScope, CropSize, Slice, SliceAxis
+from backend.projects.models import Project
+from backend.quality.models import RaterStats
+from backend.quality.reliability import TrustLevel
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 # Slices either side of the leased one sent for scrolling context.
@@ -53,6 +60,8 @@ TASKS = table_of(Task)
 ASSIGNMENTS = table_of(Assignment)
 SLICES = table_of(Slice)
 CASES = table_of(Case)
+PROJECTS = table_of(Project)
+RATER_STATS = table_of(RaterStats)
 
 
 def const(value: StrEnum) -> ColumnElement[Any]:
@@ -94,6 +103,7 @@ class SliceView(CropSize):
 
 @dataclass(frozen=True)
 class Lease:
+    id: int  # the assignment's id: what the rater's client knows the task by
     task: LeasedTask
     slice: SliceView
     case_public_id: str
@@ -154,7 +164,9 @@ def _refresh_statement() -> Update:
         .scalar_subquery()
     )
     becomes_complete = and_(
-        TASKS.c.state == const(TaskState.open), submitted >= TASKS.c.required_labels
+        TASKS.c.state == const(TaskState.open),
+        TASKS.c.kind != const(TaskKind.gold),  # gold is answered by every volunteer once
+        submitted >= TASKS.c.required_labels,
     )
     return (
         update(TASKS)
@@ -187,7 +199,7 @@ def has_free_slot(state: TaskState, full_until: datetime | None, now: datetime) 
 def _held_statement(in_project: bool) -> Select[Any]:
     """The caller's oldest unexpired lease on an open task."""
     query = (
-        select(*_TASK_COLUMNS, ASSIGNMENTS.c.lease_expires_at)
+        select(*_TASK_COLUMNS, ASSIGNMENTS.c.lease_expires_at, ASSIGNMENTS.c.id.label("lease"))
         .select_from(ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id))
         .where(
             ASSIGNMENTS.c.user_id == bindparam("user"),
@@ -205,8 +217,8 @@ def _held_statement(in_project: bool) -> Select[Any]:
 
 @cache
 def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) -> Select[Any]:
-    """The first open task in queue order with a free slot at ``now`` that the user has not
-    answered, locked (``wait``: waiting for a locked one; else passing over locked ones)."""
+    """The first open normal task in queue order with a free slot at ``now`` that the user has
+    not answered, locked (``wait``: waiting for a locked one; else passing over locked ones)."""
     mine = exists().where(
         ASSIGNMENTS.c.task_id == TASKS.c.id,
         ASSIGNMENTS.c.user_id == bindparam("user"),
@@ -216,7 +228,7 @@ def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) 
         select(*_TASK_COLUMNS)
         .where(
             TASKS.c.state == const(TaskState.open),
-            TASKS.c.kind != const(TaskKind.practice),
+            TASKS.c.kind == const(TaskKind.normal),
             or_(TASKS.c.full_until.is_(None), TASKS.c.full_until <= bindparam("now")),
             ~mine,
         )
@@ -256,7 +268,7 @@ def _lease_statement(dialect: str) -> Insert:
             "leased_at": statement.excluded.leased_at,
             "lease_expires_at": statement.excluded.lease_expires_at,
         },
-    )
+    ).returning(ASSIGNMENTS.c.id)
 
 
 @cache
@@ -292,11 +304,12 @@ def _slices_statement() -> Select[Any]:
     )
 
 
-def _load(session: Session, task: LeasedTask, expires: datetime) -> Lease:
+def _load(session: Session, lease_id: int, task: LeasedTask, expires: datetime) -> Lease:
     """The lease's slice with its case id and neighbouring slices, in one query."""
     rows = session.execute(_slices_statement(), {"slice": task.slice_id}).all()
     views = [SliceView(*row[:8]) for row in rows]
     return Lease(
+        id=lease_id,
         task=task,
         slice=next(v for v in views if v.id == task.slice_id),
         case_public_id=rows[0].public_id,
@@ -309,6 +322,96 @@ def _task(row: Any) -> LeasedTask:
     return LeasedTask(row[0], row[1], row[2], TaskKind(row[3]), row[4])
 
 
+class RaterSuspended(PermissionDenied):
+    """The rater is suspended in the project: no more real tasks until an expert reinstates."""
+
+
+def gold_rate(answered: int, schedule: Sequence[Sequence[float]], base_rate: float) -> float:
+    """The share of gold for a volunteer's next task after ``answered`` answers: the rate of
+    the first schedule step ``[below, rate]`` with ``answered < below``, else ``base_rate``."""
+    for below, rate in schedule:
+        if answered < below:
+            return float(rate)
+    return base_rate
+
+
+@cache
+def _personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]:
+    """One row about the caller: answers given and suspension (``rater_stats``), a random gold
+    task on a slice they have never had (with its project's gold schedule), and their first
+    repeat task (with the answer count it is due after)."""
+    stats = select(
+        func.coalesce(func.sum(RATER_STATS.c.answered), 0).label("answered"),
+        func.max(
+            case(
+                (RATER_STATS.c.trust == const(TrustLevel.suspended), RATER_STATS.c.suspended_reason)
+            )
+        ).label("suspended"),
+    ).where(RATER_STATS.c.user_id == bindparam("user"))
+    seen_task, seen = TASKS.alias("seen_task"), ASSIGNMENTS.alias("seen")
+    seen_slices = (
+        select(seen_task.c.slice_id)
+        .select_from(seen.join(seen_task, seen_task.c.id == seen.c.task_id))
+        .where(seen.c.user_id == bindparam("user"))
+    )
+    gold = (
+        select(
+            TASKS.c.id.label("gold_task"),
+            PROJECTS.c.gold_rate,
+            PROJECTS.c.gold_schedule,
+        )
+        .select_from(TASKS.join(PROJECTS, PROJECTS.c.id == TASKS.c.project_id))
+        .where(
+            TASKS.c.kind == const(TaskKind.gold),
+            TASKS.c.state == const(TaskState.open),
+            TASKS.c.slice_id.not_in(seen_slices),
+        )
+        # A different gold task for each request, so concurrent volunteers do not queue on
+        # one row: a cheap hash of the id with a random seed.
+        .order_by((TASKS.c.id * 40503 + bindparam("seed")) % 65521)
+        .limit(literal_column("1"))
+    )
+    repeat = (
+        select(TASKS.c.id.label("repeat_task"), TASKS.c.due_after)
+        .where(
+            TASKS.c.kind == const(TaskKind.repeat),
+            TASKS.c.state == const(TaskState.open),
+            TASKS.c.for_user_id == bindparam("user"),
+        )
+        .order_by(TASKS.c.due_after, TASKS.c.id)
+        .limit(literal_column("1"))
+    )
+    if in_project:
+        stats = stats.where(RATER_STATS.c.project_id == bindparam("project"))
+        gold = gold.where(TASKS.c.project_id == bindparam("project"))
+        repeat = repeat.where(TASKS.c.project_id == bindparam("project"))
+    if restricted_hidden:
+        restricted = (
+            select(SLICES.c.id)
+            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
+            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+        )
+        gold = gold.where(TASKS.c.slice_id.not_in(restricted))
+    stats_row, gold_row, repeat_row = (
+        stats.subquery("stats"),
+        gold.subquery("gold"),
+        repeat.subquery("rep"),
+    )
+    return select(stats_row, gold_row, repeat_row).select_from(
+        stats_row.outerjoin(gold_row, true()).outerjoin(repeat_row, true())
+    )
+
+
+@cache
+def _chosen_statement() -> Select[Any]:
+    """Lock a gold or repeat task chosen for the caller, if it is still open."""
+    return (
+        select(*_TASK_COLUMNS)
+        .where(TASKS.c.id == bindparam("chosen"), TASKS.c.state == const(TaskState.open))
+        .with_for_update()
+    )
+
+
 def next_task(
     *,
     session: Session,
@@ -316,15 +419,21 @@ def next_task(
     lease_seconds: int,
     project_id: int | None = None,
     now: datetime | None = None,
+    draw: float | None = None,
 ) -> Lease | None:
     """Lease the caller one open task they have not labelled, or None when there is none.
 
     A caller who already holds an unexpired lease gets that task again (a page reload must
-    not take a second slot). Otherwise one statement finds and locks the first task in queue
-    order with a free slot, passing over tasks other transactions hold locked. None means no
-    task has a free slot for this caller: when every free-looking task is locked, the first
-    one is waited for, since its holder may leave a slot free. ``now`` fixes the clock for
-    tests. Five statements: held lease, candidate, lease, slot update, slices.
+    not take a second slot). Otherwise, in this order: a repeat task of theirs that is due; a
+    gold task, with the probability their project's gold schedule gives for the answers they
+    have given (never a slice they have had before, in any task); else the first normal task
+    in queue order with a free slot, passing over tasks other transactions hold locked (None
+    means no task has a free slot for this caller: when every free-looking task is locked, the
+    first one is waited for, since its holder may leave a slot free).
+
+    Each way takes the same statements (held lease, the caller's row, lock, lease, slot
+    update, slices), so the time taken does not tell gold from normal. Suspended raters get
+    ``RaterSuspended``. ``now`` fixes the clock and ``draw`` the gold draw, for tests.
     """
     assert user.id is not None
     serialize_writers(session)
@@ -336,9 +445,31 @@ def next_task(
         params["project"] = project_id
     held = session.execute(_held_statement(in_project), params).first()
     if held is not None:
-        return _load(session, _task(held), held.lease_expires_at)
+        return _load(session, held.lease, _task(held), held.lease_expires_at)
     hide_restricted = user.role not in EXPERT_ROLES
-    row = session.execute(_candidate_statement(in_project, hide_restricted, False), params).first()
+    me = session.execute(
+        _personal_statement(in_project, hide_restricted),
+        {**params, "seed": random.randrange(65521)},
+    ).one()
+    if me.suspended is not None:
+        raise RaterSuspended(
+            f"You are paused from labelling in this project: {me.suspended}. "
+            "Please redo the tutorial; an expert can reinstate you."
+        )
+    chosen = None
+    if me.repeat_task is not None and me.due_after <= me.answered:
+        chosen = me.repeat_task
+    elif me.gold_task is not None:
+        rate = gold_rate(me.answered, me.gold_schedule or [], me.gold_rate)
+        if (random.random() if draw is None else draw) < rate:
+            chosen = me.gold_task
+    row = None
+    if chosen is not None:
+        row = session.execute(_chosen_statement(), {"chosen": chosen}).first()
+    if row is None:
+        row = session.execute(
+            _candidate_statement(in_project, hide_restricted, False), params
+        ).first()
     if row is None and dialect == "postgresql":
         # Every free-looking task is locked by a concurrent lease or submission (they take
         # milliseconds). Waiting is safe: each of them updates the task row, and PostgreSQL
@@ -350,7 +481,7 @@ def next_task(
     task = _task(row)
     leased_at = now or utcnow()  # after the lock: a wait for it must not shorten the lease
     expires = leased_at + timedelta(seconds=lease_seconds)
-    session.execute(
+    lease_id = session.execute(
         _lease_statement(dialect),
         {
             "lease_task": task.id,
@@ -358,6 +489,34 @@ def next_task(
             "lease_at": leased_at,
             "lease_until": expires,
         },
-    )
+    ).scalar_one()
     refresh_slots(session, task.id)
-    return _load(session, task, expires)
+    return _load(session, lease_id, task, expires)
+
+
+def lease_image_key(
+    *, session: Session, lease_id: int, user_id: int, offset: int, contrast: str
+) -> str:
+    """Storage key of a contrast image of the caller's leased slice, or of its neighbour at
+    ``offset``; ``NotFound`` for a lease that is not theirs or an image that does not exist."""
+    target = SLICES.alias("target")
+    row = session.execute(
+        select(SLICES.c.image_keys)
+        .select_from(
+            ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id)
+            .join(target, target.c.id == TASKS.c.slice_id)
+            .join(
+                SLICES,
+                and_(
+                    SLICES.c.case_id == target.c.case_id,
+                    SLICES.c.axis == target.c.axis,
+                    SLICES.c.index == target.c.index + offset,
+                ),
+            )
+        )
+        .where(ASSIGNMENTS.c.id == lease_id, ASSIGNMENTS.c.user_id == user_id)
+    ).first()
+    key = None if row is None else row.image_keys.get(contrast)
+    if key is None:
+        raise NotFound(f"No {contrast!r} image at offset {offset} of a lease {lease_id} of yours")
+    return str(key)

@@ -83,7 +83,7 @@ def test_volunteer_signs_up_paints_and_submits(
     page.wait_for_selector("[data-testid=paint]", state="visible")
     assert page.inner_text("[data-testid=display-name]")
     first_status = page.inner_text("[data-testid=status]")
-    assert "Slice" in first_status
+    assert "Task 1" in first_status
 
     # The slice fills the phone's width without horizontal scrolling.
     box = page.locator("[data-testid=paint]").bounding_box()

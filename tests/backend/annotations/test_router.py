@@ -190,14 +190,17 @@ def test_unknown_or_unleased_task(
     body = {
         "mask": {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": [WIDTH * HEIGHT]}
     }
-    assert client.post("/api/tasks/9999/annotations", json=body).status_code == 404
-    with Session(migrated_engine) as session:
-        other = create_tasks(session, storage, count=1)[0].id
-        session.commit()
+    unknown = client.post("/api/tasks/9999/annotations", json=body)
+    assert unknown.status_code == 404
+    assert "no lease 9999" in unknown.json()["detail"]
+    # Someone else's lease looks exactly like no lease at all.
+    signup(client, "other@example.org")
+    other = client.post("/api/tasks/next").json()["id"]
+    signup(client, "rater2@example.org")
     response = client.post(f"/api/tasks/{other}/annotations", json=body)
-    assert response.status_code == 409
-    assert "not leased to you" in response.json()["detail"]
+    assert response.status_code == 404
+    assert f"no lease {other}" in response.json()["detail"]
     # The right to answer is checked before any mask is decoded.
     junk = {"mask": {"encoding": "png", "data": "%%%"}}
-    assert client.post(f"/api/tasks/{other}/annotations", json=junk).status_code == 409
+    assert client.post(f"/api/tasks/{other}/annotations", json=junk).status_code == 404
     assert task_id != other

@@ -32,8 +32,9 @@ def test_check_finds_and_fixes_orphans_but_spares_young_files(
         (task,) = create_tasks(session, storage, count=1)
         user = auth.create_user(session=session, email="s@example.org", password=PASSWORD)
         assert task.id is not None
-        next_task(session=session, user=user, lease_seconds=600)
-        kept = submit(session, storage, user, task.id).annotation.mask_key
+        lease = next_task(session=session, user=user, lease_seconds=600)
+        assert lease is not None
+        kept = submit(session, storage, user, lease).annotation.mask_key
         session.commit()
     for key in ("annotations/9/1-dead.png", "cases/gone/axial/0000/flair.png"):
         storage.put(key, b"x")

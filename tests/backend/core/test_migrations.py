@@ -13,10 +13,10 @@ import backend.models  # noqa: F401  (registers every table)
 from backend.auth.models import User
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
 from backend.imaging.models import Case, Slice, SliceAxis
-from backend.projects.models import Project
 
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
+TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -104,13 +104,15 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
 
 def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine) -> None:
     upgrade(db_engine, "0003")
-    with Session(db_engine) as session:  # these tables are as the models describe them
-        project = Project(name="p")
-        session.add(project)
-        session.flush()
-        case = Case(
-            project_id=project.id or 0, public_id="c", source_sha256="h", source="s", licence="CC0"
+    with db_engine.begin() as connection:  # projects gained columns in 0005
+        connection.execute(
+            text(
+                "INSERT INTO projects (id, name, description, redundancy, gold_rate, created_at) "
+                "VALUES (1, 'p', '', 3, 0.1, CURRENT_TIMESTAMP)"
+            )
         )
+    with Session(db_engine) as session:  # these tables are as the models describe them
+        case = Case(project_id=1, public_id="c", source_sha256="h", source="s", licence="CC0")
         session.add(case)
         session.flush()
         slices = [
@@ -133,7 +135,7 @@ def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine
         ]
         session.add_all([*slices, *users])
         session.commit()
-        ids = [s.id for s in slices], [u.id for u in users], project.id
+        ids = [s.id for s in slices], [u.id for u in users], 1
     (slice_ids, user_ids, project_id) = ids
     with db_engine.begin() as c:
         for n, slice_id in zip((1, 2, 3), slice_ids, strict=True):

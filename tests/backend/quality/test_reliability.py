@@ -48,7 +48,7 @@ def test_trust_levels_follow_the_evidence() -> None:
     assert trust_level(RaterTotals(**{**good.__dict__, "gold": 8}), LIMITS) is TrustLevel.qualified
     blind = RaterTotals(**{**good.__dict__, "tp": 300, "fn": 9200})
     assert trust_level(blind, LIMITS) is TrustLevel.suspended
-    assert "lesion pixels found" in suspension_reasons(blind, LIMITS)[0]
+    assert "lesion pixels marked" in suspension_reasons(blind, LIMITS)[0]
     assert add_repeat(add_repeat(good, 0.8), 0.6).repeat_dice_sum == pytest.approx(1.4)
     assert reliability(add_repeat(good, 0.8)).consistency == pytest.approx(0.8)
 

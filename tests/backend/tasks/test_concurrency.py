@@ -30,7 +30,7 @@ def _rater(engine: Engine, storage: Storage, user: User, errors: list[BaseExcept
             key = f"{user.id}-{lease.task.id}"
             for _attempt in range(2):  # the client retries: the second call is a replay
                 with Session(engine, expire_on_commit=False) as session:
-                    submit(session, storage, user, lease.task.id, mask=mask, key=key)
+                    submit(session, storage, user, lease, mask=mask, key=key)
                     session.commit()
     except BaseException as exc:  # surfaced by the test thread
         errors.append(exc)

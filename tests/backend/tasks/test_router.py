@@ -28,11 +28,14 @@ def test_next_task_leases_a_slice_with_images_and_context(
     response = client.post("/api/tasks/next")
     assert response.status_code == 200
     task = response.json()
-    assert task["id"] in ids
+    with Session(migrated_engine) as session:  # the id is the lease's, not the task's
+        lease = session.get(Assignment, task["id"])
+        assert lease is not None
+        assert lease.task_id in ids
     assert task["slice"]["width"] == WIDTH
     assert task["slice"]["height"] == HEIGHT
-    assert task["slice"]["crop"] == {"x0": 0, "y0": 0, "x1": WIDTH, "y1": HEIGHT}
     assert set(task["slice"]["images"]) == {"flair"}
+    assert task["slice"]["images"]["flair"] == f"/api/tasks/{task['id']}/images/0/flair.png"
     assert {n["offset"] for n in task["neighbours"]} <= {-2, -1, 1, 2}
     assert task["neighbours"]
     # Taking a lease changes state: only by POST, so a cross-site link cannot take one.
@@ -40,8 +43,11 @@ def test_next_task_leases_a_slice_with_images_and_context(
     image = client.get(task["slice"]["images"]["flair"])
     assert image.status_code == 200
     assert image.headers["content-type"] == "image/png"
-    assert "immutable" in image.headers["cache-control"]
-    assert "max-age=31536000" in image.headers["cache-control"]
+    assert image.headers["cache-control"] == "private, max-age=86400"
+    neighbour = task["neighbours"][0]
+    assert client.get(neighbour["images"]["flair"]).status_code == 200
+    assert client.get(f"/api/tasks/{task['id']}/images/3/flair.png").status_code == 422
+    assert client.get(f"/api/tasks/{task['id']}/images/0/t2.png").status_code == 404
     cached = client.get(
         task["slice"]["images"]["flair"], headers={"If-None-Match": image.headers["etag"]}
     )
@@ -58,7 +64,10 @@ def test_images_and_tasks_need_a_signed_in_user(
     _seed(migrated_engine, storage, count=1)
     assert client.post("/api/tasks/next").status_code == 401
     assert client.get("/api/slices/1/images/flair.png").status_code == 401
+    assert client.get("/api/tasks/1/images/0/flair.png").status_code == 401
     signup(client, "v2@example.org")
+    # Another volunteer's lease, or none: the same 404.
+    assert client.get("/api/tasks/1/images/0/flair.png").status_code == 404
     assert client.get("/api/slices/999/images/flair.png").status_code == 404
     assert client.get("/api/slices/1/images/t1.png").status_code == 404
 
@@ -111,13 +120,18 @@ def test_restricted_cases_are_hidden_from_volunteers(
         case.consent_scope = ConsentScope.restricted
         session.add(case)
         session.commit()
-        slice_id = slice_.id
+        slice_id, task_id = slice_.id, task.id
     signup(client, "nosy@example.org")
     assert client.get(f"/api/slices/{slice_id}/images/flair.png").status_code == 403
     # Volunteers are never leased restricted work; experts are.
     assert client.post("/api/tasks/next").status_code == 204
     set_role(migrated_engine, UserRole.expert)
-    assert client.post("/api/tasks/next").json()["slice"]["id"] == slice_id
+    leased = client.post("/api/tasks/next").json()
+    assert client.get(leased["slice"]["images"]["flair"]).status_code == 200
+    with Session(migrated_engine) as session:
+        assignment = session.get(Assignment, leased["id"])
+        assert assignment is not None
+        assert assignment.task_id == task_id
     image = client.get(f"/api/slices/{slice_id}/images/flair.png")
     assert image.status_code == 200
     assert image.headers["cache-control"] == "no-store"
@@ -146,8 +160,11 @@ def test_hot_endpoints_make_only_the_statements_their_work_needs(
             return [verbs[0], "UPDATE", *verbs[1:]] if sqlite else list(verbs)
 
         task = client.post("/api/tasks/next").json()
-        # caller, held lease, candidate, lease, slot update, slice with its neighbours
-        assert statements == expect("SELECT", "SELECT", "SELECT", "INSERT", "UPDATE", "SELECT")
+        # caller, held lease, the caller's row (answers, suspension, gold and repeat
+        # candidates), candidate, lease, slot update, slice with its neighbours
+        assert statements == expect(
+            "SELECT", "SELECT", "SELECT", "SELECT", "INSERT", "UPDATE", "SELECT"
+        )
         statements.clear()
         # A reload: caller, held lease, slices.
         assert client.post("/api/tasks/next").json()["id"] == task["id"]
@@ -160,8 +177,9 @@ def test_hot_endpoints_make_only_the_statements_their_work_needs(
             headers={"Idempotency-Key": "k1"},
         )
         assert sent.status_code == 201, sent.text
-        # caller, task lock with the checks' reads, annotation, assignment, slot update
-        assert statements == expect("SELECT", "SELECT", "INSERT", "UPDATE", "UPDATE")
+        # caller, task lock with the checks' reads, annotation, assignment, slot update, the
+        # rater's totals
+        assert statements == expect("SELECT", "SELECT", "INSERT", "UPDATE", "UPDATE", "INSERT")
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert task["id"] in ids
+    assert ids

@@ -45,7 +45,7 @@ def test_expired_lease_returns_the_slot_to_the_pool(
         assert again.task.id == task.id
         # The first rater's late answer is refused: the slot went to someone else.
         with pytest.raises(Conflict, match="expired"):
-            submit(session, storage, first, task.id, now=later)  # type: ignore[arg-type]
+            submit(session, storage, first, lease, now=later)  # type: ignore[arg-type]
 
 
 def test_late_answer_is_kept_while_a_slot_is_free(
@@ -55,7 +55,8 @@ def test_late_answer_is_kept_while_a_slot_is_free(
     with Session(migrated_engine) as session:
         (task,) = create_tasks(session, storage, count=1, required_labels=2)
         (rater,) = _users(session, 1)
-        assert service.next_task(session=session, user=rater, lease_seconds=LEASE, now=now)
+        lease = service.next_task(session=session, user=rater, lease_seconds=LEASE, now=now)
+        assert lease is not None
         late = now + timedelta(seconds=LEASE * 3)
         mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
         mask[2:5, 3:9] = 1
@@ -63,7 +64,7 @@ def test_late_answer_is_kept_while_a_slot_is_free(
             session,
             storage,
             rater,
-            task.id,
+            lease,
             mask=rle(encode_rle(mask)),
             key="late-1",
             now=late,  # type: ignore[arg-type]
@@ -84,7 +85,7 @@ def test_a_rater_never_gets_a_task_twice_and_tasks_complete(
                 assert lease.task.id is not None
                 assert rater.id not in seen.get(lease.task.id, [])
                 seen.setdefault(lease.task.id, []).append(rater.id)  # type: ignore[arg-type]
-                submit(session, storage, rater, lease.task.id)
+                submit(session, storage, rater, lease)
         assert sorted(len(v) for v in seen.values()) == [2, 2]
         for task in tasks:
             session.refresh(task)

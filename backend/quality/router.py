@@ -1,0 +1,192 @@
+"""``/api/quality``: gold samples for experts; ``/api/annotations``: a volunteer's feedback."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response, status
+from sqlmodel import Session
+from sqlmodel import select as orm_select
+
+from backend.annotations.masks import decode
+from backend.annotations.models import Annotation
+from backend.auth.deps import CurrentUser, require_role
+from backend.auth.models import EXPERT_ROLES, User, UserRole
+from backend.core.deps import SessionDep, SettingsDep, StorageDep
+from backend.core.errors import InvalidInput, NotFound, error_responses
+from backend.core.validation import MAX_DB_ID, PathId
+from backend.imaging.models import Slice
+from backend.quality import service
+from backend.quality.models import GoldScore, GoldSource, GoldVersion
+from backend.quality.schemas import GoldCandidateRead, GoldCreate, GoldVersionRead
+
+router = APIRouter(tags=["quality"], responses=error_responses(401, 403))
+ExpertUser = Annotated[User, Depends(require_role(UserRole.expert))]
+PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "An 8-bit PNG"}
+}
+
+
+def _version_read(version: GoldVersion) -> GoldVersionRead:
+    assert version.id is not None
+    return GoldVersionRead(
+        **version.model_dump(exclude={"mask_key", "retired_at"}),
+        mask_url=f"/api/quality/gold/{version.id}/mask.png",
+    )
+
+
+@router.get("/quality/gold-candidates", response_model=list[GoldCandidateRead])
+def gold_candidates(
+    _expert: ExpertUser,
+    session: SessionDep,
+    project_id: Annotated[int, Query(ge=1, le=MAX_DB_ID)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[GoldCandidateRead]:
+    """Slices of a project with an imported reference mask and no current gold, most lesion
+    pixels first, with URLs to preview the FLAIR image and the reference mask."""
+    rows = service.gold_candidates(
+        session=session, project_id=project_id, limit=limit, offset=offset
+    )
+    return [
+        GoldCandidateRead(
+            slice_id=slice_.id or 0,
+            case=case.public_id,
+            index=slice_.index,
+            reference_pixels=slice_.reference_pixels,
+            flair_url=f"/api/slices/{slice_.id}/images/flair.png",
+            reference_url=f"/api/slices/{slice_.id}/reference.png",
+        )
+        for slice_, case in rows
+    ]
+
+
+@router.post(
+    "/quality/slices/{slice_id}/gold",
+    status_code=status.HTTP_201_CREATED,
+    response_model=GoldVersionRead,
+    responses=error_responses(
+        400, 404, 409, 422, e409="The slice has no reference mask to approve"
+    ),
+)
+def make_gold(
+    slice_id: PathId,
+    body: GoldCreate,
+    expert: ExpertUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> GoldVersionRead:
+    """Make a slice gold (a new version when it already is): approve its reference mask, or
+    send the mask you painted (``source: expert``, PNG or RLE at the slice size)."""
+    assert expert.id is not None
+    if body.source == GoldSource.reference:
+        if body.mask is not None:
+            raise InvalidInput("Send no mask when approving the reference mask")
+        version = service.approve_reference(
+            session=session, storage=storage, slice_id=slice_id, expert_id=expert.id
+        )
+    else:
+        if body.mask is None:
+            raise InvalidInput("Send the mask you painted (source 'expert')")
+        slice_ = session.get(Slice, slice_id)
+        if slice_ is None:
+            raise NotFound(f"Slice {slice_id} does not exist")
+        mask = decode(
+            body.mask, width=slice_.width, height=slice_.height, max_bytes=settings.max_mask_bytes
+        )
+        version = service.set_gold(
+            session=session,
+            storage=storage,
+            slice_id=slice_id,
+            mask=mask,
+            source=GoldSource.expert,
+            expert_id=expert.id,
+        )
+    return _version_read(version)
+
+
+@router.delete(
+    "/quality/slices/{slice_id}/gold",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
+def retire_gold(slice_id: PathId, _expert: ExpertUser, session: SessionDep) -> Response:
+    """Stop serving a slice as gold; its versions and the scores made with them stay."""
+    service.retire_gold(session=session, slice_id=slice_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/quality/slices/{slice_id}/gold",
+    response_model=list[GoldVersionRead],
+    responses=error_responses(404),
+)
+def gold_versions(
+    slice_id: PathId, _expert: ExpertUser, session: SessionDep
+) -> list[GoldVersionRead]:
+    """Every gold version of a slice, newest first."""
+    versions = session.exec(
+        orm_select(GoldVersion)
+        .where(GoldVersion.slice_id == slice_id)
+        .order_by(GoldVersion.version.desc())  # type: ignore[attr-defined]
+    ).all()
+    return [_version_read(v) for v in versions]
+
+
+@router.get(
+    "/quality/gold/{version_id}/mask.png",
+    response_class=Response,
+    responses={**PNG_RESPONSE, **error_responses(404)},
+)
+def gold_mask(
+    version_id: PathId, _expert: ExpertUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    """A gold version's frozen mask (experts)."""
+    version = session.get(GoldVersion, version_id)
+    if version is None:
+        raise NotFound(f"Gold version {version_id} does not exist")
+    return _no_store_png(storage.get(version.mask_key))
+
+
+def _no_store_png(data: bytes) -> Response:
+    return Response(content=data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _own_score(session: Session, annotation_id: int, user: User) -> GoldScore:
+    """The gold score of an answer the caller gave (experts may see anyone's)."""
+    annotation = session.get(Annotation, annotation_id)
+    score = None if annotation is None else service.gold_score_of(session, annotation_id)
+    if (
+        annotation is None
+        or score is None
+        or (annotation.user_id != user.id and user.role not in EXPERT_ROLES)
+    ):
+        # The same answer whether it does not exist, is not gold or is someone else's.
+        raise NotFound(f"No feedback for an answer {annotation_id} of yours")
+    return score
+
+
+@router.get(
+    "/annotations/{annotation_id}/feedback.png",
+    response_class=Response,
+    responses={**PNG_RESPONSE, **error_responses(404)},
+)
+def feedback_overlay(
+    annotation_id: PathId, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    """Your answer to a check task over the expert's mask: hits, misses and false alarms."""
+    return _no_store_png(storage.get(_own_score(session, annotation_id, user).overlay_key))
+
+
+@router.get(
+    "/annotations/{annotation_id}/gold.png",
+    response_class=Response,
+    responses={**PNG_RESPONSE, **error_responses(404)},
+)
+def feedback_gold(
+    annotation_id: PathId, user: CurrentUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    """The expert's mask your answer to a check task was scored against (after you answered)."""
+    score = _own_score(session, annotation_id, user)
+    version = session.get(GoldVersion, score.gold_version_id)
+    assert version is not None
+    return _no_store_png(storage.get(version.mask_key))

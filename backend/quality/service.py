@@ -1,0 +1,543 @@
+"""Quality control in the database: gold versions, scoring answers as they are submitted,
+the raters' totals and trust, and the priors fusion takes from them."""
+
+import io
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+from sqlalchemy import bindparam, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlmodel import Session
+from sqlmodel import select as orm_select
+
+from backend.annotations.masks import to_png
+from backend.annotations.models import Annotation
+from backend.core.db import on_rollback, table_of
+from backend.core.errors import Conflict, InvalidInput, NotFound
+from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
+from backend.imaging.models import Case, Slice
+from backend.quality import metrics, scoring
+from backend.quality.models import (
+    GoldScore,
+    GoldSource,
+    GoldVersion,
+    RaterAction,
+    RaterActionKind,
+    RaterStats,
+    RepeatScore,
+)
+from backend.quality.reliability import (
+    Beta,
+    RaterTotals,
+    Thresholds,
+    TrustLevel,
+    reliability,
+    suspension_reasons,
+    trust_level,
+)
+from backend.tasks.models import Task, TaskKind, TaskState
+
+RATER_STATS = table_of(RaterStats)
+COUNTERS = tuple(f.name for f in fields(RaterTotals))
+# Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
+HIT, MISS, FALSE_ALARM = (0, 158, 115), (230, 159, 0), (204, 121, 167)
+
+
+def read_mask(storage: Storage, key: str) -> NDArray[np.bool_]:
+    """A stored binary mask PNG as a boolean [H, W] array."""
+    with Image.open(io.BytesIO(storage.get(key))) as image:
+        return np.asarray(image.convert("L")) > 127
+
+
+def _read_grey(storage: Storage, key: str) -> NDArray[np.uint8]:
+    with Image.open(io.BytesIO(storage.get(key))) as image:
+        return np.asarray(image.convert("L"))
+
+
+def brain_region(flair: NDArray[np.uint8]) -> NDArray[np.bool_] | None:
+    """Pixels inside the brain of a skull-stripped FLAIR slice image (non-zero), or None when
+    the image has no zero background to tell it by."""
+    inside = flair > 0
+    return inside if 0 < inside.sum() < inside.size else None
+
+
+def overlay_png(
+    flair: NDArray[np.uint8], gold: NDArray[np.bool_], answer: NDArray[np.bool_]
+) -> bytes:
+    """The feedback image: the FLAIR slice in grey with hits, misses and false alarms in
+    colour (``HIT``, ``MISS``, ``FALSE_ALARM``)."""
+    rgb = np.repeat((flair.astype(np.float32) * 0.7)[..., None], 3, axis=2)
+    for where, colour in (
+        (gold & answer, HIT),
+        (gold & ~answer, MISS),
+        (answer & ~gold, FALSE_ALARM),
+    ):
+        rgb[where] = colour
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+# --- gold versions ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoldState:
+    slice_id: int
+    version: GoldVersion | None  # the current (unretired) version
+    task_id: int | None
+
+
+def current_gold(session: Session, slice_id: int) -> GoldState:
+    """A slice's current gold version and its gold task."""
+    version = session.exec(
+        orm_select(GoldVersion)
+        .where(GoldVersion.slice_id == slice_id, GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
+        .order_by(GoldVersion.version.desc())  # type: ignore[attr-defined]
+    ).first()
+    task = session.exec(
+        orm_select(Task.id).where(Task.slice_id == slice_id, Task.kind == TaskKind.gold)
+    ).first()
+    return GoldState(slice_id, version, task)
+
+
+def _slice_and_case(session: Session, slice_id: int) -> tuple[Slice, Case]:
+    slice_ = session.get(Slice, slice_id)
+    if slice_ is None:
+        raise NotFound(f"Slice {slice_id} does not exist")
+    case = session.get(Case, slice_.case_id)
+    assert case is not None
+    return slice_, case
+
+
+def set_gold(
+    *,
+    session: Session,
+    storage: Storage,
+    slice_id: int,
+    mask: NDArray[np.uint8],
+    source: GoldSource,
+    expert_id: int | None,
+) -> GoldVersion:
+    """Make ``mask`` the slice's gold: a new frozen version, served through the slice's gold
+    task (created on first use; its earlier versions stay for the scores that used them).
+
+    The slice's open normal task, if any, is retired: with an expert answer its crowd labels
+    are not needed, and no volunteer may meet the same slice as normal and as gold.
+    """
+    slice_, case = _slice_and_case(session, slice_id)
+    if mask.shape != (slice_.height, slice_.width):
+        raise InvalidInput(
+            f"The gold mask must be {slice_.width} x {slice_.height} pixels, "
+            f"not {mask.shape[1]} x {mask.shape[0]}"
+        )
+    previous = session.exec(
+        orm_select(GoldVersion.version)
+        .where(GoldVersion.slice_id == slice_id)
+        .order_by(GoldVersion.version.desc())  # type: ignore[attr-defined]
+    ).first()
+    number = (previous or 0) + 1
+    now = utcnow()
+    for old in session.exec(
+        orm_select(GoldVersion).where(
+            GoldVersion.slice_id == slice_id,
+            GoldVersion.retired_at.is_(None),  # type: ignore[union-attr]
+        )
+    ):
+        old.retired_at = now
+        session.add(old)
+    key = f"gold/{slice_id}/v{number}.png"
+    storage.put(key, to_png(mask.astype(np.uint8)))
+    on_rollback(session, lambda: storage.delete(key))
+    version = GoldVersion(
+        slice_id=slice_id,
+        version=number,
+        source=source,
+        mask_key=key,
+        lesion_pixels=int(np.count_nonzero(mask)),
+        created_by=expert_id,
+        created_at=now,
+    )
+    session.add(version)
+    session.flush()
+    task = session.exec(
+        orm_select(Task).where(Task.slice_id == slice_id, Task.kind == TaskKind.gold)
+    ).first()
+    if task is None:
+        task = Task(
+            project_id=case.project_id,
+            slice_id=slice_id,
+            kind=TaskKind.gold,
+            required_labels=1,
+        )
+    task.gold_version_id = version.id
+    task.state = TaskState.open
+    session.add(task)
+    for normal in session.exec(
+        orm_select(Task).where(
+            Task.slice_id == slice_id, Task.kind == TaskKind.normal, Task.state == TaskState.open
+        )
+    ):
+        normal.state = TaskState.retired
+        session.add(normal)
+    session.flush()
+    return version
+
+
+def approve_reference(
+    *, session: Session, storage: Storage, slice_id: int, expert_id: int | None
+) -> GoldVersion:
+    """Make the slice's imported expert reference mask its gold."""
+    slice_, _case = _slice_and_case(session, slice_id)
+    if slice_.reference_key is None:
+        raise Conflict(f"Slice {slice_id} has no imported reference mask to approve")
+    mask = read_mask(storage, slice_.reference_key).astype(np.uint8)
+    return set_gold(
+        session=session,
+        storage=storage,
+        slice_id=slice_id,
+        mask=mask,
+        source=GoldSource.reference,
+        expert_id=expert_id,
+    )
+
+
+def gold_candidates(
+    *, session: Session, project_id: int, limit: int, offset: int
+) -> list[tuple[Slice, Case]]:
+    """Slices of a project with a reference mask and no current gold, most lesion pixels
+    first (slices with lesions make the most informative gold)."""
+    current = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
+    rows = session.exec(
+        orm_select(Slice, Case)
+        .join(Case, Case.id == Slice.case_id)  # type: ignore[arg-type]
+        .where(
+            Case.project_id == project_id,
+            Slice.reference_key.is_not(None),  # type: ignore[union-attr]
+            Slice.id.not_in(current),  # type: ignore[union-attr]
+        )
+        .order_by(Slice.reference_pixels.desc(), Slice.id)  # type: ignore[union-attr,arg-type]
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return [(s, c) for s, c in rows]
+
+
+def seed_gold(*, session: Session, storage: Storage, project_id: int, per_case: int) -> int:
+    """Approve the reference masks of each case's ``per_case`` slices with the most lesion
+    pixels as gold, in a project that has no gold yet (the demo's experts' work); returns how
+    many slices became gold."""
+    has_gold = session.exec(
+        orm_select(Task.id).where(Task.project_id == project_id, Task.kind == TaskKind.gold)
+    ).first()
+    if has_gold is not None:
+        return 0
+    made = 0
+    by_case: dict[int, int] = {}
+    for slice_, case in gold_candidates(
+        session=session, project_id=project_id, limit=1_000_000, offset=0
+    ):
+        if not slice_.reference_pixels or by_case.get(case.id or 0, 0) >= per_case:
+            continue
+        by_case[case.id or 0] = by_case.get(case.id or 0, 0) + 1
+        approve_reference(session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None)
+        made += 1
+    return made
+
+
+def retire_gold(*, session: Session, slice_id: int) -> None:
+    """Stop serving a slice as gold (its versions and scores stay)."""
+    state = current_gold(session, slice_id)
+    if state.version is None:
+        raise NotFound(f"Slice {slice_id} is not gold")
+    state.version.retired_at = utcnow()
+    session.add(state.version)
+    if state.task_id is not None:
+        task = session.get(Task, state.task_id)
+        assert task is not None
+        task.state = TaskState.retired
+        session.add(task)
+    session.flush()
+
+
+# --- scoring submissions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnsweredTask:
+    """What ``record_answer`` needs of the task answered (read under its lock)."""
+
+    task_id: int
+    kind: TaskKind
+    project_id: int
+    slice_id: int
+    gold_version_id: int | None
+    repeat_of_id: int | None
+    flair_key: str | None
+    limits: Thresholds
+    repeat_rate: float
+    repeat_gap: int
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a volunteer learns after answering a gold task."""
+
+    annotation_id: int
+    dice: float
+    lesions_reference: int
+    lesions_found: int
+    lesions_missed: int
+    false_alarms: int
+
+
+@cache
+def _bump_statement(dialect: str) -> ReturningInsert[Any]:
+    """Add the deltas to a rater's totals in a project (creating the row), returning them."""
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    columns = ("answered", *COUNTERS)
+    # A dict, not keywords: a column is called "fn", which values() takes for itself.
+    statement = upsert(RATER_STATS).values(
+        {
+            "user_id": bindparam("rater"),
+            "project_id": bindparam("rater_project"),
+            "updated_at": bindparam("at"),
+            **{name: bindparam(f"d_{name}") for name in columns},
+        }
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[RATER_STATS.c.user_id, RATER_STATS.c.project_id],
+        set_={
+            "updated_at": statement.excluded.updated_at,
+            **{name: RATER_STATS.c[name] + statement.excluded[name] for name in columns},
+        },
+    ).returning(
+        RATER_STATS.c.id,
+        RATER_STATS.c.trust,
+        RATER_STATS.c.override,
+        *(RATER_STATS.c[name] for name in columns),
+    )
+
+
+def record_answer(
+    *,
+    session: Session,
+    storage: Storage,
+    task: AnsweredTask,
+    user_id: int,
+    annotation_id: int,
+    mask: NDArray[np.uint8],
+    duration_ms: int | None,
+    now: datetime,
+    draw: Callable[[], float] = random.random,
+) -> Feedback | None:
+    """Score an answer in its submission's transaction: gold answers against their gold
+    version, repeats against the rater's first answer; every answer adds to the rater's totals
+    (answers, response times), which may change their trust level. A normal answer may be
+    scheduled to come back to the rater as a repeat. Returns the feedback of a gold answer."""
+    answer = mask.astype(bool)
+    delta = scoring.add_answer(RaterTotals(), duration_ms, task.limits)
+    feedback = None
+    if task.kind is TaskKind.gold and task.gold_version_id is not None:
+        result, feedback = _score_gold(session, storage, task, user_id, annotation_id, answer, now)
+        delta = scoring.add_gold(delta, result, None, task.limits)
+    elif task.kind is TaskKind.repeat and task.repeat_of_id is not None:
+        dice = _score_repeat(session, storage, task, user_id, annotation_id, answer, now)
+        if dice is not None:
+            delta = scoring.add_repeat(delta, dice)
+    row = session.execute(
+        _bump_statement(session.get_bind().dialect.name),
+        {
+            "rater": user_id,
+            "rater_project": task.project_id,
+            "at": now,
+            "d_answered": 1,
+            **{f"d_{name}": getattr(delta, name) for name in COUNTERS},
+        },
+    ).one()
+    totals = RaterTotals(**{name: row._mapping[name] for name in COUNTERS})
+    _update_trust(session, row.id, TrustLevel(row.trust), row.override, totals, task, user_id, now)
+    if task.kind is TaskKind.normal and draw() < task.repeat_rate:
+        session.add(
+            Task(
+                project_id=task.project_id,
+                slice_id=task.slice_id,
+                kind=TaskKind.repeat,
+                required_labels=1,
+                for_user_id=user_id,
+                repeat_of_id=annotation_id,
+                due_after=int(row.answered) + task.repeat_gap,
+            )
+        )
+        session.flush()
+    return feedback
+
+
+def _score_gold(
+    session: Session,
+    storage: Storage,
+    task: AnsweredTask,
+    user_id: int,
+    annotation_id: int,
+    answer: NDArray[np.bool_],
+    now: datetime,
+) -> tuple[scoring.GoldScore, Feedback]:
+    version = session.get(GoldVersion, task.gold_version_id)
+    assert version is not None
+    gold = read_mask(storage, version.mask_key)
+    flair = (
+        _read_grey(storage, task.flair_key)
+        if task.flair_key
+        else np.zeros(gold.shape, dtype=np.uint8)
+    )
+    result = scoring.score(gold, answer, brain_region(flair))
+    key = f"feedback/{annotation_id}.png"
+    storage.put(key, overlay_png(flair, gold, answer))
+    on_rollback(session, lambda: storage.delete(key))
+    c, report = result.confusion, result.report
+    session.add(
+        GoldScore(
+            annotation_id=annotation_id,
+            user_id=user_id,
+            project_id=task.project_id,
+            gold_version_id=version.id or 0,
+            tp=c.tp,
+            fp=c.fp,
+            fn=c.fn,
+            tn=c.tn,
+            dice=result.dice,
+            lesions_reference=report.reference_lesions,
+            lesions_found=report.found,
+            lesions_predicted=report.prediction_lesions,
+            false_alarms=report.false_alarms,
+            scribble=result.scribble,
+            overlay_key=key,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return result, Feedback(
+        annotation_id=annotation_id,
+        dice=result.dice,
+        lesions_reference=report.reference_lesions,
+        lesions_found=report.found,
+        lesions_missed=report.missed,
+        false_alarms=report.false_alarms,
+    )
+
+
+def _score_repeat(
+    session: Session,
+    storage: Storage,
+    task: AnsweredTask,
+    user_id: int,
+    annotation_id: int,
+    answer: NDArray[np.bool_],
+    now: datetime,
+) -> float | None:
+    first = session.get(Annotation, task.repeat_of_id)
+    if first is None:
+        return None  # the first answer was deleted with its task
+    dice = metrics.dice(read_mask(storage, first.mask_key), answer)
+    session.add(
+        RepeatScore(
+            annotation_id=annotation_id,
+            first_annotation_id=first.id or 0,
+            user_id=user_id,
+            project_id=task.project_id,
+            dice=dice,
+            created_at=now,
+        )
+    )
+    return dice
+
+
+def _update_trust(
+    session: Session,
+    stats_id: int,
+    stored: TrustLevel,
+    override: str | None,
+    totals: RaterTotals,
+    task: AnsweredTask,
+    user_id: int,
+    now: datetime,
+) -> None:
+    """Store the trust level the totals earn, unless an expert's decision stands."""
+    earned = trust_level(totals, task.limits)
+    reasons = suspension_reasons(totals, task.limits) if earned is TrustLevel.suspended else []
+    if override == RaterActionKind.suspended.value:
+        return
+    if override == RaterActionKind.reinstated.value and earned is TrustLevel.suspended:
+        return  # an expert reinstated them; the rules do not overturn that
+    if earned is stored:
+        return
+    values: dict[str, Any] = {"trust": earned, "suspended_reason": None}
+    if earned is TrustLevel.suspended:
+        values["suspended_reason"] = "; ".join(reasons)
+        session.add(
+            RaterAction(
+                user_id=user_id,
+                project_id=task.project_id,
+                action=RaterActionKind.suspended,
+                reason=values["suspended_reason"],
+                created_at=now,
+            )
+        )
+    session.execute(update(RATER_STATS).where(RATER_STATS.c.id == stats_id).values(**values))
+
+
+def gold_score_of(session: Session, annotation_id: int) -> GoldScore | None:
+    return session.exec(
+        orm_select(GoldScore).where(GoldScore.annotation_id == annotation_id)
+    ).first()
+
+
+def feedback_of(score: GoldScore) -> Feedback:
+    return Feedback(
+        annotation_id=score.annotation_id,
+        dice=score.dice,
+        lesions_reference=score.lesions_reference,
+        lesions_found=score.lesions_found,
+        lesions_missed=score.lesions_reference - score.lesions_found,
+        false_alarms=score.false_alarms,
+    )
+
+
+# --- for fusion ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RaterPrior:
+    """Beta priors of a rater's pixel sensitivity and specificity, from their gold answers on
+    the population prior (``quality.reliability``); ``excluded`` for suspended raters, whose
+    labels fusion leaves out."""
+
+    sensitivity: Beta
+    specificity: Beta
+    trust: TrustLevel
+    gold: int
+
+    @property
+    def excluded(self) -> bool:
+        return self.trust is TrustLevel.suspended
+
+
+def rater_priors(session: Session, project_id: int) -> dict[int, RaterPrior]:
+    """Every rater with totals in the project, by user id, with the Beta priors fusion takes
+    for them (MAP-EM in the STAPLE sense: gold-proven raters weigh more from the start)."""
+    rows = session.exec(orm_select(RaterStats).where(RaterStats.project_id == project_id)).all()
+    priors = {}
+    for row in rows:
+        rel = reliability(RaterTotals(**{name: getattr(row, name) for name in COUNTERS}))
+        priors[row.user_id] = RaterPrior(rel.sensitivity, rel.specificity, row.trust, row.gold)
+    return priors

@@ -1,0 +1,165 @@
+"""Gold is invisible until answered: everything a volunteer's client receives before submitting
+looks the same for gold and normal tasks; the feedback comes after, to that volunteer only."""
+
+import random
+from typing import Any
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, event
+from sqlmodel import Session
+
+from backend.annotations.masks import encode_rle
+from backend.core.storage import Storage
+from backend.imaging.models import Slice
+from backend.quality import service as quality
+from backend.tasks.models import Assignment, Task, TaskKind
+from tests.backend.quality.test_gold import _normal_tasks, _square_masks, create_case
+from tests.factories import create_project, signup
+
+MASKS = _square_masks(40)
+# Headers that legitimately differ between any two answers.
+VARYING = {"date", "content-length", "server-timing"}
+
+
+def _shape(value: Any) -> Any:
+    """The structure of a JSON value: keys and types, recursively (list items in order)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    return type(value).__name__
+
+
+def _template(task: dict[str, Any]) -> str:
+    """The lease answer with the lease's own id and expiry taken out."""
+    rest = {**task, "id": "ID", "lease_expires_at": "T"}
+    return repr(rest).replace(f"/api/tasks/{task['id']}/", "/api/tasks/{id}/")
+
+
+def _seed(engine: Engine, storage: Storage) -> None:
+    with Session(engine) as session:
+        project = create_project(session, redundancy=3, gold_rate=0.5, gold_schedule=[])
+        # Gold and normal slices interleaved in one case, so both have neighbours either side.
+        slices = create_case(session, storage, project, MASKS)
+        for s in slices[2:38:2]:
+            quality.approve_reference(
+                session=session, storage=storage, slice_id=s.id or 0, expert_id=None
+            )
+        _normal_tasks(session, project, slices[3:38:2])
+        session.commit()
+
+
+def _kind_and_index(engine: Engine, lease_id: int) -> tuple[TaskKind, int]:
+    """What the server knows of a lease and the client must not: its kind (and slice)."""
+    with Session(engine) as session:
+        lease = session.get(Assignment, lease_id)
+        assert lease is not None
+        task = session.get(Task, lease.task_id)
+        assert task is not None
+        slice_ = session.get(Slice, task.slice_id)
+        assert slice_ is not None
+        return task.kind, slice_.index
+
+
+def test_gold_and_normal_leases_look_alike_field_by_field(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    random.seed(42)  # the gold draw runs in this process (TestClient): no flakes
+    _seed(migrated_engine, storage)
+    signup(client, "volunteer@example.org")
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]).split(None, 1)[0])
+
+    seen: dict[TaskKind, list[dict[str, Any]]] = {TaskKind.gold: [], TaskKind.normal: []}
+    ids = []
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for _ in range(16):
+            statements.clear()
+            response = client.post("/api/tasks/next")
+            assert response.status_code == 200
+            made = list(statements)
+            task = response.json()
+            kind, index = _kind_and_index(migrated_engine, task["id"])
+            headers = {k: v for k, v in response.headers.items() if k not in VARYING}
+            images = [task["slice"]["images"]] + [n["images"] for n in task["neighbours"]]
+            image_headers = []
+            for urls in images:
+                for url in urls.values():
+                    image = client.get(url)
+                    assert image.status_code == 200
+                    image_headers.append(
+                        {k: v for k, v in image.headers.items() if k not in {"etag", *VARYING}}
+                    )
+            seen[kind].append(
+                {
+                    "shape": _shape(task),
+                    "template": _template(task),
+                    "headers": headers,
+                    "image_headers": image_headers,
+                    "statements": made,
+                    "no gold words": "gold" not in response.text.lower(),
+                }
+            )
+            ids.append(task["id"])
+            # A careful volunteer's answer (empty answers on every check would be spam).
+            counts = encode_rle(MASKS[index].astype(np.uint8))
+            sent = client.post(
+                f"/api/tasks/{task['id']}/annotations",
+                json={"mask": {"encoding": "rle", "width": 24, "height": 16, "counts": counts}},
+            )
+            assert sent.status_code == 201
+            assert (sent.json()["feedback"] is not None) == (kind is TaskKind.gold)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    gold, normal = seen[TaskKind.gold], seen[TaskKind.normal]
+    assert gold
+    assert normal
+    # Field by field: one description fits every lease, gold or normal.
+    for field in ("shape", "template", "headers", "image_headers", "statements", "no gold words"):
+        values = {repr(entry[field]) for entry in gold + normal}
+        assert len(values) == 1, (field, values)
+    # Ids grow in the order leases were taken, whatever the kind.
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+
+
+def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        project = create_project(session, gold_rate=1.0, gold_schedule=[])
+        (slice_,) = create_case(session, storage, project, _square_masks(1))
+        quality.approve_reference(
+            session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None
+        )
+        session.commit()
+    signup(client, "first@example.org")
+    task = client.post("/api/tasks/next").json()
+    # Before answering there is no annotation, so nothing to fetch feedback for.
+    assert client.get("/api/annotations/1/feedback.png").status_code == 404
+    assert client.get("/api/annotations/1/gold.png").status_code == 404
+    mask = np.zeros((16, 24), dtype=np.uint8)
+    mask[3:8, 4:7] = 1  # half of the gold square: one lesion found, none missed
+    counts = encode_rle(mask)
+    sent = client.post(
+        f"/api/tasks/{task['id']}/annotations",
+        json={"mask": {"encoding": "rle", "width": 24, "height": 16, "counts": counts}},
+    )
+    assert sent.status_code == 201
+    feedback = sent.json()["feedback"]
+    assert feedback["dice"] == 2 * 15 / (15 + 30)
+    assert (feedback["lesions_reference"], feedback["lesions_found"]) == (1, 1)
+    assert (feedback["lesions_missed"], feedback["false_alarms"]) == (0, 0)
+    overlay = client.get(feedback["overlay_url"])
+    assert overlay.status_code == 200
+    assert overlay.headers["cache-control"] == "no-store"
+    assert client.get(feedback["gold_url"]).status_code == 200
+    # Another volunteer cannot see it: the same 404 as for an answer that does not exist.
+    signup(client, "second@example.org")
+    assert client.get(feedback["overlay_url"]).status_code == 404
+    assert client.get(feedback["gold_url"]).status_code == 404
