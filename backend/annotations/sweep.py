@@ -16,6 +16,7 @@ from backend.annotations.models import Annotation
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case
+from backend.quality.models import GoldScore, GoldVersion
 
 
 @dataclass
@@ -45,21 +46,30 @@ def check(
     grace: timedelta = timedelta(minutes=10),
     now: datetime | None = None,
 ) -> StorageReport:
-    """Compare annotation masks and case folders in storage with the database."""
+    """Compare answer masks, gold masks, feedback overlays and case folders in storage with
+    the database."""
     cutoff = (now or utcnow()) - grace
     report = StorageReport()
     mask_keys = set(session.exec(select(Annotation.mask_key)).all())
-    for key in storage.list("annotations"):
-        if key in mask_keys:
-            continue
-        (report.orphans if _old_enough(storage, key, cutoff) else report.too_young).append(key)
+    # Files each written before their row commits: answers, gold masks, feedback overlays.
+    owned = {
+        "annotations": mask_keys,
+        "gold": set(session.exec(select(GoldVersion.mask_key)).all()),
+        "feedback": set(session.exec(select(GoldScore.overlay_key)).all()),
+    }
+    for prefix, keys in owned.items():
+        for key in storage.list(prefix):
+            if key in keys:
+                continue
+            young = not _old_enough(storage, key, cutoff)
+            (report.too_young if young else report.orphans).append(key)
     cases = set(session.exec(select(Case.public_id)).all())
     for key in storage.list("cases"):
         public_id = key.split("/")[1] if key.count("/") >= 2 else ""
         if public_id in cases:
             continue
         (report.orphans if _old_enough(storage, key, cutoff) else report.too_young).append(key)
-    report.missing = sorted(k for k in mask_keys if not storage.exists(k))
+    report.missing = sorted(k for keys in owned.values() for k in keys if not storage.exists(k))
     if fix:
         for key in report.orphans:
             storage.delete(key)

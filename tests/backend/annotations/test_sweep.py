@@ -36,20 +36,23 @@ def test_check_finds_and_fixes_orphans_but_spares_young_files(
         assert lease is not None
         kept = submit(session, storage, user, lease).annotation.mask_key
         session.commit()
-    for key in ("annotations/9/1-dead.png", "cases/gone/axial/0000/flair.png"):
+    dead = (
+        "annotations/9/1-dead.png",
+        "cases/gone/axial/0000/flair.png",
+        "feedback/77.png",
+        "gold/5/v1.png",
+    )
+    for key in dead:
         storage.put(key, b"x")
         _age(storage, key, 30)
     storage.put("annotations/9/2-inflight.png", b"x")  # a transaction may still commit it
     with Session(migrated_engine) as session:
         found = check(session=session, storage=storage)
-        assert sorted(found.orphans) == [
-            "annotations/9/1-dead.png",
-            "cases/gone/axial/0000/flair.png",
-        ]
+        assert sorted(found.orphans) == sorted(dead)
         assert found.too_young == ["annotations/9/2-inflight.png"]
         assert found.missing == []
         fixed = check(session=session, storage=storage, fix=True)
-        assert fixed.deleted == 2
+        assert fixed.deleted == 4
         later = check(session=session, storage=storage, now=utcnow() + timedelta(hours=1))
         assert later.orphans == ["annotations/9/2-inflight.png"]
     assert kept in storage.list("annotations")

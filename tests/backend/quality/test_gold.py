@@ -2,6 +2,7 @@
 reliability of simulated raters on real masks, and suspension."""
 
 import random
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,12 @@ from scipy import stats
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from backend.annotations import sweep
 from backend.annotations.masks import RleMask, encode_rle
 from backend.auth import service as auth
 from backend.auth.models import User
 from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
@@ -151,6 +154,11 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
         assert result2.feedback.dice == 0.0
         scores = session.exec(select(GoldScore).order_by(GoldScore.id)).all()  # type: ignore[arg-type]
         assert [s.gold_version_id for s in scores] == [first.id, second_version.id]
+        # Gold masks and feedback overlays belong to their rows: no orphans, none missing.
+        swept = sweep.check(session=session, storage=storage, now=utcnow() + timedelta(hours=1))
+        assert swept.consistent
+        assert len(storage.list("gold")) == 2
+        assert len(storage.list("feedback")) == 2
         # Retired: served no more.
         quality.retire_gold(session=session, slice_id=slice_.id or 0)
         (third,) = _users(session, 1, prefix="late")
