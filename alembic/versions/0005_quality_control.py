@@ -5,7 +5,8 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-24
 
-Existing projects get the defaults of ``Project``; existing tasks are normal tasks.
+Existing projects get the defaults of ``Project``; existing tasks are normal tasks and
+existing leases volunteers' leases.
 """
 
 from collections.abc import Sequence
@@ -274,6 +275,11 @@ def upgrade() -> None:
             sa.Column("fast_ms", sa.Integer(), nullable=False, server_default=sa.text("'1500'"))
         )
 
+    with op.batch_alter_table("assignments", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("expert", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.add_column(sa.Column("gold_version_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("for_user_id", sa.Integer(), nullable=True))
@@ -300,6 +306,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("assignments", schema=None) as batch_op:
+        batch_op.drop_column("expert")
+
     with op.batch_alter_table("tasks", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_tasks_for_user_id_users"), type_="foreignkey")
         batch_op.drop_constraint(

@@ -89,7 +89,8 @@ def submit(
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used for another submission; use a new key"
         )
-    if row.lease_expires_at <= now and not has_free_slot(TaskState(row.state), row.full_until, now):
+    late = row.lease_expires_at <= now
+    if late and not row.expert and not has_free_slot(TaskState(row.state), row.full_until, now):
         # The slot may have gone to someone else meanwhile; take it back only if one is free.
         raise Conflict("Your lease on this task expired and it was given to someone else")
 
@@ -120,6 +121,9 @@ def submit(
         },
     )
     refresh_slots(session, task_id)  # counts the answer; the last one completes the task
+    if row.expert:
+        # An expert answer: a gold candidate, not a volunteer label (no totals, no repeats).
+        return Submission(annotation, lease_id, replayed=False, feedback=None)
     feedback = quality.record_answer(
         session=session,
         storage=storage,
@@ -190,6 +194,7 @@ def _lock_statement(with_key: bool) -> Select[Any]:
             assignments.c.lease_expires_at,
             assignments.c.idempotency_key,
             assignments.c.request_sha256,
+            assignments.c.expert,
             key_reused.label("key_reused"),
         )
         .select_from(

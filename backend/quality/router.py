@@ -16,7 +16,18 @@ from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging.models import Slice
 from backend.quality import service
 from backend.quality.models import GoldScore, GoldSource, GoldVersion
-from backend.quality.schemas import GoldCandidateRead, GoldCreate, GoldVersionRead
+from backend.quality.reliability import Beta, reliability
+from backend.quality.schemas import (
+    ExpertAnswerRead,
+    GoldCandidateRead,
+    GoldCreate,
+    GoldScoreRead,
+    GoldVersionRead,
+    Interval,
+    RaterActionRead,
+    RaterDecision,
+    RaterRead,
+)
 
 router = APIRouter(tags=["quality"], responses=error_responses(401, 403))
 ExpertUser = Annotated[User, Depends(require_role(UserRole.expert))]
@@ -190,3 +201,161 @@ def feedback_gold(
     version = session.get(GoldVersion, score.gold_version_id)
     assert version is not None
     return _no_store_png(storage.get(version.mask_key))
+
+
+def _interval(beta: Beta) -> Interval:
+    low, high = beta.bounds()
+    return Interval(mean=beta.mean, low=low, high=high)
+
+
+def _rater_read(row: service.RaterRow) -> RaterRead:
+    rel, stats, totals = reliability(row.totals), row.stats, row.totals
+    s, p = rel.lesion_sensitivity.mean, rel.lesion_ppv.mean
+    return RaterRead(
+        user_id=stats.user_id,
+        display_name=row.display_name,
+        trust=stats.trust,
+        suspended_reason=stats.suspended_reason,
+        answered=stats.answered,
+        gold=stats.gold,
+        sensitivity=_interval(rel.sensitivity),
+        specificity=_interval(rel.specificity),
+        lesion_sensitivity=_interval(rel.lesion_sensitivity),
+        lesion_ppv=_interval(rel.lesion_ppv),
+        lesion_f1=2 * s * p / (s + p),
+        quality=rel.quality,
+        consistency=rel.consistency,
+        repeats=totals.repeats,
+        mean_seconds=stats.duration_ms_sum / totals.timed / 1000 if totals.timed else None,
+        fast_share=totals.fast / totals.timed if totals.timed else None,
+    )
+
+
+ProjectQuery = Annotated[int, Query(ge=1, le=MAX_DB_ID, description="The project")]
+
+
+@router.get("/quality/raters", response_model=list[RaterRead])
+def raters(_expert: ExpertUser, session: SessionDep, project_id: ProjectQuery) -> list[RaterRead]:
+    """The project's raters with their reliability, suspended and least reliable first."""
+    return [_rater_read(r) for r in service.rater_table(session=session, project_id=project_id)]
+
+
+@router.get("/quality/raters/{user_id}/history", response_model=list[GoldScoreRead])
+def rater_history(
+    user_id: PathId, _expert: ExpertUser, session: SessionDep, project_id: ProjectQuery
+) -> list[GoldScoreRead]:
+    """A rater's gold answers in the project, oldest first (their history chart)."""
+    rows = service.rater_history(session=session, project_id=project_id, user_id=user_id)
+    return [GoldScoreRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/quality/raters/{user_id}/actions", response_model=list[RaterActionRead])
+def rater_actions(
+    user_id: PathId, _expert: ExpertUser, session: SessionDep, project_id: ProjectQuery
+) -> list[RaterActionRead]:
+    """Suspensions and reinstatements of a rater in the project: who, when and why."""
+    rows = service.rater_actions(session=session, project_id=project_id, user_id=user_id)
+    return [RaterActionRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+def _decide(
+    user_id: int, body: RaterDecision, expert: User, session: Session, *, suspend: bool
+) -> RaterRead:
+    assert expert.id is not None
+    service.set_suspension(
+        session=session,
+        project_id=body.project_id,
+        user_id=user_id,
+        suspend=suspend,
+        reason=body.reason,
+        expert_id=expert.id,
+    )
+    (row,) = [
+        r
+        for r in service.rater_table(session=session, project_id=body.project_id)
+        if r.stats.user_id == user_id
+    ]
+    return _rater_read(row)
+
+
+@router.post(
+    "/quality/raters/{user_id}/suspend",
+    response_model=RaterRead,
+    responses=error_responses(400, 404, 422),
+)
+def suspend_rater(
+    user_id: PathId, body: RaterDecision, expert: ExpertUser, session: SessionDep
+) -> RaterRead:
+    """Suspend a rater in a project: no more real tasks, labels left out of fusion."""
+    return _decide(user_id, body, expert, session, suspend=True)
+
+
+@router.post(
+    "/quality/raters/{user_id}/reinstate",
+    response_model=RaterRead,
+    responses=error_responses(400, 404, 409, 422, e409="The rater is not suspended"),
+)
+def reinstate_rater(
+    user_id: PathId, body: RaterDecision, expert: ExpertUser, session: SessionDep
+) -> RaterRead:
+    """Reinstate a suspended rater; the rules do not suspend them again on the same record."""
+    return _decide(user_id, body, expert, session, suspend=False)
+
+
+@router.get("/quality/expert-answers", response_model=list[ExpertAnswerRead])
+def expert_answers(
+    _expert: ExpertUser,
+    session: SessionDep,
+    project_id: ProjectQuery,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ExpertAnswerRead]:
+    """Experts' answers in the project, newest first: candidates for gold."""
+    rows = service.expert_answers(
+        session=session, project_id=project_id, limit=limit, offset=offset
+    )
+    return [
+        ExpertAnswerRead(
+            annotation_id=annotation.id,
+            slice_id=slice_id,
+            expert=name,
+            lesion_pixels=annotation.lesion_pixels,
+            created_at=annotation.created_at,
+            is_gold_slice=bool(is_gold),
+            mask_url=f"/api/quality/annotations/{annotation.id}/mask.png",
+            flair_url=f"/api/slices/{slice_id}/images/flair.png",
+        )
+        for annotation, slice_id, name, is_gold in rows
+    ]
+
+
+@router.get(
+    "/quality/annotations/{annotation_id}/mask.png",
+    response_class=Response,
+    responses={**PNG_RESPONSE, **error_responses(404)},
+)
+def annotation_mask(
+    annotation_id: PathId, _expert: ExpertUser, session: SessionDep, storage: StorageDep
+) -> Response:
+    """Any stored answer's mask (experts: review and adjudication)."""
+    annotation = session.get(Annotation, annotation_id)
+    if annotation is None:
+        raise NotFound(f"Answer {annotation_id} does not exist")
+    return _no_store_png(storage.get(annotation.mask_key))
+
+
+@router.post(
+    "/quality/annotations/{annotation_id}/gold",
+    status_code=status.HTTP_201_CREATED,
+    response_model=GoldVersionRead,
+    responses=error_responses(404, 409, e409="Not an expert's answer"),
+)
+def promote_answer(
+    annotation_id: PathId, expert: ExpertUser, session: SessionDep, storage: StorageDep
+) -> GoldVersionRead:
+    """Make an expert's answer the gold of its slice (a new gold version)."""
+    assert expert.id is not None
+    version = service.promote_answer(
+        session=session, storage=storage, annotation_id=annotation_id, expert_id=expert.id
+    )
+    return _version_read(version)

@@ -12,20 +12,22 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from sqlalchemy import bindparam, update
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlmodel import Session
+from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from backend.annotations.masks import to_png
 from backend.annotations.models import Annotation
+from backend.auth.models import User
 from backend.core.db import on_rollback, table_of
 from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, Slice
+from backend.projects.models import Project
 from backend.quality import metrics, scoring
 from backend.quality.models import (
     GoldScore,
@@ -45,7 +47,7 @@ from backend.quality.reliability import (
     suspension_reasons,
     trust_level,
 )
-from backend.tasks.models import Task, TaskKind, TaskState
+from backend.tasks.models import Assignment, Task, TaskKind, TaskState
 
 RATER_STATS = table_of(RaterStats)
 COUNTERS = tuple(f.name for f in fields(RaterTotals))
@@ -541,3 +543,166 @@ def rater_priors(session: Session, project_id: int) -> dict[int, RaterPrior]:
         rel = reliability(RaterTotals(**{name: getattr(row, name) for name in COUNTERS}))
         priors[row.user_id] = RaterPrior(rel.sensitivity, rel.specificity, row.trust, row.gold)
     return priors
+
+
+# --- the expert's rater table -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RaterRow:
+    stats: RaterStats
+    display_name: str
+    totals: RaterTotals
+
+    @property
+    def reliability(self) -> Any:
+        return reliability(self.totals)
+
+
+def rater_table(*, session: Session, project_id: int) -> list[RaterRow]:
+    """Every rater with totals in the project, least reliable first (suspended at the top)."""
+    rows = session.exec(
+        orm_select(RaterStats, User.display_name)
+        .join(User, User.id == RaterStats.user_id)  # type: ignore[arg-type]
+        .where(RaterStats.project_id == project_id)
+    ).all()
+    table = [
+        RaterRow(stats, name, RaterTotals(**{n: getattr(stats, n) for n in COUNTERS}))
+        for stats, name in rows
+    ]
+    return sorted(
+        table,
+        key=lambda r: (r.stats.trust is not TrustLevel.suspended, reliability(r.totals).quality),
+    )
+
+
+def rater_history(*, session: Session, project_id: int, user_id: int) -> list[GoldScore]:
+    """A rater's gold scores in a project, oldest first."""
+    return list(
+        session.exec(
+            orm_select(GoldScore)
+            .where(GoldScore.project_id == project_id, GoldScore.user_id == user_id)
+            .order_by(GoldScore.id)  # type: ignore[arg-type]
+        ).all()
+    )
+
+
+def set_suspension(
+    *,
+    session: Session,
+    project_id: int,
+    user_id: int,
+    suspend: bool,
+    reason: str,
+    expert_id: int,
+    now: datetime | None = None,
+) -> RaterStats:
+    """An expert suspends or reinstates a rater in a project; the decision stands over the
+    automatic rules until the next expert decision, and is recorded with who, when and why."""
+    stats = session.exec(
+        orm_select(RaterStats)
+        .where(RaterStats.user_id == user_id, RaterStats.project_id == project_id)
+        .with_for_update()
+    ).first()
+    if stats is None:
+        raise NotFound(f"User {user_id} has not labelled in project {project_id}")
+    now = now or utcnow()
+    action = RaterActionKind.suspended if suspend else RaterActionKind.reinstated
+    if suspend:
+        stats.trust, stats.suspended_reason = TrustLevel.suspended, reason
+    else:
+        if stats.trust is not TrustLevel.suspended:
+            raise Conflict(f"User {user_id} is not suspended in project {project_id}")
+        totals = RaterTotals(**{n: getattr(stats, n) for n in COUNTERS})
+        earned = trust_level(totals, _limits(session, project_id))
+        stats.trust = TrustLevel.qualified if earned is TrustLevel.suspended else earned
+        if stats.trust is TrustLevel.qualified and totals.gold == 0:
+            stats.trust = TrustLevel.new
+        stats.suspended_reason = None
+    stats.override, stats.updated_at = action.value, now
+    session.add(stats)
+    session.add(
+        RaterAction(
+            user_id=user_id,
+            project_id=project_id,
+            action=action,
+            reason=reason,
+            by_user_id=expert_id,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return stats
+
+
+def rater_actions(*, session: Session, project_id: int, user_id: int) -> list[RaterAction]:
+    return list(
+        session.exec(
+            orm_select(RaterAction)
+            .where(RaterAction.project_id == project_id, RaterAction.user_id == user_id)
+            .order_by(RaterAction.id)  # type: ignore[arg-type]
+        ).all()
+    )
+
+
+def _limits(session: Session, project_id: int) -> Thresholds:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist")
+    return Thresholds(
+        min_gold=project.min_gold,
+        min_sensitivity=project.min_sensitivity,
+        min_lesion_ppv=project.min_lesion_ppv,
+        fast_ms=project.fast_ms,
+    )
+
+
+def _own_assignment() -> Any:
+    """Join condition: the assignment an annotation answered."""
+    return and_(
+        col(Assignment.task_id) == col(Annotation.task_id),
+        col(Assignment.user_id) == col(Annotation.user_id),
+    )
+
+
+def expert_answers(*, session: Session, project_id: int, limit: int, offset: int) -> list[Any]:
+    """Experts' answers in a project, newest first, with whether their slice is gold now."""
+    current = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
+    rows = session.exec(
+        orm_select(Annotation, Task.slice_id, User.display_name, Task.slice_id.in_(current))  # type: ignore[attr-defined]
+        .join(Task, Task.id == Annotation.task_id)  # type: ignore[arg-type]
+        .join(Assignment, _own_assignment())
+        .join(User, User.id == Annotation.user_id)  # type: ignore[arg-type]
+        .where(Task.project_id == project_id, Assignment.expert)
+        .order_by(Annotation.id.desc())  # type: ignore[union-attr]
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(rows)
+
+
+def promote_answer(
+    *, session: Session, storage: Storage, annotation_id: int, expert_id: int
+) -> GoldVersion:
+    """Make an expert's answer the gold of its slice."""
+    row = session.exec(
+        orm_select(Annotation, Task.slice_id, Assignment.expert)
+        .join(Task, Task.id == Annotation.task_id)  # type: ignore[arg-type]
+        .join(Assignment, _own_assignment())
+        .where(Annotation.id == annotation_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"Answer {annotation_id} does not exist")
+    annotation, slice_id, by_expert = row
+    if not by_expert:
+        raise Conflict(
+            "Only an expert's answer can become gold; paint one or approve the reference"
+        )
+    return set_gold(
+        session=session,
+        storage=storage,
+        slice_id=slice_id,
+        mask=read_mask(storage, annotation.mask_key).astype(np.uint8),
+        source=GoldSource.expert,
+        expert_id=expert_id,
+    )

@@ -94,3 +94,6 @@ class Assignment(SQLModel, table=True):
     # SHA-256 of the submitted request: a replayed key must come with the same request.
     request_sha256: str | None = Field(default=None, max_length=64)
     submitted_at: datetime | None = timestamp_field(nullable=True)
+    # An expert's or admin's lease: their answer is an expert answer (a gold candidate), so it
+    # takes no crowd slot and is never counted as a volunteer label.
+    expert: bool = False

@@ -136,9 +136,10 @@ def _refresh_statement() -> Update:
     """
     s, a, b = ASSIGNMENTS.alias("s"), ASSIGNMENTS.alias("a"), ASSIGNMENTS.alias("b")
     active, submitted_state = const(AssignmentState.active), const(AssignmentState.submitted)
+    crowd: ColumnElement[Any] = literal_column("false")  # experts' assignments take no slot
     submitted = (
         select(func.count())
-        .where(s.c.task_id == TASKS.c.id, s.c.state == submitted_state)
+        .where(s.c.task_id == TASKS.c.id, s.c.state == submitted_state, s.c.expert == crowd)
         # Explicit: it is also used two levels down, where auto-correlation would not reach
         # the updated row and would count every task's answers.
         .correlate(TASKS)
@@ -149,6 +150,7 @@ def _refresh_statement() -> Update:
         .where(
             b.c.task_id == TASKS.c.id,
             b.c.state == active,
+            b.c.expert == crowd,
             b.c.lease_expires_at >= a.c.lease_expires_at,
         )
         .correlate(TASKS, a)
@@ -159,6 +161,7 @@ def _refresh_statement() -> Update:
         .where(
             a.c.task_id == TASKS.c.id,
             a.c.state == active,
+            a.c.expert == crowd,
             at_or_after >= TASKS.c.required_labels - submitted,
         )
         .scalar_subquery()
@@ -216,7 +219,9 @@ def _held_statement(in_project: bool) -> Select[Any]:
 
 
 @cache
-def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) -> Select[Any]:
+def _candidate_statement(
+    in_project: bool, restricted_hidden: bool, wait: bool, expert: bool = False
+) -> Select[Any]:
     """The first open normal task in queue order with a free slot at ``now`` that the user has
     not answered, locked (``wait``: waiting for a locked one; else passing over locked ones)."""
     mine = exists().where(
@@ -229,7 +234,6 @@ def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) 
         .where(
             TASKS.c.state == const(TaskState.open),
             TASKS.c.kind == const(TaskKind.normal),
-            or_(TASKS.c.full_until.is_(None), TASKS.c.full_until <= bindparam("now")),
             ~mine,
         )
         # Both descending, so the queue index on (priority, id) serves it read backwards.
@@ -237,6 +241,10 @@ def _candidate_statement(in_project: bool, restricted_hidden: bool, wait: bool) 
         .limit(literal_column("1"))
         .with_for_update(skip_locked=not wait)
     )
+    if not expert:  # experts take no slot, so a full task is still open to them
+        query = query.where(
+            or_(TASKS.c.full_until.is_(None), TASKS.c.full_until <= bindparam("now"))
+        )
     if in_project:
         query = query.where(TASKS.c.project_id == bindparam("project"))
     if restricted_hidden:
@@ -261,6 +269,7 @@ def _lease_statement(dialect: str) -> Insert:
         state=const(AssignmentState.active),
         leased_at=bindparam("lease_at"),
         lease_expires_at=bindparam("lease_until"),
+        expert=bindparam("lease_expert"),
     )
     return statement.on_conflict_do_update(
         index_elements=[ASSIGNMENTS.c.task_id, ASSIGNMENTS.c.user_id],
@@ -446,7 +455,18 @@ def next_task(
     held = session.execute(_held_statement(in_project), params).first()
     if held is not None:
         return _load(session, held.lease, _task(held), held.lease_expires_at)
-    hide_restricted = user.role not in EXPERT_ROLES
+    is_expert = user.role in EXPERT_ROLES
+    hide_restricted = not is_expert
+    if is_expert:
+        # Experts label crowd tasks as expert answers: no gold, repeats or slots for them.
+        row = session.execute(
+            _candidate_statement(in_project, False, False, expert=True), params
+        ).first()
+        return (
+            None
+            if row is None
+            else _lease(session, dialect, user.id, _task(row), now, lease_seconds, is_expert)
+        )
     me = session.execute(
         _personal_statement(in_project, hide_restricted),
         {**params, "seed": random.randrange(65521)},
@@ -478,16 +498,29 @@ def next_task(
         row = session.execute(waiting, params).first()
     if row is None:
         return None
-    task = _task(row)
+    return _lease(session, dialect, user.id, _task(row), now, lease_seconds, is_expert)
+
+
+def _lease(
+    session: Session,
+    dialect: str,
+    user_id: int,
+    task: LeasedTask,
+    now: datetime | None,
+    lease_seconds: int,
+    is_expert: bool,
+) -> Lease:
+    """Record the lease of a locked task, bring its slots up to date, and load its slices."""
     leased_at = now or utcnow()  # after the lock: a wait for it must not shorten the lease
     expires = leased_at + timedelta(seconds=lease_seconds)
     lease_id = session.execute(
         _lease_statement(dialect),
         {
             "lease_task": task.id,
-            "lease_user": user.id,
+            "lease_user": user_id,
             "lease_at": leased_at,
             "lease_until": expires,
+            "lease_expert": is_expert,
         },
     ).scalar_one()
     refresh_slots(session, task.id)

@@ -15,7 +15,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine
 from backend.core.migrations import current_revision, head_revision
 from backend.imaging.models import Case, Slice
-from backend.tasks.models import Task, TaskState
+from backend.tasks.models import Task, TaskKind, TaskState
 from backend.worker import create_celery
 from tests.live import CLI, cli_env, live_server
 
@@ -142,7 +142,12 @@ def test_demo_builds_cases_accounts_and_tasks(settings_env: pytest.MonkeyPatch) 
         }
         tasks = session.exec(select(Task)).all()
         assert len(tasks) > 100
-        assert {t.state for t in tasks} == {TaskState.open}
+        # Each case's 3 slices with the most lesion are gold; their crowd tasks are retired.
+        gold = [t for t in tasks if t.kind is TaskKind.gold]
+        assert len(gold) == 3  # one case
+        assert {t.state for t in gold} == {TaskState.open}
+        retired = {t.slice_id for t in tasks if t.state is TaskState.retired}
+        assert retired == {t.slice_id for t in gold}
         slices = session.exec(select(Slice)).all()
         assert sum(s.reference_pixels or 0 for s in slices) > 0
     engine.dispose()

@@ -13,8 +13,10 @@ from sqlmodel import Session, select
 
 from backend.annotations import sweep
 from backend.annotations.masks import RleMask, encode_rle
+from backend.annotations.models import Annotation
 from backend.auth import service as auth
-from backend.auth.models import User
+from backend.auth.models import User, UserRole
+from backend.core.errors import Conflict
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, Slice
@@ -344,3 +346,52 @@ def test_rater_priors_leave_gold_versions_alone(migrated_engine: Engine) -> None
         project = create_project(session)
         assert quality.rater_priors(session, project.id or 0) == {}
         assert session.exec(select(GoldVersion)).all() == []
+
+
+def test_experts_take_no_crowd_slot_and_their_answers_can_become_gold(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        project = create_project(session, redundancy=1)
+        masks = _square_masks(1)
+        (slice_,) = create_case(session, storage, project, masks)
+        (task,) = _normal_tasks(session, project, [slice_])
+        volunteer, expert, other = _users(session, 3)
+        expert.role = UserRole.expert
+        session.add(expert)
+        held = tasks.next_task(session=session, user=volunteer, lease_seconds=LEASE)
+        assert held is not None
+        # The only slot is the volunteer's; another volunteer gets nothing, the expert the task.
+        assert tasks.next_task(session=session, user=other, lease_seconds=LEASE) is None
+        mine = tasks.next_task(session=session, user=expert, lease_seconds=LEASE)
+        assert mine is not None
+        assert mine.task.id == task.id
+        answer_ = submit(session, storage, expert, mine, mask=_mask_rle(masks[0]))
+        session.refresh(task)
+        assert (task.submitted_labels, task.state) == (0, TaskState.open)
+        assert answer_.feedback is None
+        assert session.exec(select(RaterStats)).all() == []  # no volunteer totals for experts
+        submit(session, storage, volunteer, held)
+        session.refresh(task)
+        assert (task.submitted_labels, task.state) == (1, TaskState.complete)
+        (row,) = quality.expert_answers(
+            session=session, project_id=project.id or 0, limit=10, offset=0
+        )
+        assert row[0].id == answer_.annotation.id
+        version = quality.promote_answer(
+            session=session,
+            storage=storage,
+            annotation_id=answer_.annotation.id or 0,
+            expert_id=expert.id or 0,
+        )
+        assert version.source is GoldSource.expert
+        volunteer_answer = session.exec(
+            select(Annotation).where(Annotation.user_id == volunteer.id)
+        ).one()
+        with pytest.raises(Conflict, match="Only an expert"):
+            quality.promote_answer(
+                session=session,
+                storage=storage,
+                annotation_id=volunteer_answer.id or 0,
+                expert_id=expert.id or 0,
+            )
