@@ -27,6 +27,7 @@ from backend.quality.schemas import (
     RaterActionRead,
     RaterDecision,
     RaterRead,
+    ReviewItemRead,
 )
 
 router = APIRouter(tags=["quality"], responses=error_responses(401, 403))
@@ -359,3 +360,30 @@ def promote_answer(
         session=session, storage=storage, annotation_id=annotation_id, expert_id=expert.id
     )
     return _version_read(version)
+
+
+@router.get("/quality/review", response_model=list[ReviewItemRead])
+def review_queue(
+    _expert: ExpertUser,
+    session: SessionDep,
+    storage: StorageDep,
+    project_id: ProjectQuery,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+) -> list[ReviewItemRead]:
+    """Slices where volunteers disagree most (lowest mean pairwise Dice) for an expert to
+    adjudicate; an expert's mask for one becomes gold through POST .../gold."""
+    items = service.review_queue(
+        session=session, storage=storage, project_id=project_id, limit=limit
+    )
+    return [
+        ReviewItemRead(
+            task_id=item.task_id,
+            slice_id=item.slice_id,
+            mean_dice=item.mean_dice,
+            min_dice=item.min_dice,
+            max_dice=item.max_dice,
+            flair_url=f"/api/slices/{item.slice_id}/images/flair.png",
+            mask_urls=[f"/api/quality/annotations/{a}/mask.png" for a in item.annotation_ids],
+        )
+        for item in items
+    ]

@@ -106,3 +106,15 @@ class ExpertAnswerRead(BaseModel):
     is_gold_slice: bool  # the slice has a current gold version (this answer or another)
     mask_url: str
     flair_url: str
+
+
+class ReviewItemRead(BaseModel):
+    """A slice the volunteers disagree on, with their answers' masks to compare."""
+
+    task_id: int
+    slice_id: int
+    mean_dice: float  # mean pairwise Dice of the answers
+    min_dice: float
+    max_dice: float
+    flair_url: str
+    mask_urls: list[str]

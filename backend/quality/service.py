@@ -706,3 +706,79 @@ def promote_answer(
         source=GoldSource.expert,
         expert_id=expert_id,
     )
+
+
+# --- the review queue ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """A crowd task whose volunteers disagree: pairwise Dice of their answers."""
+
+    task_id: int
+    slice_id: int
+    annotation_ids: list[int]
+    mean_dice: float
+    min_dice: float
+    max_dice: float
+
+
+def pairwise_dice(masks: list[NDArray[np.bool_]]) -> list[float]:
+    """Dice of every pair of masks (in order (0,1), (0,2), ..., (1,2), ...)."""
+    return [
+        metrics.dice(masks[i], masks[j])
+        for i in range(len(masks))
+        for j in range(i + 1, len(masks))
+    ]
+
+
+def review_queue(
+    *, session: Session, storage: Storage, project_id: int, limit: int, scan: int = 500
+) -> list[ReviewItem]:
+    """Crowd tasks with two or more volunteer answers where the answers agree least (lowest
+    mean pairwise Dice, then widest spread), among the ``scan`` most recent such tasks.
+
+    Until fusion gives a per-slice uncertainty this is the disagreement measure; slices that
+    are gold already are left out.
+    """
+    gold = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
+    tasks_ = session.exec(
+        orm_select(Task.id, Task.slice_id)
+        .where(
+            Task.project_id == project_id,
+            Task.kind == TaskKind.normal,
+            Task.submitted_labels >= 2,
+            col(Task.slice_id).not_in(gold),
+        )
+        .order_by(col(Task.id).desc())
+        .limit(scan)
+    ).all()
+    if not tasks_:
+        return []
+    answers: dict[int, list[Annotation]] = {}
+    for annotation in session.exec(
+        orm_select(Annotation)
+        .join(Assignment, _own_assignment())
+        .where(col(Annotation.task_id).in_([t for t, _ in tasks_]), Assignment.expert == False)  # noqa: E712
+        .order_by(col(Annotation.id))
+    ):
+        answers.setdefault(annotation.task_id, []).append(annotation)
+    items = []
+    for task_id, slice_id in tasks_:
+        assert task_id is not None
+        given = answers.get(task_id, [])
+        if len(given) < 2:
+            continue
+        scores = pairwise_dice([read_mask(storage, a.mask_key) for a in given])
+        items.append(
+            ReviewItem(
+                task_id=task_id,
+                slice_id=slice_id,
+                annotation_ids=[a.id or 0 for a in given],
+                mean_dice=float(np.mean(scores)),
+                min_dice=min(scores),
+                max_dice=max(scores),
+            )
+        )
+    items.sort(key=lambda item: (item.mean_dice, item.min_dice - item.max_dice))
+    return items[:limit]

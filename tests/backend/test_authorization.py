@@ -44,6 +44,7 @@ POLICY = {
     ("POST", "/api/quality/raters/{user_id}/suspend"): EXPERT,
     ("POST", "/api/quality/raters/{user_id}/reinstate"): EXPERT,
     ("GET", "/api/quality/expert-answers"): EXPERT,
+    ("GET", "/api/quality/review"): EXPERT,
     ("GET", "/api/quality/annotations/{annotation_id}/mask.png"): EXPERT,
     ("POST", "/api/quality/annotations/{annotation_id}/gold"): EXPERT,
 }

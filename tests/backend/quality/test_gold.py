@@ -395,3 +395,45 @@ def test_experts_take_no_crowd_slot_and_their_answers_can_become_gold(
                 annotation_id=volunteer_answer.id or 0,
                 expert_id=expert.id or 0,
             )
+
+
+def test_review_queue_puts_the_most_disputed_slices_first(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        project = create_project(session, redundancy=3)
+        masks = _square_masks(3)
+        slices = create_case(session, storage, project, masks)
+        _normal_tasks(session, project, slices)
+        raters = _users(session, 3)
+        # Slice 0: all agree. Slice 1: one rater paints elsewhere. Slice 2: nobody agrees.
+        elsewhere = np.zeros((16, 24), dtype=bool)
+        elsewhere[10:14, 15:20] = True
+        other = np.zeros((16, 24), dtype=bool)
+        other[0:3, 0:3] = True
+        plan = {
+            0: [masks[0], masks[0], masks[0]],
+            1: [masks[1], masks[1], elsewhere],
+            2: [masks[2], elsewhere, other],
+        }
+        by_slice = {s.id: n for n, s in enumerate(slices)}
+        for k, rater in enumerate(raters):
+            while lease := tasks.next_task(session=session, user=rater, lease_seconds=LEASE):
+                n = by_slice[lease.task.slice_id]
+                submit(session, storage, rater, lease, mask=_mask_rle(plan[n][k]))
+        queue = quality.review_queue(
+            session=session, storage=storage, project_id=project.id or 0, limit=10
+        )
+        assert [by_slice[item.slice_id] for item in queue] == [2, 1, 0]
+        assert queue[-1].mean_dice == 1.0
+        assert queue[1].min_dice == 0.0
+        assert queue[1].max_dice == 1.0
+        assert len(queue[0].annotation_ids) == 3
+        # Once a slice is gold it leaves the queue.
+        quality.approve_reference(
+            session=session, storage=storage, slice_id=slices[2].id or 0, expert_id=None
+        )
+        remaining = quality.review_queue(
+            session=session, storage=storage, project_id=project.id or 0, limit=10
+        )
+        assert [by_slice[item.slice_id] for item in remaining] == [1, 0]
