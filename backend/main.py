@@ -112,4 +112,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         """The labelling page."""
         return FileResponse(FRONTEND_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.api_route("/expert", methods=["GET", "HEAD"], include_in_schema=False)
+    def expert_workspace() -> FileResponse:
+        """The expert workspace (its API calls check the role)."""
+        return FileResponse(FRONTEND_DIR / "expert.html", headers={"Cache-Control": "no-cache"})
+
     return app

@@ -1,0 +1,310 @@
+// Expert workspace: gold candidates and expert answers, the review queue with a small painter
+// for gold masks, and the rater table with each rater's history and suspend/reinstate.
+// An ES module served as is (no build step); it talks to /api/quality/* with the session cookie.
+
+const $ = (id) => document.getElementById(id);
+const state = { project: null, painting: null };
+
+function csrfToken() {
+  const match = document.cookie.match(/(?:^|; )mscrowd_csrf=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function api(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: {} };
+  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken();
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, init);
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(data.detail || `The server answered ${response.status}`);
+    error.status = response.status;
+    throw error;
+  }
+  return data;
+}
+
+function say(text) {
+  $("status").textContent = text;
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function image(src, alt) {
+  return element("img", { src, alt, loading: "lazy" });
+}
+
+function button(label, onClick, attributes = {}) {
+  const node = element("button", { type: "button", ...attributes, text: label });
+  node.addEventListener("click", onClick);
+  return node;
+}
+
+const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
+
+// --- gold ---------------------------------------------------------------------------------
+
+async function loadGold() {
+  const p = state.project;
+  const candidates = await api("GET", `/api/quality/gold-candidates?project_id=${p}&limit=24`);
+  $("candidates").replaceChildren(
+    ...candidates.map((c) =>
+      element(
+        "div",
+        { class: "card", "data-testid": "candidate" },
+        element("div", { class: "images" }, image(c.flair_url, "FLAIR"), image(c.reference_url, "Reference mask")),
+        element("p", { text: `Case ${c.case}, slice ${c.index}: ${c.reference_pixels} lesion px` }),
+        button("Approve as gold", async () => {
+          await api("POST", `/api/quality/slices/${c.slice_id}/gold`, { source: "reference" });
+          say(`Slice ${c.index} of case ${c.case} is gold.`);
+          await loadGold();
+        }, { "data-testid": "approve" }),
+      ),
+    ),
+  );
+  if (!candidates.length) $("candidates").append(element("p", { text: "No candidates left." }));
+  const answers = await api("GET", `/api/quality/expert-answers?project_id=${p}&limit=24`);
+  $("answers").replaceChildren(
+    ...answers.map((a) =>
+      element(
+        "div",
+        { class: "card" },
+        element("div", { class: "images" }, image(a.flair_url, "FLAIR"), image(a.mask_url, "Expert mask")),
+        element("p", { text: `${a.expert}: ${a.lesion_pixels} px${a.is_gold_slice ? " (slice is gold)" : ""}` }),
+        button("Make gold", async () => {
+          await api("POST", `/api/quality/annotations/${a.annotation_id}/gold`);
+          say("The answer is the slice's gold now.");
+          await loadGold();
+        }),
+      ),
+    ),
+  );
+  if (!answers.length) $("answers").append(element("p", { text: "No expert answers yet." }));
+}
+
+// --- review queue and painter -------------------------------------------------------------
+
+async function loadReview() {
+  const items = await api("GET", `/api/quality/review?project_id=${state.project}`);
+  $("queue").replaceChildren(
+    ...items.map((item) =>
+      element(
+        "div",
+        { class: "card", "data-testid": "review-item" },
+        element(
+          "div",
+          { class: "images" },
+          image(item.flair_url, "FLAIR"),
+          ...item.mask_urls.map((url, n) => image(url, `Volunteer answer ${n + 1}`)),
+        ),
+        element("p", { text: `Mean pairwise Dice ${item.mean_dice.toFixed(2)} (${item.min_dice.toFixed(2)}–${item.max_dice.toFixed(2)})` }),
+        button("Paint gold", () => openPainter(item.slice_id, item.flair_url), { "data-testid": "paint-gold" }),
+      ),
+    ),
+  );
+  if (!items.length) $("queue").append(element("p", { text: "No slice with two or more answers yet." }));
+}
+
+async function openPainter(sliceId, flairUrl) {
+  const img = await new Promise((resolve, reject) => {
+    const node = new Image();
+    node.onload = () => resolve(node);
+    node.onerror = reject;
+    node.src = flairUrl;
+  });
+  const [w, h] = [img.naturalWidth, img.naturalHeight];
+  for (const id of ["paint-image", "paint-mask"]) Object.assign($(id), { width: w, height: h });
+  $("paint-image").getContext("2d").drawImage(img, 0, 0);
+  state.painting = { sliceId, w, h, mask: new Uint8Array(w * h), erase: false };
+  renderPaint();
+  $("painter").hidden = false;
+}
+
+function renderPaint() {
+  const { w, h, mask } = state.painting;
+  const ctx = $("paint-mask").getContext("2d");
+  const pixels = ctx.createImageData(w, h);
+  for (let i = 0; i < mask.length; i++) {
+    if (mask[i]) pixels.data.set([230, 159, 0, 170], i * 4);
+  }
+  ctx.putImageData(pixels, 0, 0);
+}
+
+function paintAt(event) {
+  const p = state.painting;
+  const box = $("paint-mask").getBoundingClientRect();
+  const x = Math.floor(((event.clientX - box.left) / box.width) * p.w);
+  const y = Math.floor(((event.clientY - box.top) / box.height) * p.h);
+  const r = Number($("paint-size").value) - 1;
+  for (let yy = y - r; yy <= y + r; yy++) {
+    for (let xx = x - r; xx <= x + r; xx++) {
+      if (xx >= 0 && yy >= 0 && xx < p.w && yy < p.h && (xx - x) ** 2 + (yy - y) ** 2 <= r * r) {
+        p.mask[yy * p.w + xx] = p.erase ? 0 : 1;
+      }
+    }
+  }
+  renderPaint();
+}
+
+function encodeRle(mask) {
+  const counts = [];
+  let value = 0;
+  let run = 0;
+  for (const pixel of mask) {
+    if (pixel === value) run++;
+    else {
+      counts.push(run);
+      value = pixel;
+      run = 1;
+    }
+  }
+  counts.push(run);
+  return counts;
+}
+
+function setUpPainter() {
+  const canvas = $("paint-mask");
+  let down = false;
+  canvas.addEventListener("pointerdown", (event) => {
+    down = true;
+    canvas.setPointerCapture(event.pointerId);
+    paintAt(event);
+  });
+  canvas.addEventListener("pointermove", (event) => down && paintAt(event));
+  canvas.addEventListener("pointerup", () => (down = false));
+  $("paint-erase").addEventListener("click", () => {
+    state.painting.erase = !state.painting.erase;
+    $("paint-erase").setAttribute("aria-pressed", String(state.painting.erase));
+  });
+  $("paint-clear").addEventListener("click", () => {
+    state.painting.mask.fill(0);
+    renderPaint();
+  });
+  $("paint-cancel").addEventListener("click", () => ($("painter").hidden = true));
+  $("paint-save").addEventListener("click", async () => {
+    const { sliceId, w, h, mask } = state.painting;
+    const body = { source: "expert", mask: { encoding: "rle", width: w, height: h, counts: encodeRle(mask) } };
+    const version = await api("POST", `/api/quality/slices/${sliceId}/gold`, body);
+    $("painter").hidden = true;
+    say(`Your mask is gold version ${version.version} of the slice.`);
+    await loadReview();
+  });
+}
+
+// --- raters -------------------------------------------------------------------------------
+
+async function loadRaters() {
+  const rows = await api("GET", `/api/quality/raters?project_id=${state.project}`);
+  $("rater-rows").replaceChildren(
+    ...rows.map((r) => {
+      const decide = async (verb) => {
+        const reason = window.prompt(`Why ${verb} ${r.display_name}? (shown to them)`);
+        if (!reason) return;
+        await api("POST", `/api/quality/raters/${r.user_id}/${verb}`, { project_id: state.project, reason });
+        say(`${r.display_name}: ${verb === "suspend" ? "suspended" : "reinstated"}.`);
+        await loadRaters();
+      };
+      const verb = r.trust === "suspended" ? "reinstate" : "suspend";
+      const row = element(
+        "tr",
+        { class: r.trust, "data-testid": "rater-row" },
+        element("td", {}, button(r.display_name, () => showRater(r), { class: "secondary" })),
+        element("td", { text: r.trust, title: r.suspended_reason || "" }),
+        element("td", { text: String(r.gold) }),
+        element("td", { text: `${percent(r.sensitivity.mean)} (${percent(r.sensitivity.low)}–${percent(r.sensitivity.high)})` }),
+        element("td", { text: percent(r.lesion_f1) }),
+        element("td", { text: percent(r.consistency) }),
+        element("td", { text: r.mean_seconds === null ? "–" : `${r.mean_seconds.toFixed(1)} s` }),
+        element("td", { text: percent(r.quality) }),
+        element("td", {}, button(verb === "suspend" ? "Suspend" : "Reinstate", () => decide(verb), { "data-testid": verb })),
+      );
+      return row;
+    }),
+  );
+}
+
+async function showRater(r) {
+  const p = state.project;
+  const [history, actions] = await Promise.all([
+    api("GET", `/api/quality/raters/${r.user_id}/history?project_id=${p}`),
+    api("GET", `/api/quality/raters/${r.user_id}/actions?project_id=${p}`),
+  ]);
+  $("rater-name").textContent = `${r.display_name}: Dice of each gold answer`;
+  const svg = $("history");
+  const ns = "http://www.w3.org/2000/svg";
+  const make = (tag, attributes) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+    return node;
+  };
+  const [left, top, width, height] = [30, 10, 360, 90];
+  const x = (i) => left + (history.length > 1 ? (i / (history.length - 1)) * width : width / 2);
+  const y = (d) => top + (1 - d) * height;
+  const points = history.map((h, i) => `${x(i)},${y(h.dice)}`).join(" ");
+  const axis = [0, 0.5, 1].flatMap((d) => {
+    const label = make("text", { x: 2, y: y(d) + 3 });
+    label.textContent = d.toFixed(1);
+    return [make("line", { x1: left, x2: left + width, y1: y(d), y2: y(d) }), label];
+  });
+  svg.replaceChildren(...axis, make("polyline", { points }));
+  $("rater-actions").replaceChildren(
+    ...actions.map((a) =>
+      element("li", { text: `${a.created_at.slice(0, 16)}: ${a.action} by ${a.by_user_id === null ? "the rules" : `user ${a.by_user_id}`}: ${a.reason}` }),
+    ),
+  );
+  $("rater-detail").hidden = false;
+}
+
+// --- set-up -------------------------------------------------------------------------------
+
+const TABS = { "tab-gold": ["gold", loadGold], "tab-review": ["review", loadReview], "tab-raters": ["raters", loadRaters] };
+
+function selectTab(id) {
+  for (const [tab, [panel]] of Object.entries(TABS)) {
+    $(tab).setAttribute("aria-selected", String(tab === id));
+    $(panel).hidden = tab !== id;
+  }
+  return TABS[id][1]().catch((error) => say(error.message));
+}
+
+async function start() {
+  let me;
+  try {
+    me = await api("GET", "/api/auth/me");
+  } catch (error) {
+    $("gate").textContent = "Log in on the labelling page first, then come back here.";
+    $("gate").hidden = false;
+    return;
+  }
+  if (!["expert", "admin"].includes(me.role)) {
+    $("gate").textContent = "This workspace is for experts and admins.";
+    $("gate").hidden = false;
+    return;
+  }
+  const projects = await api("GET", "/api/projects");
+  $("project").replaceChildren(...projects.map((p) => new Option(p.name, p.id)));
+  state.project = projects.length ? Number(projects[0].id) : null;
+  $("project").addEventListener("change", (event) => {
+    state.project = Number(event.target.value);
+    const open = Object.keys(TABS).find((tab) => $(tab).getAttribute("aria-selected") === "true");
+    selectTab(open);
+  });
+  for (const tab of Object.keys(TABS)) $(tab).addEventListener("click", () => selectTab(tab));
+  setUpPainter();
+  $("workspace").hidden = false;
+  if (state.project !== null) await selectTab("tab-gold");
+}
+
+start();
