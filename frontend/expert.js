@@ -75,6 +75,23 @@ async function loadGold() {
     ),
   );
   if (!candidates.length) $("candidates").append(element("p", { text: "No candidates left." }));
+  const gold = await api("GET", `/api/quality/gold?project_id=${p}&limit=24`);
+  $("gold-slices").replaceChildren(
+    ...gold.map((g) =>
+      element(
+        "div",
+        { class: "card", "data-testid": "gold-slice" },
+        element("div", { class: "images" }, image(g.flair_url, "FLAIR"), image(g.mask_url, "Gold mask")),
+        element("p", { text: `Case ${g.case}, slice ${g.index}: version ${g.version} (${g.source})` }),
+        button("Retire", async () => {
+          await api("DELETE", `/api/quality/slices/${g.slice_id}/gold`);
+          say(`Slice ${g.index} of case ${g.case} is no longer gold.`);
+          await loadGold();
+        }, { class: "secondary", "data-testid": "retire" }),
+      ),
+    ),
+  );
+  if (!gold.length) $("gold-slices").append(element("p", { text: "No gold yet." }));
   const answers = await api("GET", `/api/quality/expert-answers?project_id=${p}&limit=24`);
   $("answers").replaceChildren(
     ...answers.map((a) =>

@@ -22,6 +22,7 @@ from backend.quality.schemas import (
     GoldCandidateRead,
     GoldCreate,
     GoldScoreRead,
+    GoldSliceRead,
     GoldVersionRead,
     Interval,
     RaterActionRead,
@@ -68,6 +69,29 @@ def gold_candidates(
             reference_url=f"/api/slices/{slice_.id}/reference.png",
         )
         for slice_, case in rows
+    ]
+
+
+@router.get("/quality/gold", response_model=list[GoldSliceRead])
+def gold_slices(
+    _expert: ExpertUser,
+    session: SessionDep,
+    project_id: Annotated[int, Query(ge=1, le=MAX_DB_ID)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[GoldSliceRead]:
+    """The project's gold slices with their current versions, newest first."""
+    rows = service.current_gold_versions(
+        session=session, project_id=project_id, limit=limit, offset=offset
+    )
+    return [
+        GoldSliceRead(
+            **_version_read(version).model_dump(),
+            case=case.public_id,
+            index=slice_.index,
+            flair_url=f"/api/slices/{slice_.id}/images/flair.png",
+        )
+        for version, slice_, case in rows
     ]
 
 

@@ -30,6 +30,8 @@ class GoldCreate(InputModel):
 
 
 class GoldVersionRead(BaseModel):
+    """A frozen gold mask of a slice."""
+
     id: int
     slice_id: int
     version: int
@@ -118,3 +120,11 @@ class ReviewItemRead(BaseModel):
     max_dice: float
     flair_url: str
     mask_urls: list[str]
+
+
+class GoldSliceRead(GoldVersionRead):
+    """A gold slice of a project with its current version."""
+
+    case: str
+    index: int
+    flair_url: str

@@ -782,3 +782,19 @@ def review_queue(
         )
     items.sort(key=lambda item: (item.mean_dice, item.min_dice - item.max_dice))
     return items[:limit]
+
+
+def current_gold_versions(
+    *, session: Session, project_id: int, limit: int, offset: int
+) -> list[tuple[GoldVersion, Slice, Case]]:
+    """The project's gold slices (their current versions), newest first."""
+    rows = session.exec(
+        orm_select(GoldVersion, Slice, Case)
+        .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
+        .join(Case, col(Case.id) == col(Slice.case_id))
+        .where(Case.project_id == project_id, col(GoldVersion.retired_at).is_(None))
+        .order_by(col(GoldVersion.id).desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return [(v, s, c) for v, s, c in rows]

@@ -34,6 +34,7 @@ POLICY = {
     ("GET", "/api/annotations/{annotation_id}/feedback.png"): USER,  # own answers only
     ("GET", "/api/annotations/{annotation_id}/gold.png"): USER,  # own answers only
     ("GET", "/api/quality/gold-candidates"): EXPERT,
+    ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,
     ("DELETE", "/api/quality/slices/{slice_id}/gold"): EXPERT,
     ("GET", "/api/quality/slices/{slice_id}/gold"): EXPERT,
