@@ -1,0 +1,1 @@
+"""Label fusion: turning several volunteers' masks into one soft and hard label."""
