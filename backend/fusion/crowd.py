@@ -1,0 +1,205 @@
+"""Crowd STAPLE: every volunteer's sensitivity p and specificity q estimated jointly over all
+the slices they labelled in a project, each slice with its own subset of raters. Pure numpy
+and scipy.sparse.
+
+Slice-by-slice STAPLE (and crowd-kit's SegmentationEM) fits a rater's rates from one image,
+a handful of lesion pixels; pooling over the project fits them from everything the rater did.
+The EM runs over a table of (slice, vote pattern) rows: with one prior for all pixels, a
+pixel's posterior depends only on the raters of its slice and which of them marked it. Each
+row records, per rater, "marked", "present but did not mark" or "absent", as two sparse
+matrices; an EM iteration is four sparse products over the rows, whatever the pixel count.
+
+MAP-EM: each rater's p and q have Beta priors (``RaterPrior``), the STAPLER use of gold
+(Landman et al. 2012): volunteers proven good on gold weigh more from the first iteration,
+and a rater seen on few pixels stays near their prior instead of swinging to 0 or 1.
+
+Guard against label inversion (the truth flipped: lesion called background and the reverse,
+which plain STAPLE can reach with many raters and a poor start): rates start from the priors
+(or 0.9 / 0.99 without), and after each M-step every rater is held to p + q >= 1 + margin,
+that is at least as good as chance, in the orientation where lesion means lesion.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import sparse
+
+from backend.fusion.staple import SQUARED_CHANGE, Patterns, vote_patterns
+
+MAX_ITERATIONS = 1_000
+# How much better than chance every rater is held to be (p + q >= 1 + margin).
+CHANCE_MARGIN = 0.01
+# Rates are kept this far from 0 and 1 so that a log never meets 0.
+RATE_FLOOR = 1e-6
+
+
+@dataclass(frozen=True)
+class BetaPrior:
+    """Beta(a, b) prior of a rate; a = b = 1 is flat (plain EM)."""
+
+    a: float = 1.0
+    b: float = 1.0
+
+
+@dataclass(frozen=True)
+class RaterPrior:
+    sensitivity: BetaPrior = BetaPrior()
+    specificity: BetaPrior = BetaPrior()
+
+
+@dataclass(frozen=True)
+class CrowdSlice:
+    """One slice's answers: ``raters`` [K] rater ids, ``votes`` [K, H, W] (or [K, N])."""
+
+    raters: Sequence[int]
+    votes: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class CrowdResult:
+    """Per slice the posterior (its image shape); per rater id the rates; the prior used."""
+
+    posteriors: list[NDArray[np.float64]]
+    sensitivity: dict[int, float]
+    specificity: dict[int, float]
+    prior: float
+    iterations: int
+    converged: bool
+
+
+def crowd_staple(
+    slices: Sequence[CrowdSlice],
+    *,
+    priors: dict[int, RaterPrior] | None = None,
+    prior: float | None = None,
+    start: tuple[float, float] | None = None,
+    max_iterations: int = MAX_ITERATIONS,
+) -> CrowdResult:
+    """Fuse every slice's answers with rater rates pooled over all slices.
+
+    ``priors``: Beta priors per rater id (missing raters get flat priors); ``prior``: P(lesion)
+    for every pixel, by default the share of (rater, pixel) votes that marked lesion;
+    ``start``: (p, q) to start every rater from, instead of the priors' modes.
+    """
+    if not slices:
+        raise ValueError("nothing to fuse: no slices")
+    rater_ids = sorted({int(r) for s in slices for r in s.raters})
+    column = {r: n for n, r in enumerate(rater_ids)}
+    table = _pattern_table(slices, column)
+    marked, present, counts = table.marked, table.present, table.counts
+    if prior is None:
+        marks = float(counts @ np.asarray(marked.sum(axis=1)).ravel())
+        votes = float(counts @ np.asarray(present.sum(axis=1)).ravel())
+        prior = marks / votes if votes else 0.0
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"the prior must be strictly between 0 and 1, got {prior}")
+    priors = priors or {}
+    alpha_p, beta_p, alpha_q, beta_q = (
+        np.array([getattr(getattr(priors.get(r, RaterPrior()), kind), side) for r in rater_ids])
+        for kind, side in (
+            ("sensitivity", "a"),
+            ("sensitivity", "b"),
+            ("specificity", "a"),
+            ("specificity", "b"),
+        )
+    )
+    # Start from the priors' modes where they are informative, else from good-rater values.
+    p = _start(alpha_p, beta_p, 0.9) if start is None else np.full(len(rater_ids), start[0])
+    q = _start(alpha_q, beta_q, 0.99) if start is None else np.full(len(rater_ids), start[1])
+    absent_marked = (present - marked).tocsr()  # present, did not mark
+    marked_t, absent_marked_t, present_t = (
+        marked.T.tocsr(),
+        absent_marked.T.tocsr(),
+        present.T.tocsr(),
+    )
+    weight = np.zeros(len(counts))
+    converged, iterations = False, 0
+    for iteration in range(max_iterations):
+        iterations = iteration + 1
+        log_a = np.log(prior) + marked @ np.log(p) + absent_marked @ np.log1p(-p)
+        log_b = np.log1p(-prior) + marked @ np.log1p(-q) + absent_marked @ np.log(q)
+        weight = 1.0 / (1.0 + np.exp(np.clip(log_b - log_a, -700, 700)))
+        w, v = weight * counts, (1.0 - weight) * counts
+        last_p, last_q = p, q
+        p = (marked_t @ w + alpha_p - 1) / (present_t @ w + alpha_p + beta_p - 2)
+        q = (absent_marked_t @ v + alpha_q - 1) / (present_t @ v + alpha_q + beta_q - 2)
+        p, q = _guard(p, q)
+        if np.all((p - last_p) ** 2 <= SQUARED_CHANGE) and np.all(
+            (q - last_q) ** 2 <= SQUARED_CHANGE
+        ):
+            converged = True
+            break
+    posteriors = [
+        _spread(weight[start:end], patterns, s.votes.shape[1:])
+        for s, patterns, (start, end) in zip(slices, table.patterns, table.rows, strict=True)
+    ]
+    return CrowdResult(
+        posteriors=posteriors,
+        sensitivity=dict(zip(rater_ids, p.tolist(), strict=True)),
+        specificity=dict(zip(rater_ids, q.tolist(), strict=True)),
+        prior=prior,
+        iterations=iterations,
+        converged=converged,
+    )
+
+
+def _start(a: NDArray[np.float64], b: NDArray[np.float64], default: float) -> NDArray[np.float64]:
+    informative = (a > 1) & (b > 1)
+    mode = np.where(informative, (a - 1) / np.maximum(a + b - 2, 1e-12), default)
+    return np.clip(mode, 0.5 + CHANCE_MARGIN, 1 - RATE_FLOOR)
+
+
+def _guard(
+    p: NDArray[np.float64], q: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Keep rates inside (0, 1) and every rater better than chance (p + q >= 1 + margin),
+    moving both rates up equally when a rater falls below."""
+    p = np.nan_to_num(p, nan=0.5)
+    q = np.nan_to_num(q, nan=0.5)
+    short = np.maximum(0.0, 1.0 + CHANCE_MARGIN - (p + q))
+    p, q = p + short / 2, q + short / 2
+    return np.clip(p, RATE_FLOOR, 1 - RATE_FLOOR), np.clip(q, RATE_FLOOR, 1 - RATE_FLOOR)
+
+
+@dataclass(frozen=True)
+class _Table:
+    marked: sparse.csr_matrix  # [rows, raters] 1 where the row's pattern has the rater marking
+    present: sparse.csr_matrix  # [rows, raters] 1 where the rater labelled the row's slice
+    counts: NDArray[np.float64]  # [rows] pixels
+    patterns: list[Patterns]
+    rows: list[tuple[int, int]]  # each slice's rows
+
+
+def _pattern_table(slices: Sequence[CrowdSlice], column: dict[int, int]) -> _Table:
+    row_ids, col_ids, marks, counts, patterns, rows = [], [], [], [], [], []
+    start = 0
+    for s in slices:
+        votes = np.asarray(s.votes, dtype=bool)
+        if votes.shape[0] != len(s.raters) or len(set(s.raters)) != len(s.raters):
+            raise ValueError("each slice needs one mask per rater, and each rater once")
+        found = vote_patterns(votes.reshape(len(s.raters), -1))
+        n = len(found.counts)
+        cols = np.array([column[int(r)] for r in s.raters])
+        row_ids.append(np.repeat(np.arange(start, start + n), len(cols)))
+        col_ids.append(np.tile(cols, n))
+        marks.append(found.bits.ravel())
+        counts.append(found.counts)
+        patterns.append(found)
+        rows.append((start, start + n))
+        start += n
+    r, c, m = np.concatenate(row_ids), np.concatenate(col_ids), np.concatenate(marks)
+    shape = (start, len(column))
+    present = sparse.csr_matrix((np.ones(len(r)), (r, c)), shape=shape)
+    marked = sparse.csr_matrix((m.astype(np.float64), (r, c)), shape=shape)
+    marked.eliminate_zeros()
+    return _Table(marked, present, np.concatenate(counts).astype(np.float64), patterns, rows)
+
+
+def _spread(
+    weight: NDArray[np.float64], patterns: Patterns, shape: tuple[int, ...]
+) -> NDArray[np.float64]:
+    posterior = np.full(int(patterns.counts.sum()), weight[0])
+    posterior[patterns.marked] = weight[patterns.pattern_of]
+    return posterior.reshape(shape)
