@@ -59,14 +59,27 @@ class CrowdSlice:
 
 @dataclass(frozen=True)
 class CrowdResult:
-    """Per slice the posterior (its image shape); per rater id the rates; the prior used."""
+    """Per rater id the rates; the prior used; and per slice its patterns' posteriors, from
+    which ``posterior(i)`` makes slice i's soft label on demand (a fill and a lookup), so a
+    project's fusion never holds every slice's float image at once."""
 
-    posteriors: list[NDArray[np.float64]]
+    weights: list[NDArray[np.float64]]
+    patterns: list[Patterns]
+    shapes: list[tuple[int, ...]]
     sensitivity: dict[int, float]
     specificity: dict[int, float]
     prior: float
     iterations: int
     converged: bool
+
+    def posterior(self, index: int) -> NDArray[np.float64]:
+        """P(lesion) per pixel of slice ``index`` (its image shape)."""
+        return _spread(self.weights[index], self.patterns[index], self.shapes[index])
+
+    @property
+    def posteriors(self) -> list[NDArray[np.float64]]:
+        """Every slice's soft label (memory: 8 bytes per pixel of every slice)."""
+        return [self.posterior(i) for i in range(len(self.weights))]
 
 
 def crowd_staple(
@@ -131,12 +144,10 @@ def crowd_staple(
         ):
             converged = True
             break
-    posteriors = [
-        _spread(weight[start:end], patterns, s.votes.shape[1:])
-        for s, patterns, (start, end) in zip(slices, table.patterns, table.rows, strict=True)
-    ]
     return CrowdResult(
-        posteriors=posteriors,
+        weights=[weight[start:end] for start, end in table.rows],
+        patterns=table.patterns,
+        shapes=[tuple(np.asarray(s.votes).shape[1:]) for s in slices],
         sensitivity=dict(zip(rater_ids, p.tolist(), strict=True)),
         specificity=dict(zip(rater_ids, q.tolist(), strict=True)),
         prior=prior,
