@@ -166,6 +166,29 @@ def staple(
     return StapleResult(posterior.reshape(shape), p, q, iterations)
 
 
+def posterior_from_rates(
+    votes: ArrayLike,
+    sensitivity: ArrayLike,
+    specificity: ArrayLike,
+    prior: float,
+) -> NDArray[np.float64]:
+    """P(lesion) per pixel for ``votes`` [R, *image_shape] from known rater rates [R] (the
+    E-step alone): how one slice is fused with rates estimated over the whole project."""
+    array = _votes(votes)
+    raters, shape = array.shape[0], array.shape[1:]
+    p = np.clip(np.asarray(sensitivity, dtype=np.float64), 0.0, 1.0)
+    q = np.clip(np.asarray(specificity, dtype=np.float64), 0.0, 1.0)
+    if p.shape != (raters,) or q.shape != (raters,):
+        raise ValueError(f"need one sensitivity and one specificity per rater ({raters})")
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"the prior must be strictly between 0 and 1, got {prior}")
+    patterns = vote_patterns(array.reshape(raters, -1))
+    weight = _posterior(patterns.bits, p, q, prior)
+    posterior = np.full(patterns.counts.sum(), weight[0])
+    posterior[patterns.marked] = weight[patterns.pattern_of]
+    return posterior.reshape(shape)
+
+
 def majority_vote(votes: ArrayLike) -> NDArray[np.bool_]:
     """Pixels marked by more than half of the raters (ties: not lesion)."""
     array = _votes(votes)

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from backend.fusion.staple import majority_vote, staple
+from backend.fusion.staple import majority_vote, posterior_from_rates, staple
 from backend.quality.metrics import dice
 
 
@@ -103,3 +103,15 @@ def test_equals_simpleitk_with_many_raters_on_a_dense_image() -> None:
     votes = _noisy_raters(truth, rates, 11)
     votes[0, ~votes.any(axis=0)] = True  # no pixel left unmarked: no "nobody" pattern
     _assert_same(votes)
+
+
+def test_posterior_from_rates_is_staples_last_e_step() -> None:
+    rng = np.random.default_rng(21)
+    truth = ndimage.binary_dilation(rng.random((30, 30)) < 0.02, iterations=2)
+    votes = _noisy_raters(truth, [(0.9, 0.99), (0.7, 0.995), (0.8, 0.98)], 21)
+    result = staple(votes)
+    prior = float(votes.mean())
+    again = posterior_from_rates(votes, result.sensitivity, result.specificity, prior)
+    assert np.allclose(again, result.posterior)
+    with pytest.raises(ValueError, match="one sensitivity"):
+        posterior_from_rates(votes, [0.9], [0.9], prior)
