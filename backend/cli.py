@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from backend.auth import service as auth
 from backend.auth.models import UserRole
@@ -321,6 +321,46 @@ def users_create(
             session=session, email=email, password=password, role=role, display_name=display_name
         )
     typer.echo(f"Created {user.role.value} {user.email} ({user.display_name}).")
+
+
+@app.command()
+def fuse(
+    project: Annotated[str, typer.Option(help="Name of the project to fuse.")],
+    min_answers: Annotated[
+        int, typer.Option(min=1, help="Fuse tasks with at least this many volunteer answers.")
+    ] = 2,
+) -> None:
+    """Fuse every crowd task of a project (rates pooled over the project, gold priors): a new
+    version of each task's fused label."""
+    import time
+
+    from backend.fusion import service as fusion
+    from backend.projects.models import Project
+
+    with _unit_of_work() as (settings, session):
+        found = session.exec(select(Project).where(Project.name == project)).first()
+        if found is None or found.id is None:
+            raise _fail(f"No project called {project!r}")
+        started = time.perf_counter()
+        with typer.progressbar(length=1, label="Fusing") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(1)
+
+            run = fusion.fuse_project(
+                session=session,
+                storage=Storage(settings.storage_url),
+                project_id=found.id,
+                min_answers=min_answers,
+                progress=progress,
+            )
+    state = "converged" if run.converged else "not converged"
+    typer.echo(
+        f"Fused {run.slices} task(s) of {project} in {time.perf_counter() - started:.1f} s: "
+        f"run {run.id}, {run.iterations} iterations ({state}), "
+        f"{len(run.rater_rates)} rater(s), {len(run.excluded)} suspended left out."
+    )
 
 
 @storage_app.command("check")

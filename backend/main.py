@@ -30,6 +30,7 @@ from backend.core.http import (
 from backend.core.migrations import ensure_current
 from backend.core.security import HashingGate
 from backend.core.storage import Storage
+from backend.fusion.router import router as fusion_router
 from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     routers = (health_router, auth_router, projects_router, tasks_router, imaging_router)
-    for router in (*routers, quality_router):
+    for router in (*routers, quality_router, fusion_router):
         app.include_router(router, prefix="/api")
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

@@ -2,6 +2,7 @@
 
 from backend.annotations.models import Annotation
 from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
+from backend.fusion.models import FusionResult, FusionRun
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
 from backend.quality.models import GoldScore, GoldVersion, RaterAction, RaterStats, RepeatScore
@@ -17,6 +18,8 @@ __all__ = [
     "Contrast",
     "Credential",
     "CredentialKind",
+    "FusionResult",
+    "FusionRun",
     "GoldScore",
     "GoldVersion",
     "Project",

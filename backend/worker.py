@@ -32,6 +32,8 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
+        # Modules whose jobs a worker runs (imported when the worker starts).
+        include=["backend.fusion.jobs"],
     )
     return app
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from backend.annotations.models import Annotation
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
+from backend.fusion.models import FusionResult
 from backend.imaging.models import Case
 from backend.quality.models import GoldScore, GoldVersion
 
@@ -51,11 +52,13 @@ def check(
     cutoff = (now or utcnow()) - grace
     report = StorageReport()
     mask_keys = set(session.exec(select(Annotation.mask_key)).all())
-    # Files each written before their row commits: answers, gold masks, feedback overlays.
+    # Files each written before their row commits: answers, gold masks, feedback overlays,
+    # fused soft labels.
     owned = {
         "annotations": mask_keys,
         "gold": set(session.exec(select(GoldVersion.mask_key)).all()),
         "feedback": set(session.exec(select(GoldScore.overlay_key)).all()),
+        "fusion": set(session.exec(select(FusionResult.soft_key)).all()),
     }
     for prefix, keys in owned.items():
         for key in storage.list(prefix):

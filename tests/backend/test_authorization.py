@@ -14,6 +14,7 @@ from backend.auth.models import UserRole
 from tests.factories import PASSWORD, create_token
 
 PUBLIC, USER, EXPERT, ADMIN = "public", "user", "expert", "admin"
+LABELS = "labels"  # ML engineers, experts and admins
 # The least access each route needs. A route missing here fails the test: classify it.
 POLICY = {
     ("GET", "/api/health"): PUBLIC,
@@ -46,6 +47,9 @@ POLICY = {
     ("POST", "/api/quality/raters/{user_id}/reinstate"): EXPERT,
     ("GET", "/api/quality/expert-answers"): EXPERT,
     ("GET", "/api/quality/review"): EXPERT,
+    ("GET", "/api/fusion/tasks/{task_id}"): LABELS,
+    ("GET", "/api/fusion/tasks/{task_id}/soft.png"): LABELS,
+    ("GET", "/api/fusion/tasks/{task_id}/hard.png"): LABELS,
     ("GET", "/api/quality/annotations/{annotation_id}/mask.png"): EXPERT,
     ("POST", "/api/quality/annotations/{annotation_id}/gold"): EXPERT,
 }
@@ -53,6 +57,7 @@ ALLOWED = {
     PUBLIC: {None, *UserRole},
     USER: set(UserRole),
     EXPERT: {UserRole.expert, UserRole.admin},
+    LABELS: {UserRole.engineer, UserRole.expert, UserRole.admin},
     ADMIN: {UserRole.admin},
 }
 PATH_VALUES = {"offset": "0", "contrast": "flair", "token_id": "999999"}  # not the caller's token
