@@ -6,11 +6,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from sqlmodel import Session
+
+from backend.core.db import create_db_engine
+from backend.core.storage import Storage
 
 CLI = [sys.executable, "-m", "backend"]
 
@@ -68,3 +72,20 @@ def live_server(
     finally:
         stop(server)
         log.close()
+
+
+@contextmanager
+def seeded_site(
+    data_dir: Path, seed: Callable[[Session, Storage], None]
+) -> Iterator[tuple[str, Path]]:
+    """A migrated embedded-default database under ``data_dir``, filled by ``seed`` (committed),
+    served by ``mscrowd serve --no-worker`` for the block; yields its URL and ``data_dir``."""
+    env = cli_env(data_dir)
+    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    with Session(engine) as session:
+        seed(session, Storage((data_dir / "storage").as_uri()))
+        session.commit()
+    engine.dispose()
+    with live_server(env, "--no-worker") as (base, _server):
+        yield base, data_dir

@@ -135,12 +135,7 @@ def submit(
             gold_version_id=row.gold_version_id,
             repeat_of_id=row.repeat_of_id,
             flair_key=row.image_keys.get("flair"),
-            limits=Thresholds(
-                min_gold=row.min_gold,
-                min_sensitivity=row.min_sensitivity,
-                min_lesion_ppv=row.min_lesion_ppv,
-                fast_ms=row.fast_ms,
-            ),
+            limits=Thresholds.of(row),
             repeat_rate=row.repeat_rate,
             repeat_gap=row.repeat_gap,
         ),

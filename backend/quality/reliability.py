@@ -14,7 +14,7 @@ counts (MSSEG rule, ``quality.metrics``). Suspension looks at the lower bound of
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from scipy import stats
 
@@ -94,6 +94,16 @@ class Thresholds:
     trusted_quality: float = 0.6  # expected Dice-like quality to be trusted
     fast_ms: int = 1500  # answers faster than this are implausible
     fast_share: float = 0.5  # share of fast answers (at least min_gold timed) that is spam
+
+    @classmethod
+    def of(cls, settings: Any) -> "Thresholds":
+        """A project's thresholds, from the project or a row with its settings' columns."""
+        return cls(
+            min_gold=settings.min_gold,
+            min_sensitivity=settings.min_sensitivity,
+            min_lesion_ppv=settings.min_lesion_ppv,
+            fast_ms=settings.fast_ms,
+        )
 
 
 class Reliability(NamedTuple):

@@ -649,12 +649,7 @@ def _limits(session: Session, project_id: int) -> Thresholds:
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"Project {project_id} does not exist")
-    return Thresholds(
-        min_gold=project.min_gold,
-        min_sensitivity=project.min_sensitivity,
-        min_lesion_ppv=project.min_lesion_ppv,
-        fast_ms=project.fast_ms,
-    )
+    return Thresholds.of(project)
 
 
 def _own_assignment() -> Any:

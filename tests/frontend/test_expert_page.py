@@ -1,7 +1,6 @@
 """The expert workspace in a real headless Chromium: approve gold, settle a disputed slice by
 painting gold, and suspend a rater, each stored with who did it."""
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from backend.quality.models import GoldSource, GoldVersion, RaterAction
 from backend.tasks import service as tasks
 from tests.backend.quality.test_gold import _mask_rle, _normal_tasks, _square_masks, create_case
 from tests.factories import PASSWORD, create_project, submit
-from tests.live import CLI, cli_env, live_server
+from tests.live import seeded_site
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 EXPERT = "expert@example.org"
@@ -26,12 +25,8 @@ EXPERT = "expert@example.org"
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A live server with a project: reference slices, and three volunteers who disagree."""
-    data_dir = tmp_path / "var"
-    env = cli_env(data_dir)
-    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
-    storage = Storage((data_dir / "storage").as_uri())
-    with Session(engine) as session:
+
+    def seed(session: Session, storage: Storage) -> None:
         project = create_project(session, name="trial", redundancy=3)
         masks = _square_masks(4)
         slices = create_case(session, storage, project, masks)
@@ -47,10 +42,9 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         expert = auth.create_user(session=session, email=EXPERT, password=PASSWORD)
         expert.role = UserRole.expert
         session.add(expert)
-        session.commit()
-    engine.dispose()
-    with live_server(env, "--no-worker") as (base, _server):
-        yield base, data_dir
+
+    with seeded_site(tmp_path / "var", seed) as site:
+        yield site
 
 
 def test_expert_approves_gold_paints_gold_and_suspends_a_rater(

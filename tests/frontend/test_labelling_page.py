@@ -1,7 +1,6 @@
 """The labelling page in a real headless Chromium: sign up, paint a lesion, submit, stored."""
 
 import io
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from backend.auth.models import User
 from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from tests.factories import HEIGHT, WIDTH, create_tasks
-from tests.live import CLI, cli_env, live_server
+from tests.live import seeded_site
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -23,16 +22,12 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A live server on the embedded default with two small tasks."""
-    data_dir = tmp_path / "var"
-    env = cli_env(data_dir)
-    subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
-    with Session(engine) as session:
-        create_tasks(session, Storage((data_dir / "storage").as_uri()), count=2, required_labels=1)
-        session.commit()
-    engine.dispose()
-    with live_server(env, "--no-worker") as (base, _server):
-        yield base, data_dir
+
+    def seed(session: Session, storage: Storage) -> None:
+        create_tasks(session, storage, count=2, required_labels=1)
+
+    with seeded_site(tmp_path / "var", seed) as site:
+        yield site
 
 
 def test_volunteer_signs_up_paints_and_submits(
