@@ -287,6 +287,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("due_after", sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f("ix_tasks_for_user_id"), ["for_user_id"], unique=False)
         batch_op.create_index(
+            "ix_tasks_open_gold",
+            ["project_id", "id"],
+            unique=False,
+            postgresql_where=sa.text("kind = 'gold' AND state = 'open'"),
+            sqlite_where=sa.text("kind = 'gold' AND state = 'open'"),
+        )
+        batch_op.create_index(
             batch_op.f("ix_tasks_gold_version_id"), ["gold_version_id"], unique=False
         )
         batch_op.create_foreign_key(
@@ -315,6 +322,7 @@ def downgrade() -> None:
             batch_op.f("fk_tasks_gold_version_id_gold_versions"), type_="foreignkey"
         )
         batch_op.drop_index(batch_op.f("ix_tasks_gold_version_id"))
+        batch_op.drop_index("ix_tasks_open_gold")
         batch_op.drop_index(batch_op.f("ix_tasks_for_user_id"))
         batch_op.drop_column("due_after")
         batch_op.drop_column("repeat_of_id")

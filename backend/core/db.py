@@ -119,3 +119,12 @@ def transaction(engine: Engine) -> Iterator[Session]:
             run_undo(session)
             raise
         clear_undo(session)
+
+
+def refresh_statistics(engine: Engine, *tables: str) -> None:
+    """ANALYZE ``tables`` after a bulk load, so the planner sees their real sizes at once
+    instead of after the next autovacuum (on a new table without statistics PostgreSQL took
+    the open-task queue for a handful of rows and sorted it on every lease)."""
+    with engine.begin() as connection:
+        for table in tables:
+            connection.exec_driver_sql(f'ANALYZE "{table}"')

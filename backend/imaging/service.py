@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from backend.core.db import refresh_statistics
 from backend.core.storage import Storage
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.imaging.preprocess import (
@@ -339,6 +340,8 @@ def import_cases(
         except IntegrityError:
             # A concurrent import of the same case won the race; ours was rolled back.
             outcomes.append(ImportOutcome(name, "skipped", "imported concurrently"))
+    if any(outcome.status == "imported" for outcome in outcomes):
+        refresh_statistics(engine, "slices", "tasks")
     return outcomes
 
 

@@ -233,7 +233,12 @@ def _candidate_statement(
         select(*_TASK_COLUMNS)
         .where(
             TASKS.c.state == const(TaskState.open),
-            TASKS.c.kind == const(TaskKind.normal),
+            # Written as "not one of the other kinds": without statistics (a new table) the
+            # planner takes "kind = 'normal'" for a rare value and sorts every open task
+            # instead of walking the queue index (7 ms at 3,000 tasks, 50 ms at 13,000).
+            TASKS.c.kind.not_in(
+                [const(TaskKind.gold), const(TaskKind.repeat), const(TaskKind.practice)]
+            ),
             ~mine,
         )
         # Both descending, so the queue index on (priority, id) serves it read backwards.
