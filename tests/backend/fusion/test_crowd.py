@@ -34,7 +34,8 @@ def test_recovers_known_rates_with_missing_raters() -> None:
         raters = rng.choice(list(rates), size=rng.integers(3, 6), replace=False)
         votes = np.array([_answer(truth, *rates[int(r)], rng) for r in raters])
         slices.append(CrowdSlice([int(r) for r in raters], votes))
-    result = crowd_staple(slices)
+    # The rates were drawn over whole images: q is measured over the whole image too.
+    result = crowd_staple(slices, background=None)
     assert result.converged
     for rater, (p, q) in rates.items():
         assert result.sensitivity[rater] == pytest.approx(p, abs=0.03), rater
@@ -51,7 +52,7 @@ def test_one_slice_with_flat_priors_is_plain_staple() -> None:
         [_answer(truth, p, q, rng) for p, q in [(0.9, 0.99), (0.7, 0.995), (0.8, 0.98)]]
     )
     plain = staple(votes)
-    crowd = crowd_staple([CrowdSlice([1, 2, 3], votes)], prior=float(votes.mean()))
+    crowd = crowd_staple([CrowdSlice([1, 2, 3], votes)], prior=float(votes.mean()), background=None)
     assert [crowd.sensitivity[r] for r in (1, 2, 3)] == pytest.approx(plain.sensitivity, abs=1e-4)
     assert [crowd.specificity[r] for r in (1, 2, 3)] == pytest.approx(plain.specificity, abs=1e-5)
     assert np.array_equal(crowd.posteriors[0] >= 0.5, plain.posterior >= 0.5)
