@@ -1,50 +1,9 @@
 // Minimal labelling page: sign up or log in, lease a task, paint a binary mask, submit it as RLE.
 // The mask lives in a Uint8Array at the slice's native size, so what is sent is exactly what was
 // painted (no anti-aliased edges). The full labelling studio is a separate piece of work.
-"use strict";
+import { $, api } from "./api.js";
 
-const $ = (id) => document.getElementById(id);
 const state = { task: null, mask: null, undo: [], tool: "brush", key: null, started: 0 };
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|; )mscrowd_csrf=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
-
-async function api(method, path, body, headers = {}) {
-  const init = { method, credentials: "same-origin", headers: { ...headers } };
-  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken();
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 204) return null;
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error(describeError(response, data));
-    error.status = response.status;
-    throw error;
-  }
-  return data;
-}
-
-// Field names as people read them in the forms.
-const FIELD_NAMES = { email: "Email", password: "Password", display_name: "Pseudonym" };
-
-// A sentence for the person at the screen: one line per invalid field, or the server's detail
-// (a 429 or 503 detail already says how long to wait).
-function describeError(response, data) {
-  if (Array.isArray(data.errors) && data.errors.length) {
-    return data.errors
-      .map((e) => {
-        const field = e.loc.filter((part) => !["body", "query", "path"].includes(part)).join(".");
-        return `${FIELD_NAMES[field] || field}: ${e.msg}`;
-      })
-      .join(" ");
-  }
-  return data.detail || `The server answered ${response.status}`;
-}
 
 function show(section) {
   for (const id of ["auth", "labeller", "empty"]) $(id).hidden = id !== section;

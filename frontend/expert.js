@@ -2,31 +2,9 @@
 // for gold masks, and the rater table with each rater's history and suspend/reinstate.
 // An ES module served as is (no build step); it talks to /api/quality/* with the session cookie.
 
-const $ = (id) => document.getElementById(id);
+import { $, api } from "./api.js";
+
 const state = { project: null, painting: null };
-
-function csrfToken() {
-  const match = document.cookie.match(/(?:^|; )mscrowd_csrf=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
-
-async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: {} };
-  if (method !== "GET") init.headers["X-CSRF-Token"] = csrfToken();
-  if (body !== undefined) {
-    init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
-  const response = await fetch(path, init);
-  if (response.status === 204) return null;
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = new Error(data.detail || `The server answered ${response.status}`);
-    error.status = response.status;
-    throw error;
-  }
-  return data;
-}
 
 function say(text) {
   $("status").textContent = text;

@@ -32,16 +32,8 @@ def create_project(session: Session, **overrides: Any) -> Project:
     return project
 
 
-def create_tasks(
-    session: Session,
-    storage: Storage,
-    *,
-    count: int = 3,
-    required_labels: int = 3,
-    project: Project | None = None,
-) -> list[Task]:
-    """``count`` open tasks on consecutive slices of one small case with stored FLAIR images."""
-    project = project or create_project(session, redundancy=required_labels)
+def create_case_row(session: Session, project: Project) -> Case:
+    """An empty case of ``project`` with a random public id and fingerprint."""
     assert project.id is not None
     case = Case(
         project_id=project.id,
@@ -52,6 +44,20 @@ def create_tasks(
     )
     session.add(case)
     session.flush()
+    return case
+
+
+def create_tasks(
+    session: Session,
+    storage: Storage,
+    *,
+    count: int = 3,
+    required_labels: int = 3,
+    project: Project | None = None,
+) -> list[Task]:
+    """``count`` open tasks on consecutive slices of one small case with stored FLAIR images."""
+    project = project or create_project(session, redundancy=required_labels)
+    case = create_case_row(session, project)
     assert case.id is not None
     tasks = []
     for index in range(count):

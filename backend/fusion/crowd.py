@@ -26,14 +26,16 @@ which plain STAPLE can reach with many raters and a poor start): rates start fro
 that is at least as good as chance, in the orientation where lesion means lesion.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage, sparse
 
 from backend.fusion.staple import SQUARED_CHANGE, Patterns, vote_patterns
+from backend.quality.reliability import Beta
 
 MAX_ITERATIONS = 1_000
 # How much better than chance every rater is held to be (p + q >= 1 + margin).
@@ -44,18 +46,25 @@ RATE_FLOOR = 1e-6
 BACKGROUND_MARGIN = 1
 
 
+FLAT = Beta(1.0, 1.0)  # no prior: plain EM
+
+
+class RaterPrior(Protocol):
+    """Beta priors of a rater's rates: ``quality.service.RaterPrior`` (from gold) fits."""
+
+    @property
+    def sensitivity(self) -> Beta: ...
+
+    @property
+    def specificity(self) -> Beta: ...
+
+
 @dataclass(frozen=True)
-class BetaPrior:
-    """Beta(a, b) prior of a rate; a = b = 1 is flat (plain EM)."""
+class Priors:
+    """A rater's priors given directly (tests, experiments)."""
 
-    a: float = 1.0
-    b: float = 1.0
-
-
-@dataclass(frozen=True)
-class RaterPrior:
-    sensitivity: BetaPrior = BetaPrior()
-    specificity: BetaPrior = BetaPrior()
+    sensitivity: Beta = FLAT
+    specificity: Beta = FLAT
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ class CrowdResult:
 def crowd_staple(
     slices: Sequence[CrowdSlice],
     *,
-    priors: dict[int, RaterPrior] | None = None,
+    priors: Mapping[int, RaterPrior] | None = None,
     prior: float | None = None,
     start: tuple[float, float] | None = None,
     background: int | None = BACKGROUND_MARGIN,
@@ -120,16 +129,10 @@ def crowd_staple(
         prior = marks / votes if votes else 0.0
     if not 0.0 < prior < 1.0:
         raise ValueError(f"the prior must be strictly between 0 and 1, got {prior}")
-    priors = priors or {}
-    alpha_p, beta_p, alpha_q, beta_q = (
-        np.array([getattr(getattr(priors.get(r, RaterPrior()), kind), side) for r in rater_ids])
-        for kind, side in (
-            ("sensitivity", "a"),
-            ("sensitivity", "b"),
-            ("specificity", "a"),
-            ("specificity", "b"),
-        )
-    )
+    chosen: list[RaterPrior] = [(priors or {}).get(r, Priors()) for r in rater_ids]
+    sens = np.array([c.sensitivity for c in chosen], dtype=np.float64).reshape(-1, 2)
+    spec = np.array([c.specificity for c in chosen], dtype=np.float64).reshape(-1, 2)
+    alpha_p, beta_p, alpha_q, beta_q = sens[:, 0], sens[:, 1], spec[:, 0], spec[:, 1]
     # Start from the priors' modes where they are informative, else from good-rater values.
     p = _start(alpha_p, beta_p, 0.9) if start is None else np.full(len(rater_ids), start[0])
     q = _start(alpha_q, beta_q, 0.99) if start is None else np.full(len(rater_ids), start[1])

@@ -8,6 +8,7 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -95,18 +96,13 @@ def _store(
     storage: Storage,
     run: FusionRun,
     task_id: int,
+    version: int,
     slice_id: int,
     answers: list[Answer],
     posterior: NDArray[np.float64],
     marked: NDArray[np.bool_],
 ) -> FusionResult:
-    """A new version of the task's fused label."""
-    last = session.exec(
-        select(FusionResult.version)
-        .where(FusionResult.task_id == task_id)
-        .order_by(col(FusionResult.version).desc())
-    ).first()
-    version = (last or 0) + 1
+    """Version ``version`` of the task's fused label."""
     key = f"fusion/{task_id}/v{version}.png"
     storage.put(key, soft_png(posterior))
     on_rollback(session, lambda: storage.delete(key))
@@ -125,17 +121,10 @@ def _store(
     return result
 
 
-def _priors(session: Session, project_id: int) -> tuple[dict[int, crowd.RaterPrior], set[int]]:
-    """Crowd STAPLE's Beta priors from the raters' gold record, and who is suspended."""
-    priors, excluded = {}, set()
-    for user_id, prior in quality.rater_priors(session, project_id).items():
-        if prior.excluded:
-            excluded.add(user_id)
-        priors[user_id] = crowd.RaterPrior(
-            crowd.BetaPrior(prior.sensitivity.a, prior.sensitivity.b),
-            crowd.BetaPrior(prior.specificity.a, prior.specificity.b),
-        )
-    return priors, excluded
+def _priors(session: Session, project_id: int) -> tuple[dict[int, quality.RaterPrior], set[int]]:
+    """The raters' Beta priors from their gold record, and who is suspended."""
+    priors = quality.rater_priors(session, project_id)
+    return priors, {user_id for user_id, prior in priors.items() if prior.excluded}
 
 
 def fuse_project(
@@ -177,10 +166,12 @@ def fuse_project(
         }
     session.add(run)
     session.flush()
+    last = _last_versions(session, project_id)  # one query, not one per task
     for n, (task_id, (slice_id, given)) in enumerate(answers.items()):
         assert fused is not None
         marked = _marked(slices[n].votes)
-        _store(session, storage, run, task_id, slice_id, given, fused.posterior(n), marked)
+        version = last.get(task_id, 0) + 1
+        _store(session, storage, run, task_id, version, slice_id, given, fused.posterior(n), marked)
         if progress is not None:
             progress(n + 1, len(answers))
     run.finished_at = utcnow()
@@ -214,18 +205,11 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
         if str(a.user_id) in rates:
             chosen[str(a.user_id)] = rates[str(a.user_id)]
         elif a.user_id in priors:
-            p = priors[a.user_id]
-            chosen[str(a.user_id)] = [
-                p.sensitivity.a / (p.sensitivity.a + p.sensitivity.b),
-                p.specificity.a / (p.specificity.a + p.specificity.b),
-            ]
+            prior_of = priors[a.user_id]
+            chosen[str(a.user_id)] = [prior_of.sensitivity.mean, prior_of.specificity.mean]
         else:
             chosen[str(a.user_id)] = list(DEFAULT_RATES)
-    latest = session.exec(
-        select(FusionResult)
-        .where(FusionResult.task_id == task_id)
-        .order_by(col(FusionResult.version).desc())
-    ).first()
+    latest = next(iter(results(session, task_id)), None)
     if latest is not None and latest.annotation_ids == [a.annotation_id for a in given]:
         previous = session.get(FusionRun, latest.run_id)
         if previous is not None and previous.rater_rates == chosen and previous.prior == prior:
@@ -252,9 +236,21 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
     session.add(run)
     session.flush()
     marked = _marked(votes)
-    result = _store(session, storage, run, task_id, slice_id, given, posterior, marked)
+    version = 1 if latest is None else latest.version + 1
+    result = _store(session, storage, run, task_id, version, slice_id, given, posterior, marked)
     session.flush()
     return result
+
+
+def _last_versions(session: Session, project_id: int) -> dict[int, int]:
+    """The newest fused version of each task of the project that has one."""
+    rows = session.execute(
+        sa_select(col(FusionResult.task_id), func.max(FusionResult.version))
+        .join(Task, col(Task.id) == col(FusionResult.task_id))
+        .where(col(Task.project_id) == project_id)
+        .group_by(col(FusionResult.task_id))
+    ).all()
+    return {int(task_id): int(version) for task_id, version in rows}
 
 
 def results(session: Session, task_id: int) -> list[FusionResult]:

@@ -1,14 +1,16 @@
 """Quality control tables: frozen gold masks, scores of gold and repeat answers, and each
 rater's running totals and trust level per project (with who changed it and when)."""
 
+from dataclasses import fields
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from backend.core.columns import created_at_field, enum_type, timestamp_field
-from backend.quality.reliability import TrustLevel
+from backend.quality.reliability import RaterTotals, TrustLevel
 
 
 class GoldSource(StrEnum):
@@ -107,6 +109,15 @@ class RaterStats(SQLModel, table=True):
     # An expert's decision stands until the next one: 'suspended' or 'reinstated', else None.
     override: str | None = Field(default=None, max_length=16)
     updated_at: datetime = created_at_field()
+
+    def totals(self) -> RaterTotals:
+        """The running totals as the reliability rules take them."""
+        return totals_of(self)
+
+
+def totals_of(row: Any) -> RaterTotals:
+    """``RaterTotals`` from anything with its counters as attributes (a row, a result row)."""
+    return RaterTotals(**{f.name: getattr(row, f.name) for f in fields(RaterTotals)})
 
 
 class RaterActionKind(StrEnum):

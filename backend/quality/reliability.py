@@ -181,9 +181,10 @@ def suspension_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
     return reasons
 
 
-def trust_level(totals: RaterTotals, limits: Thresholds) -> TrustLevel:
-    """The trust level the totals earn (an expert's suspension or reinstatement overrides)."""
-    if suspension_reasons(totals, limits):
+def trust_level(totals: RaterTotals, limits: Thresholds, *, suspend: bool = True) -> TrustLevel:
+    """The trust level the totals earn; with ``suspend`` False, the level short of suspension
+    (for a rater an expert reinstated). An expert's decision overrides the rules."""
+    if suspend and suspension_reasons(totals, limits):
         return TrustLevel.suspended
     if totals.gold < limits.min_gold:
         return TrustLevel.new

@@ -37,6 +37,7 @@ from backend.quality.models import (
     RaterActionKind,
     RaterStats,
     RepeatScore,
+    totals_of,
 )
 from backend.quality.reliability import (
     Beta,
@@ -91,26 +92,6 @@ def overlay_png(
 
 
 # --- gold versions ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GoldState:
-    slice_id: int
-    version: GoldVersion | None  # the current (unretired) version
-    task_id: int | None
-
-
-def current_gold(session: Session, slice_id: int) -> GoldState:
-    """A slice's current gold version and its gold task."""
-    version = session.exec(
-        orm_select(GoldVersion)
-        .where(GoldVersion.slice_id == slice_id, GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
-        .order_by(GoldVersion.version.desc())  # type: ignore[attr-defined]
-    ).first()
-    task = session.exec(
-        orm_select(Task.id).where(Task.slice_id == slice_id, Task.kind == TaskKind.gold)
-    ).first()
-    return GoldState(slice_id, version, task)
 
 
 def _slice_and_case(session: Session, slice_id: int) -> tuple[Slice, Case]:
@@ -259,16 +240,21 @@ def seed_gold(*, session: Session, storage: Storage, project_id: int, per_case: 
 
 def retire_gold(*, session: Session, slice_id: int) -> None:
     """Stop serving a slice as gold (its versions and scores stay)."""
-    state = current_gold(session, slice_id)
-    if state.version is None:
+    task = session.exec(
+        orm_select(Task).where(
+            Task.slice_id == slice_id, Task.kind == TaskKind.gold, Task.state == TaskState.open
+        )
+    ).first()
+    if task is None:
         raise NotFound(f"Slice {slice_id} is not gold")
-    state.version.retired_at = utcnow()
-    session.add(state.version)
-    if state.task_id is not None:
-        task = session.get(Task, state.task_id)
-        assert task is not None
-        task.state = TaskState.retired
-        session.add(task)
+    task.state = TaskState.retired
+    session.add(task)
+    session.execute(
+        update(table_of(GoldVersion))
+        .where(table_of(GoldVersion).c.slice_id == slice_id)
+        .where(table_of(GoldVersion).c.retired_at.is_(None))
+        .values(retired_at=utcnow())
+    )
     session.flush()
 
 
@@ -367,7 +353,7 @@ def record_answer(
             **{f"d_{name}": getattr(delta, name) for name in COUNTERS},
         },
     ).one()
-    totals = RaterTotals(**{name: row._mapping[name] for name in COUNTERS})
+    totals = totals_of(row)
     _update_trust(session, row.id, TrustLevel(row.trust), row.override, totals, task, user_id, now)
     if task.kind is TaskKind.normal and draw() < task.repeat_rate:
         session.add(
@@ -407,35 +393,26 @@ def _score_gold(
     storage.put(key, overlay_png(flair, gold, answer))
     on_rollback(session, lambda: storage.delete(key))
     c, report = result.confusion, result.report
-    session.add(
-        GoldScore(
-            annotation_id=annotation_id,
-            user_id=user_id,
-            project_id=task.project_id,
-            gold_version_id=version.id or 0,
-            tp=c.tp,
-            fp=c.fp,
-            fn=c.fn,
-            tn=c.tn,
-            dice=result.dice,
-            lesions_reference=report.reference_lesions,
-            lesions_found=report.found,
-            lesions_predicted=report.prediction_lesions,
-            false_alarms=report.false_alarms,
-            scribble=result.scribble,
-            overlay_key=key,
-            created_at=now,
-        )
-    )
-    session.flush()
-    return result, Feedback(
+    stored = GoldScore(
         annotation_id=annotation_id,
+        user_id=user_id,
+        project_id=task.project_id,
+        gold_version_id=version.id or 0,
+        tp=c.tp,
+        fp=c.fp,
+        fn=c.fn,
+        tn=c.tn,
         dice=result.dice,
         lesions_reference=report.reference_lesions,
         lesions_found=report.found,
-        lesions_missed=report.missed,
+        lesions_predicted=report.prediction_lesions,
         false_alarms=report.false_alarms,
+        scribble=result.scribble,
+        overlay_key=key,
+        created_at=now,
     )
+    session.add(stored)
+    return result, feedback_of(stored)
 
 
 def _score_repeat(
@@ -474,13 +451,13 @@ def _update_trust(
     user_id: int,
     now: datetime,
 ) -> None:
-    """Store the trust level the totals earn, unless an expert's decision stands."""
-    earned = trust_level(totals, task.limits)
-    reasons = suspension_reasons(totals, task.limits) if earned is TrustLevel.suspended else []
+    """Store the trust level the totals earn. An expert's suspension stands; after an expert's
+    reinstatement the rules no longer suspend, but the rater still moves up the levels."""
     if override == RaterActionKind.suspended.value:
         return
-    if override == RaterActionKind.reinstated.value and earned is TrustLevel.suspended:
-        return  # an expert reinstated them; the rules do not overturn that
+    reinstated = override == RaterActionKind.reinstated.value
+    reasons = [] if reinstated else suspension_reasons(totals, task.limits)
+    earned = TrustLevel.suspended if reasons else trust_level(totals, task.limits, suspend=False)
     if earned is stored:
         return
     values: dict[str, Any] = {"trust": earned, "suspended_reason": None}
@@ -540,7 +517,7 @@ def rater_priors(session: Session, project_id: int) -> dict[int, RaterPrior]:
     rows = session.exec(orm_select(RaterStats).where(RaterStats.project_id == project_id)).all()
     priors = {}
     for row in rows:
-        rel = reliability(RaterTotals(**{name: getattr(row, name) for name in COUNTERS}))
+        rel = reliability(row.totals())
         priors[row.user_id] = RaterPrior(rel.sensitivity, rel.specificity, row.trust, row.gold)
     return priors
 
@@ -566,10 +543,7 @@ def rater_table(*, session: Session, project_id: int) -> list[RaterRow]:
         .join(User, User.id == RaterStats.user_id)  # type: ignore[arg-type]
         .where(RaterStats.project_id == project_id)
     ).all()
-    table = [
-        RaterRow(stats, name, RaterTotals(**{n: getattr(stats, n) for n in COUNTERS}))
-        for stats, name in rows
-    ]
+    table = [RaterRow(stats, name, stats.totals()) for stats, name in rows]
     return sorted(
         table,
         key=lambda r: (r.stats.trust is not TrustLevel.suspended, reliability(r.totals).quality),
@@ -613,11 +587,7 @@ def set_suspension(
     else:
         if stats.trust is not TrustLevel.suspended:
             raise Conflict(f"User {user_id} is not suspended in project {project_id}")
-        totals = RaterTotals(**{n: getattr(stats, n) for n in COUNTERS})
-        earned = trust_level(totals, _limits(session, project_id))
-        stats.trust = TrustLevel.qualified if earned is TrustLevel.suspended else earned
-        if stats.trust is TrustLevel.qualified and totals.gold == 0:
-            stats.trust = TrustLevel.new
+        stats.trust = trust_level(stats.totals(), _limits(session, project_id), suspend=False)
         stats.suspended_reason = None
     stats.override, stats.updated_at = action.value, now
     session.add(stats)

@@ -106,7 +106,6 @@ class Lease:
     id: int  # the assignment's id: what the rater's client knows the task by
     task: LeasedTask
     slice: SliceView
-    case_public_id: str
     neighbours: list[SliceView]  # same case and axis, within NEIGHBOUR_REACH, in index order
     lease_expires_at: datetime
 
@@ -287,8 +286,7 @@ def _lease_statement(dialect: str) -> Insert:
 
 @cache
 def _slices_statement() -> Select[Any]:
-    """A slice and its neighbours within NEIGHBOUR_REACH (same case and axis), with the case's
-    public id, in index order."""
+    """A slice and its neighbours within NEIGHBOUR_REACH (same case and axis), in index order."""
     target = SLICES.alias("target")
     reach = NEIGHBOUR_REACH
     return (
@@ -301,7 +299,6 @@ def _slices_statement() -> Select[Any]:
             SLICES.c.crop_x1,
             SLICES.c.crop_y1,
             SLICES.c.image_keys,
-            CASES.c.public_id,
         )
         .select_from(target)
         .join(
@@ -312,21 +309,19 @@ def _slices_statement() -> Select[Any]:
                 SLICES.c.index.between(target.c.index - reach, target.c.index + reach),
             ),
         )
-        .join(CASES, CASES.c.id == SLICES.c.case_id)
         .where(target.c.id == bindparam("slice"))
         .order_by(SLICES.c.index)
     )
 
 
 def _load(session: Session, lease_id: int, task: LeasedTask, expires: datetime) -> Lease:
-    """The lease's slice with its case id and neighbouring slices, in one query."""
+    """The lease's slice and its neighbouring slices, in one query."""
     rows = session.execute(_slices_statement(), {"slice": task.slice_id}).all()
-    views = [SliceView(*row[:8]) for row in rows]
+    views = [SliceView(*row) for row in rows]
     return Lease(
         id=lease_id,
         task=task,
         slice=next(v for v in views if v.id == task.slice_id),
-        case_public_id=rows[0].public_id,
         neighbours=[v for v in views if v.id != task.slice_id],
         lease_expires_at=expires,
     )
@@ -532,13 +527,11 @@ def _lease(
     return _load(session, lease_id, task, expires)
 
 
-def lease_image_key(
-    *, session: Session, lease_id: int, user_id: int, offset: int, contrast: str
-) -> str:
-    """Storage key of a contrast image of the caller's leased slice, or of its neighbour at
-    ``offset``; ``NotFound`` for a lease that is not theirs or an image that does not exist."""
+@cache
+def _lease_image_statement() -> Select[Any]:
+    """The image keys of the caller's leased slice or of its neighbour at an offset."""
     target = SLICES.alias("target")
-    row = session.execute(
+    return (
         select(SLICES.c.image_keys)
         .select_from(
             ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id)
@@ -548,11 +541,22 @@ def lease_image_key(
                 and_(
                     SLICES.c.case_id == target.c.case_id,
                     SLICES.c.axis == target.c.axis,
-                    SLICES.c.index == target.c.index + offset,
+                    SLICES.c.index == target.c.index + bindparam("offset"),
                 ),
             )
         )
-        .where(ASSIGNMENTS.c.id == lease_id, ASSIGNMENTS.c.user_id == user_id)
+        .where(ASSIGNMENTS.c.id == bindparam("lease"), ASSIGNMENTS.c.user_id == bindparam("user"))
+    )
+
+
+def lease_image_key(
+    *, session: Session, lease_id: int, user_id: int, offset: int, contrast: str
+) -> str:
+    """Storage key of a contrast image of the caller's leased slice, or of its neighbour at
+    ``offset``; ``NotFound`` for a lease that is not theirs or an image that does not exist.
+    Built once per process: every lease fetches up to 15 images."""
+    row = session.execute(
+        _lease_image_statement(), {"lease": lease_id, "user": user_id, "offset": offset}
     ).first()
     key = None if row is None else row.image_keys.get(contrast)
     if key is None:

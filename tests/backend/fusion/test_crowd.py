@@ -6,9 +6,10 @@ import pytest
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from backend.fusion.crowd import BetaPrior, CrowdSlice, RaterPrior, crowd_staple
+from backend.fusion.crowd import CrowdSlice, Priors, crowd_staple
 from backend.fusion.staple import majority_vote, staple
 from backend.quality.metrics import dice
+from backend.quality.reliability import Beta
 
 
 def _truths(count: int, seed: int, shape: tuple[int, int] = (40, 40)) -> list[NDArray[np.bool_]]:
@@ -72,8 +73,8 @@ def test_gold_priors_outweigh_a_colluding_majority() -> None:
         careless = [(half | blob) & ~(rng.random(truth.shape) < 0.02) for _ in range(3)]
         careful = [_answer(truth, 0.95, 0.999, rng) for _ in range(2)]
         slices.append(CrowdSlice([1, 2, 3, 4, 5], np.array(careless + careful)))
-    gold = {r: RaterPrior(BetaPrior(50, 50), BetaPrior(950, 50)) for r in (1, 2, 3)} | {
-        r: RaterPrior(BetaPrior(950, 50), BetaPrior(9990, 10)) for r in (4, 5)
+    gold = {r: Priors(Beta(50, 50), Beta(950, 50)) for r in (1, 2, 3)} | {
+        r: Priors(Beta(950, 50), Beta(9990, 10)) for r in (4, 5)
     }
     without = crowd_staple(slices)
     with_gold = crowd_staple(slices, priors=gold)

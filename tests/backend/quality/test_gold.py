@@ -19,7 +19,7 @@ from backend.auth.models import User, UserRole
 from backend.core.errors import Conflict
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
-from backend.imaging.models import Case, Slice
+from backend.imaging.models import Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
 from backend.quality import service as quality
@@ -35,7 +35,7 @@ from backend.quality.reliability import RaterTotals, TrustLevel, reliability
 from backend.tasks import service as tasks
 from backend.tasks.models import Task, TaskKind, TaskState
 from tests.backend.quality.simulated import PROFILES, answer, brain_of, gold_slices
-from tests.factories import PASSWORD, create_project, submit
+from tests.factories import PASSWORD, create_case_row, create_project, submit
 
 LEASE = 600
 
@@ -52,16 +52,7 @@ def create_case(
 ) -> list[Slice]:
     """A case whose slices have the masks' sizes, an elliptic brain on the FLAIR image, and
     the masks as imported reference masks."""
-    assert project.id is not None
-    case = Case(
-        project_id=project.id,
-        public_id=f"c{np.random.randint(1 << 30):08x}",
-        source_sha256=f"{np.random.randint(1 << 62):064x}",
-        source="test",
-        licence="CC0",
-    )
-    session.add(case)
-    session.flush()
+    case = create_case_row(session, project)
     slices = []
     for index, mask in enumerate(masks):
         h, w = mask.shape
@@ -321,7 +312,7 @@ def test_reliability_of_simulated_raters_through_the_service(
         estimate = {}
         for user_id, row in rows.items():
             assert row.gold == 30 or row.trust is TrustLevel.suspended
-            totals = RaterTotals(**{n: getattr(row, n) for n in quality.COUNTERS})
+            totals = row.totals()
             estimate[user_id] = reliability(totals).quality
             if truth[user_id] >= 0.6:
                 assert row.trust is not TrustLevel.suspended, (truth[user_id], row.suspended_reason)
