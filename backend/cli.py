@@ -153,7 +153,7 @@ def serve(
     child = None
     if worker if worker is not None else settings.embedded_worker:
         # The embedded default has no separate worker service; run one beside the server.
-        command = [sys.executable, "-m", "backend", "worker", "--concurrency", "1"]
+        command = [sys.executable, "-m", "backend", "worker", "--concurrency", "1", "--beat"]
         child = subprocess.Popen(command, preexec_fn=_die_with_parent)
     try:
         uvicorn.run(
@@ -182,6 +182,10 @@ def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "default,gpu",
     concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    beat: Annotated[
+        bool,
+        typer.Option(help="Also run the periodic jobs (the outbox relay); in one worker only."),
+    ] = False,
 ) -> None:
     """Run a Celery worker (``default`` backend jobs; ``gpu`` for the ML worker)."""
     from backend.worker import QUEUES, celery_app
@@ -197,6 +201,8 @@ def worker(
     ]
     if get_settings().broker_is_embedded:
         argv.append("--pool=solo")  # one process polling SQLite is plenty for the demo
+    if beat:
+        argv.append("--beat")
     celery_app.worker_main(argv)
 
 
@@ -209,8 +215,12 @@ def import_(
     consent: Annotated[ConsentScope, typer.Option(help="Who may see the images.")] = (
         ConsentScope.open
     ),
-    redundancy: Annotated[
-        int | None, typer.Option(min=1, help="Labels per task, for a new project.")
+    min_labels: Annotated[
+        int | None, typer.Option(min=1, help="Labels every task gets first, for a new project.")
+    ] = None,
+    max_labels: Annotated[
+        int | None,
+        typer.Option(min=1, help="Labels an uncertain task may get at most, for a new project."),
     ] = None,
     gold_rate: Annotated[
         float | None, typer.Option(min=0, max=1, help="Share of gold tasks, for a new project.")
@@ -229,7 +239,8 @@ def import_(
             meta=CaseMeta(
                 source or f"import of {path.expanduser().resolve().name}", licence, consent
             ),
-            redundancy=redundancy,
+            min_labels=min_labels,
+            max_labels=max_labels,
             gold_rate=gold_rate,
         )
     except DomainError as exc:
@@ -355,11 +366,20 @@ def fuse(
                 min_answers=min_answers,
                 progress=progress,
             )
+        summary = fusion.redundancy_summary(session, found.id)
     state = "converged" if run.converged else "not converged"
     typer.echo(
         f"Fused {run.slices} task(s) of {project} in {time.perf_counter() - started:.1f} s: "
         f"run {run.id}, {run.iterations} iterations ({state}), "
         f"{len(run.rater_rates)} rater(s), {len(run.excluded)} suspended left out."
+    )
+    per_task = summary.labels_per_retired
+    typer.echo(
+        f"Adaptive redundancy ({summary.policy.min_labels} to {summary.policy.max_labels} "
+        f"labels): {summary.retired} task(s) retired"
+        + (f" with {per_task:.2f} labels each on average" if per_task is not None else "")
+        + f", {summary.asking_for_more} asking for more labels, {summary.in_review} in the "
+        "experts' review queue."
     )
 
 

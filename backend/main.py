@@ -28,6 +28,7 @@ from backend.core.http import (
     validation_error_handler,
 )
 from backend.core.migrations import ensure_current
+from backend.core.outbox import Relay, celery_sender
 from backend.core.security import HashingGate
 from backend.core.storage import Storage
 from backend.fusion.router import router as fusion_router
@@ -84,7 +85,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = db_engine
-    app.state.database = Database(db_engine)
+    app.state.relay = Relay(db_engine, celery_sender(settings))
+    app.state.database = Database(db_engine, app.state.relay)
     app.state.storage = Storage(settings.storage_url)
     app.state.hashing = HashingGate(
         slots=settings.password_hash_concurrency,

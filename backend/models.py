@@ -2,6 +2,7 @@
 
 from backend.annotations.models import Annotation
 from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
+from backend.core.outbox import OutboxJob
 from backend.fusion.models import FusionResult, FusionRun
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
@@ -22,6 +23,7 @@ __all__ = [
     "FusionRun",
     "GoldScore",
     "GoldVersion",
+    "OutboxJob",
     "Project",
     "RaterAction",
     "RaterStats",

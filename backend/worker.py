@@ -11,6 +11,8 @@ from kombu import Queue  # type: ignore[attr-defined]
 from backend.core.config import Settings, get_settings
 
 QUEUES = ("default", "gpu")
+# How often a worker started with --beat relays the outbox.
+OUTBOX_RELAY_SECONDS = 30.0
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -34,6 +36,11 @@ def create_celery(settings: Settings) -> Celery:
         result_expires=24 * 3600,
         # Modules whose jobs a worker runs (imported when the worker starts).
         include=["backend.fusion.jobs"],
+        # With --beat: send the outbox rows their committing process did not (core.outbox).
+        beat_schedule={
+            "relay-outbox": {"task": "system.relay_outbox", "schedule": OUTBOX_RELAY_SECONDS}
+        },
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
     return app
 
@@ -45,3 +52,17 @@ celery_app = create_celery(get_settings())
 def ping() -> str:
     """Round-trip check for health probes and tests."""
     return "pong"
+
+
+@celery_app.task(name="system.relay_outbox")  # type: ignore[untyped-decorator]
+def relay_outbox() -> int:
+    """Send the outbox rows older than ``outbox.RELAY_AFTER``; the number sent."""
+    from backend.core.db import create_db_engine
+    from backend.core.outbox import Relay
+
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        return Relay(engine, lambda name, args: celery_app.send_task(name, args=args)).relay()
+    finally:
+        engine.dispose()

@@ -26,7 +26,7 @@ def _seed(engine: Engine, tasks: int, raters: int) -> list[User]:
     with engine.begin() as c:
         c.execute(
             text(
-                "INSERT INTO projects (id, name, description, redundancy, gold_rate, created_at) "
+                "INSERT INTO projects (id, name, description, min_labels, gold_rate, created_at) "
                 "VALUES (1, 'bench', '', 3, 0.1, now())"
             )
         )

@@ -86,7 +86,7 @@ def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> li
     storage.put("cases/load/flair.png", encode_png(np.full((HEIGHT, WIDTH), 80, np.uint8)))
     password_hash = hash_password(uuid.uuid4().hex)  # nobody logs in; tokens authenticate
     with Session(engine) as session:
-        project = Project(name=f"load-{uuid.uuid4().hex[:8]}", redundancy=3)
+        project = Project(name=f"load-{uuid.uuid4().hex[:8]}", min_labels=3)
         session.add(project)
         session.flush()
         case = Case(

@@ -104,7 +104,11 @@ async function loadReview() {
           image(item.flair_url, "FLAIR"),
           ...item.mask_urls.map((url, n) => image(url, `Volunteer answer ${n + 1}`)),
         ),
-        element("p", { text: `Mean pairwise Dice ${item.mean_dice.toFixed(2)} (${item.min_dice.toFixed(2)}–${item.max_dice.toFixed(2)})` }),
+        element("p", {
+          text:
+            (item.escalated ? "Still uncertain after the most labels the project allows. " : "") +
+            `Mean pairwise Dice ${item.mean_dice.toFixed(2)} (${item.min_dice.toFixed(2)}–${item.max_dice.toFixed(2)})`,
+        }),
         button("Paint gold", () => openPainter(item.slice_id, item.flair_url), { "data-testid": "paint-gold" }),
       ),
     ),

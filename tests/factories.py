@@ -26,6 +26,7 @@ WIDTH, HEIGHT = 24, 16
 def create_project(session: Session, **overrides: Any) -> Project:
     # No repeats unless a test asks: they are extra tasks the foundation's counts do not expect.
     fields = {"name": f"p{np.random.randint(1_000_000)}", "repeat_rate": 0.0, **overrides}
+    fields.setdefault("max_labels", max(7, fields.get("min_labels", 3)))
     project = Project(**fields)
     session.add(project)
     session.flush()
@@ -56,7 +57,7 @@ def create_tasks(
     project: Project | None = None,
 ) -> list[Task]:
     """``count`` open tasks on consecutive slices of one small case with stored FLAIR images."""
-    project = project or create_project(session, redundancy=required_labels)
+    project = project or create_project(session, min_labels=required_labels)
     case = create_case_row(session, project)
     assert case.id is not None
     tasks = []

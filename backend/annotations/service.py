@@ -13,10 +13,12 @@ from sqlmodel import Session, select
 
 from backend.annotations.masks import PngMask, RleMask, decode, to_png
 from backend.annotations.models import Annotation
+from backend.core import outbox
 from backend.core.db import on_rollback, serialize_writers, table_of
 from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
+from backend.fusion import FUSE_TASK
 from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import service as quality
@@ -120,7 +122,11 @@ def submit(
             "answer_sha256": request_sha256,
         },
     )
-    refresh_slots(session, task_id)  # counts the answer; the last one completes the task
+    # Counts the answer; the last one completes the task, which is then fused (and its
+    # redundancy decided) by a job sent once this transaction has committed.
+    slots = refresh_slots(session, task_id)
+    if row.state == TaskState.open and slots.state is TaskState.complete:
+        outbox.defer(session, FUSE_TASK, task_id)
     if row.expert:
         # An expert answer: a gold candidate, not a volunteer label (no totals, no repeats).
         return Submission(annotation, lease_id, replayed=False, feedback=None)

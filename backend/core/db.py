@@ -108,8 +108,14 @@ def serialize_writers(session: Session) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commit when the block ends, roll back (and undo blobs) when it raises."""
+def transaction(
+    engine: Engine, relay: Callable[[list[Any]], None] | None = None
+) -> Iterator[Session]:
+    """One unit of work: commit when the block ends, roll back (and undo blobs) when it raises.
+
+    Jobs deferred in it (``core.outbox.defer``) go to ``relay`` after the commit; without a
+    relay they wait in the outbox for the periodic one.
+    """
     with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
@@ -117,8 +123,12 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             run_undo(session)
+            session.info.pop("outbox", None)
             raise
         clear_undo(session)
+        deferred = session.info.pop("outbox", None)
+        if deferred and relay is not None:
+            relay(deferred)
 
 
 def refresh_statistics(engine: Engine, *tables: str) -> None:

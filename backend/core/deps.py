@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from backend.core.config import Settings
 from backend.core.db import transaction
+from backend.core.outbox import Relay
 from backend.core.security import HashingGate
 from backend.core.storage import Storage
 
@@ -29,21 +30,22 @@ class Database:
     sent, so the client never sees a success whose commit then fails.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, relay: Relay | None = None) -> None:
         self.engine = engine
+        self.relay = relay
 
     async def run(self, work: Callable[[Session], T]) -> T:
         """``work(session)`` in a fresh transaction, committed when it returns."""
         return await anyio.to_thread.run_sync(self._run, work)
 
     def _run(self, work: Callable[[Session], T]) -> T:
-        with transaction(self.engine) as session:
+        with transaction(self.engine, self.relay) as session:
             return work(session)
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: commit when the endpoint returns, roll back when it raises."""
-    with transaction(request.app.state.engine) as session:
+    with transaction(request.app.state.engine, request.app.state.relay) as session:
         yield session
 
 

@@ -112,7 +112,8 @@ def crowd_staple(
     """Fuse every slice's answers with rater rates pooled over all slices.
 
     ``priors``: Beta priors per rater id (missing raters get flat priors); ``prior``: P(lesion)
-    for every pixel, by default the share of (rater, pixel) votes that marked lesion;
+    for every pixel, fixed; by default it is estimated with the rates (M-step: the mean
+    posterior over the counted pixels), starting from the share of votes that marked lesion;
     ``start``: (p, q) to start every rater from, instead of the priors' modes;
     ``background``: pixels nobody marked count only within this many pixels of a vote
     (None: the whole image, as plain STAPLE; then q is the specificity over the whole image).
@@ -123,6 +124,7 @@ def crowd_staple(
     column = {r: n for n, r in enumerate(rater_ids)}
     table = _pattern_table(slices, column, background)
     marked, present, counts = table.marked, table.present, table.counts
+    fit_prior = prior is None
     if prior is None:
         marks = float(counts @ np.asarray(marked.sum(axis=1)).ravel())
         votes = float(counts @ np.asarray(present.sum(axis=1)).ravel())
@@ -154,6 +156,8 @@ def crowd_staple(
         p = (marked_t @ w + alpha_p - 1) / (present_t @ w + alpha_p + beta_p - 2)
         q = (absent_marked_t @ v + alpha_q - 1) / (present_t @ v + alpha_q + beta_q - 2)
         p, q = _guard(p, q)
+        if fit_prior:  # the class prior is a parameter of the model too (Dawid-Skene)
+            prior = float(np.clip(w.sum() / counts.sum(), RATE_FLOOR, 1 - RATE_FLOOR))
         if np.all((p - last_p) ** 2 <= SQUARED_CHANGE) and np.all(
             (q - last_q) ** 2 <= SQUARED_CHANGE
         ):

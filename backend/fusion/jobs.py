@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from backend.core.config import get_settings
 from backend.core.db import create_db_engine, transaction
 from backend.core.storage import Storage
-from backend.fusion import service
+from backend.fusion import FUSE_PROJECT, FUSE_TASK, service
 from backend.worker import celery_app
 
 
@@ -36,5 +36,5 @@ def fuse_project(project_id: int) -> int:
         return run.id
 
 
-fuse_task_job = celery_app.task(name="fusion.fuse_task")(fuse_task)
-fuse_project_job = celery_app.task(name="fusion.fuse_project")(fuse_project)
+fuse_task_job = celery_app.task(name=FUSE_TASK)(fuse_task)
+fuse_project_job = celery_app.task(name=FUSE_PROJECT)(fuse_project)

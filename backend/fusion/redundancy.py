@@ -49,13 +49,12 @@ def uncertainty(posterior: NDArray[np.float64], marked: NDArray[np.bool_]) -> fl
     return float(binary_entropy(posterior[marked]).mean())
 
 
-def decide(
-    labels: int, posterior: NDArray[np.float64], marked: NDArray[np.bool_], policy: RedundancyPolicy
-) -> Decision:
-    """What a slice with ``labels`` answers and this fused posterior needs next."""
+def decide(labels: int, uncertainty: float, policy: RedundancyPolicy) -> Decision:
+    """What a slice with ``labels`` answers and this fused uncertainty (``uncertainty()``, in
+    bits) needs next."""
     if labels < policy.min_labels:
         return Decision.wait
-    if uncertainty(posterior, marked) <= policy.max_entropy:
+    if uncertainty <= policy.max_entropy:
         return Decision.retire
     if labels >= policy.max_labels:
         return Decision.escalate

@@ -12,7 +12,7 @@ from backend.core.errors import NotFound, error_responses
 from backend.core.validation import PathId
 from backend.fusion import service
 from backend.fusion.models import FusionResult, FusionRun
-from backend.fusion.schemas import FusionResultRead, RaterRates
+from backend.fusion.schemas import FusionResultRead, RaterRates, RedundancyRead
 from backend.imaging.preprocess import encode_png
 
 router = APIRouter(prefix="/fusion", tags=["fusion"], responses=error_responses(401, 403, 404))
@@ -63,6 +63,7 @@ def fused_label(
         ],
         hard_pixels=result.hard_pixels,
         uncertainty=result.uncertainty,
+        decision=result.decision,
         created_at=result.created_at,
         soft_url=f"{base}/soft.png{query}",
         hard_url=f"{base}/hard.png{query}",
@@ -101,3 +102,21 @@ def hard_label(
     result, _ = _result(session, task_id, version)
     soft = service.read_soft(storage, result.soft_key)
     return _png(encode_png(np.where(soft >= 0.5, 255, 0).astype(np.uint8)))
+
+
+@router.get("/projects/{project_id}/redundancy", response_model=RedundancyRead)
+def redundancy(project_id: PathId, _user: LabelReader, session: SessionDep) -> RedundancyRead:
+    """Adaptive redundancy of a project: labels per retired task, tasks asking for more
+    labels and tasks escalated to the experts."""
+    summary = service.redundancy_summary(session, project_id)
+    return RedundancyRead(
+        project_id=project_id,
+        min_labels=summary.policy.min_labels,
+        max_labels=summary.policy.max_labels,
+        max_uncertainty=summary.policy.max_entropy,
+        retired=summary.retired,
+        labels_per_retired=summary.labels_per_retired,
+        open=summary.open,
+        asking_for_more=summary.asking_for_more,
+        in_review=summary.in_review,
+    )

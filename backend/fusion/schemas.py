@@ -24,7 +24,24 @@ class FusionResultRead(BaseModel):
     raters: list[RaterRates]  # the raters fused and the rates used for each
     hard_pixels: int
     uncertainty: float  # mean entropy (bits) over pixels any rater marked
+    # What adaptive redundancy decided from this version: retire, extend, escalate or wait
+    # (None: fused while the task was still collecting labels).
+    decision: str | None
     created_at: datetime
     soft_url: str  # 8-bit PNG: round(255 * P(lesion))
     hard_url: str  # 8-bit PNG: 255 where P(lesion) >= 0.5
     answer_mask_urls: list[str] | None  # experts and admins: each rater's mask, same order
+
+
+class RedundancyRead(BaseModel):
+    """A project's adaptive redundancy: its settings and where its crowd tasks stand."""
+
+    project_id: int
+    min_labels: int
+    max_labels: int
+    max_uncertainty: float  # bits: a fused label at most this uncertain retires its task
+    retired: int
+    labels_per_retired: float | None  # mean labels per retired task
+    open: int
+    asking_for_more: int  # reopened because the fused label was uncertain
+    in_review: int  # uncertain after max_labels: in the experts' review queue

@@ -8,27 +8,30 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from sqlalchemy import func
+from sqlalchemy import case, func, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from backend.annotations.models import Annotation
-from backend.core.db import on_rollback
+from backend.core.db import on_rollback, serialize_writers, table_of
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import crowd
 from backend.fusion.models import FusionResult, FusionRun, FusionScope
-from backend.fusion.redundancy import uncertainty
+from backend.fusion.redundancy import Decision, RedundancyPolicy, decide, uncertainty
 from backend.fusion.staple import posterior_from_rates
 from backend.imaging.preprocess import encode_png
+from backend.projects.models import Project
 from backend.quality import service as quality
-from backend.tasks.models import Assignment, Task, TaskKind
+from backend.tasks.models import Assignment, Task, TaskKind, TaskState
+from backend.tasks.service import refresh_slots
 
 METHOD = "crowd_staple"
 # Rates for a rater the project's latest run has not seen and gold has not scored.
 DEFAULT_RATES = (0.8, 0.99)
 DEFAULT_PRIOR = 0.02
+TASKS = table_of(Task)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,54 @@ def _priors(session: Session, project_id: int) -> tuple[dict[int, quality.RaterP
     return priors, {user_id for user_id, prior in priors.items() if prior.excluded}
 
 
+def policy_of(project: Project) -> RedundancyPolicy:
+    """The project's adaptive-redundancy settings."""
+    return RedundancyPolicy(project.min_labels, project.max_labels, project.max_uncertainty)
+
+
+def _locked_tasks(session: Session, task_ids: list[int]) -> dict[int, Task]:
+    """The tasks, read fresh and locked against concurrent submissions (in id order)."""
+    if not task_ids:
+        return {}
+    serialize_writers(session)
+    query = (
+        select(Task)
+        .where(col(Task.id).in_(task_ids))
+        .order_by(col(Task.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {task.id or 0: task for task in session.exec(query)}
+
+
+def settle(
+    session: Session, task: Task, result: FusionResult | None, policy: RedundancyPolicy
+) -> Decision | None:
+    """Apply adaptive redundancy to a crowd task from its fused ``result`` (None: no answer
+    counts, every rater was left out): a complete task retires (stays complete), asks for
+    more labels (reopened with a higher ``required_labels``) or goes to the experts' review
+    queue; the decision is stored on the result. Tasks in any other state are left alone
+    (None). The caller holds the task's lock. Idempotent: the same result on the same task
+    decides the same, and a reopened task is no longer complete."""
+    if task.state is not TaskState.complete or task.kind is not TaskKind.normal:
+        return None
+    assert task.id is not None
+    labels = 0 if result is None else len(result.annotation_ids)
+    decision = decide(labels, 0.0 if result is None else result.uncertainty, policy)
+    if result is not None:
+        result.decision = decision.value
+        session.add(result)
+    if decision in (Decision.wait, Decision.extend):
+        # Answers of raters left out (suspended) took slots but are not labels.
+        missing = policy.min_labels - labels if decision is Decision.wait else 1
+        values = {"required_labels": task.submitted_labels + missing, "state": TaskState.open}
+        session.execute(update(TASKS).where(TASKS.c.id == task.id).values(**values))
+        refresh_slots(session, task.id)
+    elif decision is Decision.escalate:
+        session.execute(update(TASKS).where(TASKS.c.id == task.id).values(state=TaskState.review))
+    return decision
+
+
 def fuse_project(
     *,
     session: Session,
@@ -137,7 +188,8 @@ def fuse_project(
 ) -> FusionRun:
     """Fuse every crowd task of a project with at least ``min_answers`` volunteer answers,
     rates estimated jointly over all of them (gold priors; suspended raters left out); each
-    task gets a new version of its fused label."""
+    task gets a new version of its fused label, and complete ones are settled (``settle``)
+    with the new rates."""
     priors, excluded = _priors(session, project_id)
     answers = {
         task_id: found
@@ -167,13 +219,19 @@ def fuse_project(
     session.add(run)
     session.flush()
     last = _last_versions(session, project_id)  # one query, not one per task
+    stored: dict[int, FusionResult] = {}
     for n, (task_id, (slice_id, given)) in enumerate(answers.items()):
         assert fused is not None
         marked = _marked(slices[n].votes)
         version = last.get(task_id, 0) + 1
-        _store(session, storage, run, task_id, version, slice_id, given, fused.posterior(n), marked)
+        stored[task_id] = _store(
+            session, storage, run, task_id, version, slice_id, given, fused.posterior(n), marked
+        )
         if progress is not None:
             progress(n + 1, len(answers))
+    policy = policy_of(session.get_one(Project, project_id))
+    for task_id, task in _locked_tasks(session, list(answers)).items():
+        settle(session, task, stored[task_id], policy)
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
@@ -182,15 +240,18 @@ def fuse_project(
 
 def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResult | None:
     """Fuse one task's volunteer answers with the rates of its project's latest project-wide
-    run (raters it has not seen: their gold record, else defaults). Idempotent: when the
-    latest version fused the same answers with the same rates, it is returned as it is.
-    None when the task has no volunteer answer."""
-    task = session.get(Task, task_id)
+    run (raters it has not seen: their gold record, else defaults), and, when the task is
+    complete, apply adaptive redundancy (``settle``). Idempotent: when the latest version
+    fused the same answers with the same rates, it is returned as it is. None when the task
+    has no volunteer answer."""
+    task = _locked_tasks(session, [task_id]).get(task_id)
     if task is None:
         raise NotFound(f"Task {task_id} does not exist")
+    policy = policy_of(session.get_one(Project, task.project_id))
     priors, excluded = _priors(session, task.project_id)
     found = _answers(session, task.project_id, excluded, [task_id]).get(task_id)
     if found is None:
+        settle(session, task, None, policy)
         return None
     slice_id, given = found
     source = session.exec(
@@ -213,6 +274,7 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
     if latest is not None and latest.annotation_ids == [a.annotation_id for a in given]:
         previous = session.get(FusionRun, latest.run_id)
         if previous is not None and previous.rater_rates == chosen and previous.prior == prior:
+            settle(session, task, latest, policy)
             return latest
     votes = _votes(storage, given)
     posterior = posterior_from_rates(
@@ -238,6 +300,7 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
     marked = _marked(votes)
     version = 1 if latest is None else latest.version + 1
     result = _store(session, storage, run, task_id, version, slice_id, given, posterior, marked)
+    settle(session, task, result, policy)
     session.flush()
     return result
 
@@ -261,4 +324,41 @@ def results(session: Session, task_id: int) -> list[FusionResult]:
             .where(FusionResult.task_id == task_id)
             .order_by(col(FusionResult.version).desc())
         ).all()
+    )
+
+
+@dataclass(frozen=True)
+class RedundancySummary:
+    """Where a project's crowd tasks stand under adaptive redundancy."""
+
+    policy: RedundancyPolicy
+    retired: int  # complete: enough labels and a confident fused label (or not fused yet)
+    labels_per_retired: float | None  # mean labels of those (None: none yet)
+    open: int
+    asking_for_more: int  # open tasks reopened for more labels than min_labels
+    in_review: int  # uncertain after max_labels: in the experts' review queue
+
+
+def redundancy_summary(session: Session, project_id: int) -> RedundancySummary:
+    """How many labels the project's retired crowd tasks took, and how many tasks wait for
+    more labels or for an expert (one grouped query)."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"Project {project_id} does not exist")
+    reopened = func.sum(case((col(Task.required_labels) > project.min_labels, 1), else_=0))
+    rows = session.execute(
+        sa_select(col(Task.state), func.count(), func.avg(col(Task.submitted_labels)), reopened)
+        .where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.normal)
+        .group_by(col(Task.state))
+    ).all()
+    by_state = {TaskState(state): (count, mean, more) for state, count, mean, more in rows}
+    retired = by_state.get(TaskState.complete, (0, None, 0))
+    opened = by_state.get(TaskState.open, (0, None, 0))
+    return RedundancySummary(
+        policy=policy_of(project),
+        retired=retired[0],
+        labels_per_retired=None if retired[1] is None else float(retired[1]),
+        open=opened[0],
+        asking_for_more=int(opened[2] or 0),
+        in_review=by_state.get(TaskState.review, (0, None, 0))[0],
     )

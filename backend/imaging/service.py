@@ -224,7 +224,7 @@ def _store(
                 project_id=project.id,
                 slice_id=item.id,
                 kind=TaskKind.normal,
-                required_labels=project.redundancy,
+                required_labels=project.min_labels,
                 # Until a model ranks them, slices with more brain come first.
                 priority=item.brain_fraction,
             )
@@ -305,13 +305,18 @@ def import_cases(
     project_name: str,
     loaders: Iterable[CaseLoader],
     meta: CaseMeta,
-    redundancy: int | None = None,
+    min_labels: int | None = None,
+    max_labels: int | None = None,
     gold_rate: float | None = None,
 ) -> list[ImportOutcome]:
     """Import cases one transaction each: a bad case is reported and leaves nothing behind."""
     with Session(engine) as session:
         projects.get_or_create(
-            session=session, name=project_name, redundancy=redundancy, gold_rate=gold_rate
+            session=session,
+            name=project_name,
+            min_labels=min_labels,
+            max_labels=max_labels,
+            gold_rate=gold_rate,
         )
         session.commit()
     outcomes = []

@@ -1,1 +1,1 @@
-"""Projects: a labelling campaign with its own redundancy and gold rate."""
+"""Projects: a labelling campaign with its own label redundancy and gold rate."""

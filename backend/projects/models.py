@@ -5,7 +5,7 @@ import re
 from datetime import datetime
 
 import sqlalchemy as sa
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 from sqlmodel import Field, SQLModel
 
 from backend.core.columns import created_at_field
@@ -17,8 +17,13 @@ class ProjectBase(SQLModel):
     # Used in URLs and on the command line: letters, digits, '_', '.', '-'.
     name: str = Field(max_length=64, min_length=1)
     description: str = Field(default="", max_length=2000)
-    # Independent labels collected per normal task before it is complete.
-    redundancy: int = Field(default=3, ge=1, le=50)
+    # Adaptive redundancy (``fusion.redundancy``): every crowd task gets ``min_labels``
+    # independent labels; while its fused label stays uncertain (mean posterior entropy over
+    # the pixels any rater marked above ``max_uncertainty`` bits) it asks for one more, up to
+    # ``max_labels``, and then goes to the experts' review queue.
+    min_labels: int = Field(default=3, ge=1, le=50)
+    max_labels: int = Field(default=7, ge=1, le=50)
+    max_uncertainty: float = Field(default=0.25, gt=0, le=1)
     # Share of tasks served to a volunteer that are gold samples (scored against an expert).
     gold_rate: float = Field(default=0.1, ge=0, le=1)
     # Gold rates while a volunteer is new: [answers so far below which, rate], ascending;
@@ -49,6 +54,12 @@ class ProjectBase(SQLModel):
             raise ValueError("steps must be in strictly ascending order of answers")
         return steps
 
+    @model_validator(mode="after")
+    def _label_range(self) -> "ProjectBase":
+        if self.max_labels < self.min_labels:
+            raise ValueError("max_labels must be at least min_labels")
+        return self
+
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
@@ -62,7 +73,8 @@ class ProjectBase(SQLModel):
 class Project(ProjectBase, table=True):
     __tablename__ = "projects"
     __table_args__ = (
-        sa.CheckConstraint("redundancy >= 1", name="redundancy_positive"),
+        sa.CheckConstraint("min_labels >= 1", name="min_labels_positive"),
+        sa.CheckConstraint("max_labels >= min_labels", name="max_labels_at_least_min"),
         sa.CheckConstraint("gold_rate >= 0 AND gold_rate <= 1", name="gold_rate_fraction"),
     )
 

@@ -26,13 +26,23 @@ def create(*, session: Session, project_in: ProjectCreate) -> Project:
 
 
 def get_or_create(
-    *, session: Session, name: str, redundancy: int | None = None, gold_rate: float | None = None
+    *,
+    session: Session,
+    name: str,
+    min_labels: int | None = None,
+    max_labels: int | None = None,
+    gold_rate: float | None = None,
 ) -> Project:
     """The project called ``name``, created with the given settings when it does not exist."""
     project = session.exec(select(Project).where(Project.name == name)).first()
     if project is not None:
         return project
-    fields = {"name": name, "redundancy": redundancy, "gold_rate": gold_rate}
+    fields = {
+        "name": name,
+        "min_labels": min_labels,
+        "max_labels": max_labels,
+        "gold_rate": gold_rate,
+    }
     try:
         project_in = ProjectCreate.model_validate(
             {k: v for k, v in fields.items() if v is not None}

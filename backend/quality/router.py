@@ -394,8 +394,9 @@ def review_queue(
     project_id: ProjectQuery,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
 ) -> list[ReviewItemRead]:
-    """Slices where volunteers disagree most (lowest mean pairwise Dice) for an expert to
-    adjudicate; an expert's mask for one becomes gold through POST .../gold."""
+    """Slices for an expert to adjudicate: those fusion escalated (uncertain after the
+    project's max_labels) first, then those where volunteers disagree most (lowest mean
+    pairwise Dice); an expert's mask for one becomes gold through POST .../gold."""
     items = service.review_queue(
         session=session, storage=storage, project_id=project_id, limit=limit
     )
@@ -406,6 +407,7 @@ def review_queue(
             mean_dice=item.mean_dice,
             min_dice=item.min_dice,
             max_dice=item.max_dice,
+            escalated=item.escalated,
             flair_url=f"/api/slices/{item.slice_id}/images/flair.png",
             mask_urls=[f"/api/quality/annotations/{a}/mask.png" for a in item.annotation_ids],
         )

@@ -118,6 +118,8 @@ class ReviewItemRead(BaseModel):
     mean_dice: float  # mean pairwise Dice of the answers
     min_dice: float
     max_dice: float
+    # Fusion found the slice still uncertain after the project's max_labels.
+    escalated: bool
     flair_url: str
     mask_urls: list[str]
 

@@ -168,7 +168,9 @@ def set_gold(
     session.add(task)
     for normal in session.exec(
         orm_select(Task).where(
-            Task.slice_id == slice_id, Task.kind == TaskKind.normal, Task.state == TaskState.open
+            Task.slice_id == slice_id,
+            Task.kind == TaskKind.normal,
+            col(Task.state).in_([TaskState.open, TaskState.review]),
         )
     ):
         normal.state = TaskState.retired
@@ -686,6 +688,7 @@ class ReviewItem:
     mean_dice: float
     min_dice: float
     max_dice: float
+    escalated: bool  # still uncertain after the project's max_labels (fusion's decision)
 
 
 def pairwise_dice(masks: list[NDArray[np.bool_]]) -> list[float]:
@@ -700,22 +703,22 @@ def pairwise_dice(masks: list[NDArray[np.bool_]]) -> list[float]:
 def review_queue(
     *, session: Session, storage: Storage, project_id: int, limit: int, scan: int = 500
 ) -> list[ReviewItem]:
-    """Crowd tasks with two or more volunteer answers where the answers agree least (lowest
-    mean pairwise Dice, then widest spread), among the ``scan`` most recent such tasks.
-
-    Until fusion gives a per-slice uncertainty this is the disagreement measure; slices that
-    are gold already are left out.
+    """Crowd tasks for an expert: first those fusion escalated (still uncertain after the
+    project's ``max_labels``, state ``review``), then, among the ``scan`` most recent tasks
+    with two or more volunteer answers, those whose answers agree least (lowest mean pairwise
+    Dice, then widest spread). Slices that are gold already are left out.
     """
     gold = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
+    escalated = Task.state == TaskState.review
     tasks_ = session.exec(
-        orm_select(Task.id, Task.slice_id)
+        orm_select(Task.id, Task.slice_id, escalated)
         .where(
             Task.project_id == project_id,
             Task.kind == TaskKind.normal,
             Task.submitted_labels >= 2,
             col(Task.slice_id).not_in(gold),
         )
-        .order_by(col(Task.id).desc())
+        .order_by(escalated.desc(), col(Task.id).desc())  # type: ignore[attr-defined]
         .limit(scan)
     ).all()
     if not tasks_:
@@ -724,12 +727,12 @@ def review_queue(
     for annotation in session.exec(
         orm_select(Annotation)
         .join(Assignment, _own_assignment())
-        .where(col(Annotation.task_id).in_([t for t, _ in tasks_]), Assignment.expert == False)  # noqa: E712
+        .where(col(Annotation.task_id).in_([row[0] for row in tasks_]), Assignment.expert == False)  # noqa: E712
         .order_by(col(Annotation.id))
     ):
         answers.setdefault(annotation.task_id, []).append(annotation)
     items = []
-    for task_id, slice_id in tasks_:
+    for task_id, slice_id, is_escalated in tasks_:
         assert task_id is not None
         given = answers.get(task_id, [])
         if len(given) < 2:
@@ -743,9 +746,10 @@ def review_queue(
                 mean_dice=float(np.mean(scores)),
                 min_dice=min(scores),
                 max_dice=max(scores),
+                escalated=bool(is_escalated),
             )
         )
-    items.sort(key=lambda item: (item.mean_dice, item.min_dice - item.max_dice))
+    items.sort(key=lambda item: (not item.escalated, item.mean_dice, item.min_dice - item.max_dice))
     return items[:limit]
 
 

@@ -18,7 +18,8 @@ class TaskKind(StrEnum):
 
 class TaskState(StrEnum):
     open = "open"
-    complete = "complete"
+    complete = "complete"  # enough labels, fused label confident (or not yet fused)
+    review = "review"  # still uncertain at the project's max_labels: for an expert
     retired = "retired"
 
 

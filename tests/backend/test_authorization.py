@@ -50,6 +50,7 @@ POLICY = {
     ("GET", "/api/fusion/tasks/{task_id}"): LABELS,
     ("GET", "/api/fusion/tasks/{task_id}/soft.png"): LABELS,
     ("GET", "/api/fusion/tasks/{task_id}/hard.png"): LABELS,
+    ("GET", "/api/fusion/projects/{project_id}/redundancy"): LABELS,
     ("GET", "/api/quality/annotations/{annotation_id}/mask.png"): EXPERT,
     ("POST", "/api/quality/annotations/{annotation_id}/gold"): EXPERT,
 }

@@ -27,7 +27,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A live server with a project: reference slices, and three volunteers who disagree."""
 
     def seed(session: Session, storage: Storage) -> None:
-        project = create_project(session, name="trial", redundancy=3)
+        project = create_project(session, name="trial", min_labels=3)
         masks = _square_masks(4)
         slices = create_case(session, storage, project, masks)
         _normal_tasks(session, project, slices[2:])

@@ -132,12 +132,12 @@ def test_expired_session_is_refused(client: TestClient, migrated_engine: Engine)
 
 def test_only_admins_create_projects(client: TestClient, migrated_engine: Engine) -> None:
     signup(client, "vol@example.org")
-    body = {"name": "round-1", "redundancy": 5, "gold_rate": 0.2}
+    body = {"name": "round-1", "min_labels": 5, "gold_rate": 0.2}
     assert client.post("/api/projects", json=body).status_code == 403
     set_role(migrated_engine, UserRole.admin)
     created = client.post("/api/projects", json=body)
     assert created.status_code == 201
-    assert created.json()["redundancy"] == 5
+    assert created.json()["min_labels"] == 5
     assert client.post("/api/projects", json=body).status_code == 409
     bad = client.post("/api/projects", json={"name": "x y", "gold_rate": 2})
     assert bad.status_code == 422

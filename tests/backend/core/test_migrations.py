@@ -17,7 +17,7 @@ from backend.imaging.models import Case, Slice, SliceAxis
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
-TABLES |= {"fusion_runs", "fusion_results"}
+TABLES |= {"fusion_runs", "fusion_results", "job_outbox"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -57,7 +57,7 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
     with db_engine.begin() as connection:
         connection.execute(
             text(
-                "INSERT INTO projects (id, name, description, redundancy, gold_rate, created_at) "
+                "INSERT INTO projects (id, name, description, min_labels, gold_rate, created_at) "
                 "VALUES (1, 'p', '', 3, 0.1, CURRENT_TIMESTAMP)"
             )
         )
@@ -80,10 +80,13 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
         "INSERT INTO tasks (project_id, slice_id, kind, required_labels, priority, state, "
         "created_at) VALUES (1, 1, 'normal', 0, 0, 'open', CURRENT_TIMESTAMP)",
         # A project needs at least one label per task, and a gold rate within 0..1.
-        "INSERT INTO projects (name, description, redundancy, gold_rate, created_at) "
+        "INSERT INTO projects (name, description, min_labels, gold_rate, created_at) "
         "VALUES ('q', '', 0, 0.1, CURRENT_TIMESTAMP)",
-        "INSERT INTO projects (name, description, redundancy, gold_rate, created_at) "
+        "INSERT INTO projects (name, description, min_labels, gold_rate, created_at) "
         "VALUES ('r', '', 3, 1.5, CURRENT_TIMESTAMP)",
+        # An uncertain task may get more labels than the first round, never fewer.
+        "INSERT INTO projects (name, description, min_labels, max_labels, gold_rate, "
+        "created_at) VALUES ('s', '', 5, 4, 0.1, CURRENT_TIMESTAMP)",
         # The same source is imported into a project once.
         "INSERT INTO cases (project_id, public_id, source_sha256, source, licence, "
         "consent_scope, created_at) "

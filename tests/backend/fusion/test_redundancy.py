@@ -29,14 +29,14 @@ def _fuse(votes: list[NDArray[np.bool_]]) -> tuple[NDArray[np.float64], NDArray[
 def test_agreement_retires_disagreement_extends_then_escalates() -> None:
     truth = _square()
     agreeing = [truth, truth, ndimage.binary_erosion(truth) | truth]
-    assert decide(2, *_fuse(agreeing[:2]), POLICY) is Decision.wait
-    assert decide(3, *_fuse(agreeing), POLICY) is Decision.retire
+    assert decide(2, uncertainty(*_fuse(agreeing[:2])), POLICY) is Decision.wait
+    assert decide(3, uncertainty(*_fuse(agreeing)), POLICY) is Decision.retire
     elsewhere = np.roll(truth, 6, axis=1)
     nothing = np.zeros_like(truth)
     disputed = [truth, elsewhere, nothing]  # each region seen by one rater of three
-    assert decide(3, *_fuse(disputed), POLICY) is Decision.extend
+    assert decide(3, uncertainty(*_fuse(disputed)), POLICY) is Decision.extend
     seven = disputed + [nothing, elsewhere, truth, nothing]
-    assert decide(7, *_fuse(seven), POLICY) is Decision.escalate
+    assert decide(7, uncertainty(*_fuse(seven)), POLICY) is Decision.escalate
     # Everyone said "no lesion": certain.
     empty = np.zeros((20, 20), dtype=bool)
     assert uncertainty(np.zeros((20, 20)), empty) == 0.0
@@ -69,7 +69,7 @@ def test_adaptive_uses_fewer_labels_than_fixed_redundancy_for_the_same_dice() ->
                 if np.array(votes).any()
                 else (np.zeros(truth.shape), np.zeros(truth.shape, bool))
             )
-            decision = decide(len(votes), posterior, marked, POLICY)
+            decision = decide(len(votes), uncertainty(posterior, marked), POLICY)
             if decision is not Decision.extend:
                 break
             votes.append(rater(truth, hard))

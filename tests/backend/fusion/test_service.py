@@ -14,14 +14,17 @@ from backend.auth import service as auth
 from backend.auth.models import User, UserRole
 from backend.cli import app
 from backend.core.config import get_settings
+from backend.core.db import transaction
+from backend.core.outbox import Relay
 from backend.core.storage import Storage
-from backend.fusion import jobs
+from backend.fusion import FUSE_TASK, jobs
 from backend.fusion import service as fusion
 from backend.fusion.models import FusionResult, FusionRun
 from backend.quality import service as quality
 from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
 from backend.tasks import service as tasks
+from backend.tasks.models import Task, TaskState
 from tests.backend.quality.test_gold import _mask_rle, _normal_tasks, _square_masks, create_case
 from tests.factories import PASSWORD, create_project, create_token, submit
 
@@ -33,7 +36,7 @@ def _crowd(
 ) -> tuple[int, list[int], list[User]]:
     """A project with 4 crowd tasks answered by ``raters`` volunteers (one paints sloppily)
     and one expert; returns (project id, task ids, volunteers)."""
-    project = create_project(session, redundancy=raters)
+    project = create_project(session, min_labels=raters)
     masks = _square_masks(4)
     slices = create_case(session, storage, project, masks)
     made = _normal_tasks(session, project, slices)
@@ -140,6 +143,7 @@ def test_jobs_and_cli_fuse_a_project(settings_env: pytest.MonkeyPatch, tmp_path:
     result = runner.invoke(app, ["fuse", "--project", project_name])
     assert result.exit_code == 0, result.output
     assert "Fused 4 task(s)" in result.output
+    assert "Adaptive redundancy (3 to 7 labels):" in result.output
     missing = runner.invoke(app, ["fuse", "--project", "nope"])
     assert missing.exit_code == 1
     assert "No project called 'nope'" in missing.output
@@ -174,3 +178,139 @@ def test_api_serves_fused_labels_to_engineers_and_experts(
     )
     missing = client.get(f"/api/fusion/tasks/{task_ids[0]}?version=9", headers=token)
     assert missing.status_code == 404
+    summary = client.get(f"/api/fusion/projects/{project_id}/redundancy", headers=token)
+    assert summary.status_code == 200, summary.text
+    assert summary.json()["min_labels"] == 3
+    assert summary.json()["max_labels"] == 7
+    assert summary.json()["retired"] + summary.json()["open"] == 4
+    assert client.get("/api/fusion/projects/999999/redundancy", headers=token).status_code == 404
+
+
+class Broker:
+    """Records the jobs a committed transaction sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[object]]] = []
+
+    def __call__(self, name: str, args: list[object]) -> None:
+        self.sent.append((name, args))
+
+
+def _answer(
+    engine: Engine, storage: Storage, relay: Relay, user: User, mask: np.ndarray
+) -> int | None:
+    """``user`` leases the next task and answers it with ``mask`` in one committed
+    transaction, as the API does; the task id, or None when there was none."""
+    with transaction(engine, relay) as session:
+        lease = tasks.next_task(session=session, user=user, lease_seconds=LEASE)
+        if lease is None:
+            return None
+        submit(session, storage, user, lease, mask=_mask_rle(mask))
+        return lease.task.id
+
+
+def test_completing_a_task_fuses_it_after_the_commit_and_applies_adaptive_redundancy(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with transaction(migrated_engine) as session:
+        project = create_project(session, min_labels=3, max_labels=5, max_uncertainty=0.25)
+        (truth,) = _square_masks(1)
+        (slice_,) = create_case(session, storage, project, [truth])
+        (task,) = _normal_tasks(session, project, [slice_])
+        users = [
+            auth.create_user(session=session, email=f"a{n}@example.org", password=PASSWORD)
+            for n in range(6)
+        ]
+        project_id, task_id = project.id or 0, task.id or 0
+    broker = Broker()
+    relay = Relay(migrated_engine, broker)
+    # Three volunteers who each see a different lesion: the fused label is uncertain.
+    elsewhere = np.roll(truth, 8, axis=1)
+    disputed = [truth, elsewhere, np.zeros_like(truth)]
+    for n, mask in enumerate(disputed):
+        assert broker.sent == []  # nothing until the answer that completes the task
+        assert _answer(migrated_engine, storage, relay, users[n], mask) == task_id
+    assert broker.sent == [(FUSE_TASK, [task_id])]
+
+    def run_job() -> tuple[Task, FusionResult | None]:
+        """What the worker does with the job the broker got."""
+        with transaction(migrated_engine, relay) as session:
+            result = fusion.fuse_task(session=session, storage=storage, task_id=task_id)
+        with Session(migrated_engine) as session:
+            return session.get_one(Task, task_id), result
+
+    state, result = run_job()
+    assert result is not None
+    assert result.decision == "extend"
+    assert (state.state, state.required_labels) == (TaskState.open, 4)
+    assert run_job()[1] == result  # idempotent: the same version, and the task stays open
+    # A fourth answer completes it again; still disputed: one more, up to max_labels = 5.
+    assert _answer(migrated_engine, storage, relay, users[3], elsewhere) == task_id
+    state, result = run_job()
+    assert result is not None
+    assert (result.version, result.decision) == (2, "extend")
+    assert _answer(migrated_engine, storage, relay, users[4], np.zeros_like(truth)) == task_id
+    assert broker.sent == [(FUSE_TASK, [task_id])] * 3
+    state, result = run_job()
+    assert result is not None
+    assert (result.version, result.decision) == (3, "escalate")
+    assert state.state is TaskState.review
+    assert _answer(migrated_engine, storage, relay, users[5], truth) is None  # no more labels
+    assert run_job()[0].state is TaskState.review  # run twice: still for the experts
+    with Session(migrated_engine) as session:
+        (item, *_) = quality.review_queue(
+            session=session, storage=storage, project_id=project_id, limit=5
+        )
+        assert (item.task_id, item.escalated) == (task_id, True)
+        summary = fusion.redundancy_summary(session, project_id)
+        assert (summary.retired, summary.open, summary.in_review) == (0, 0, 1)
+
+
+def test_agreeing_answers_retire_the_task_and_suspended_raters_do_not_count(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with transaction(migrated_engine) as session:
+        project = create_project(session, min_labels=3, max_labels=7)
+        masks = _square_masks(2)
+        slices = create_case(session, storage, project, masks)
+        made = _normal_tasks(session, project, slices)
+        users = [
+            auth.create_user(session=session, email=f"b{n}@example.org", password=PASSWORD)
+            for n in range(4)
+        ]
+        project_id = project.id or 0
+    broker = Broker()
+    relay = Relay(migrated_engine, broker)
+    truth = dict(zip([s.id for s in slices], masks, strict=True))
+    for user in users[:3]:
+        for _ in made:
+            with transaction(migrated_engine, relay) as session:
+                lease = tasks.next_task(session=session, user=user, lease_seconds=LEASE)
+                assert lease is not None
+                submit(session, storage, user, lease, mask=_mask_rle(truth[lease.task.slice_id]))
+    assert sorted(args[0] for _, args in broker.sent) == sorted(t.id for t in made)
+    with transaction(migrated_engine) as session:
+        result = fusion.fuse_task(session=session, storage=storage, task_id=made[0].id or 0)
+        assert result is not None
+        assert result.decision == "retire"
+        assert session.get_one(Task, made[0].id).state is TaskState.complete
+        # One of the three is suspended: two labels count, so the other task waits for one.
+        quality.set_suspension(
+            session=session,
+            project_id=project_id,
+            user_id=users[2].id or 0,
+            suspend=True,
+            reason="test",
+            expert_id=users[0].id or 0,
+        )
+    with transaction(migrated_engine) as session:
+        result = fusion.fuse_task(session=session, storage=storage, task_id=made[1].id or 0)
+        assert result is not None
+        assert result.decision == "wait"
+        reopened = session.get_one(Task, made[1].id)
+        assert (reopened.state, reopened.required_labels) == (TaskState.open, 4)
+    with Session(migrated_engine) as session:
+        summary = fusion.redundancy_summary(session, project_id)
+    assert (summary.retired, summary.labels_per_retired) == (1, 3.0)
+    assert (summary.open, summary.asking_for_more, summary.in_review) == (1, 1, 0)
+    assert _answer(migrated_engine, storage, relay, users[3], masks[1]) == made[1].id

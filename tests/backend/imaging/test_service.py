@@ -32,7 +32,7 @@ def _import(
         project_name=project,
         loaders=folder_loaders(path),
         meta=CaseMeta("open_ms_data (Lesjak et al. 2018), CC-BY", "CC-BY-4.0"),
-        redundancy=2,
+        min_labels=2,
     )
 
 

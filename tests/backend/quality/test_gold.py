@@ -81,7 +81,7 @@ def create_case(
 
 def _normal_tasks(session: Session, project: Project, slices: list[Slice]) -> list[Task]:
     made = [
-        Task(project_id=project.id or 0, slice_id=s.id or 0, required_labels=project.redundancy)
+        Task(project_id=project.id or 0, slice_id=s.id or 0, required_labels=project.min_labels)
         for s in slices
     ]
     session.add_all(made)
@@ -163,7 +163,7 @@ def test_the_gold_schedule_over_many_requests(migrated_engine: Engine, storage: 
     random.seed(19)
     raters, per_rater = 12, 40
     with Session(migrated_engine) as session:
-        project = create_project(session, redundancy=raters, gold_rate=0.05)
+        project = create_project(session, min_labels=raters, gold_rate=0.05)
         masks = _square_masks(2 * per_rater)
         slices = create_case(session, storage, project, masks)
         mask_of = {s.id: m for s, m in zip(slices, masks, strict=True)}
@@ -197,7 +197,7 @@ def test_no_gold_slice_the_volunteer_saw_as_a_normal_task(
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with Session(migrated_engine) as session:
-        project = create_project(session, redundancy=2, gold_rate=1.0, gold_schedule=[])
+        project = create_project(session, min_labels=2, gold_rate=1.0, gold_schedule=[])
         (slice_,) = create_case(session, storage, project, _square_masks(1))
         _normal_tasks(session, project, [slice_])
         (volunteer, other) = _users(session, 2)
@@ -218,7 +218,7 @@ def test_repeats_come_back_after_the_gap_and_record_intra_rater_dice(
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with Session(migrated_engine) as session:
-        project = create_project(session, redundancy=1, repeat_rate=1.0, repeat_gap=3)
+        project = create_project(session, min_labels=1, repeat_rate=1.0, repeat_gap=3)
         slices = create_case(session, storage, project, _square_masks(8))
         _normal_tasks(session, project, slices)
         (rater,) = _users(session, 1)
@@ -252,7 +252,7 @@ def test_always_empty_volunteer_is_suspended_and_told_why(
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with Session(migrated_engine) as session:
-        project = create_project(session, gold_rate=1.0, gold_schedule=[], redundancy=1)
+        project = create_project(session, gold_rate=1.0, gold_schedule=[], min_labels=1)
         slices = create_case(session, storage, project, _square_masks(8))
         for s in slices[:4]:
             quality.approve_reference(
@@ -343,7 +343,7 @@ def test_experts_take_no_crowd_slot_and_their_answers_can_become_gold(
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with Session(migrated_engine) as session:
-        project = create_project(session, redundancy=1)
+        project = create_project(session, min_labels=1)
         masks = _square_masks(1)
         (slice_,) = create_case(session, storage, project, masks)
         (task,) = _normal_tasks(session, project, [slice_])
@@ -392,7 +392,7 @@ def test_review_queue_puts_the_most_disputed_slices_first(
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with Session(migrated_engine) as session:
-        project = create_project(session, redundancy=3)
+        project = create_project(session, min_labels=3)
         masks = _square_masks(3)
         slices = create_case(session, storage, project, masks)
         _normal_tasks(session, project, slices)

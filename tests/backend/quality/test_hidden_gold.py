@@ -39,7 +39,7 @@ def _template(task: dict[str, Any]) -> str:
 
 def _seed(engine: Engine, storage: Storage) -> None:
     with Session(engine) as session:
-        project = create_project(session, redundancy=3, gold_rate=0.5, gold_schedule=[])
+        project = create_project(session, min_labels=3, gold_rate=0.5, gold_schedule=[])
         # Gold and normal slices interleaved in one case, so both have neighbours either side.
         slices = create_case(session, storage, project, MASKS)
         for s in slices[2:38:2]:

@@ -1,0 +1,172 @@
+"""Simulated novice raters built from an expert lesion mask, for benchmarks and tests of fusion.
+
+Real crowds do not err independently pixel by pixel; their errors are correlated, and that is
+where majority vote and STAPLE part ways. Each simulated novice draws a mask from the expert
+mask (3-D, 1 mm voxels, labelled slice by slice in practice) with three kinds of error:
+
+1. Missed lesions, correlated across novices. Every lesion gets a difficulty shared by all
+   novices: small lesions are harder (log-volume term) and each lesion also gets a random
+   "faintness" (a shared standard-normal term, as a faint lesion is faint for everyone). A
+   novice with skill ``s`` finds a lesion of difficulty ``d`` with probability
+   ``sigmoid(s - d)``, so the same small, faint lesions are missed by several novices at once.
+2. Boundary noise: each novice outlines the lesions they found on the level set
+   ``distance < bias + smooth noise`` of the lesion's signed distance map: a personal bias
+   (drawing tight or generous outlines, in voxels) plus spatially smooth noise (Gaussian
+   filtered, a few voxels wide), so outlines wobble like hand-drawn ones rather than
+   flickering voxel by voxel.
+3. False blobs: a few private ones per novice (Poisson), small ellipsoids near the lesions
+   (periventricular white matter, where the look-alikes are), and a handful of shared
+   distractors (hyperintense artefacts) that each novice marks with some probability.
+
+``novices`` returns the masks and the parameters it drew, so a benchmark can print them.
+Pure numpy and scipy; seeded.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class NoviceModel:
+    """How a crowd of novices errs (see the module docstring); defaults give novices whose
+    own Dice against the expert is about 0.55 to 0.75 on the open MS data's lesion masks."""
+
+    skills: tuple[float, ...] = (2.0, 2.25, 2.5, 2.75, 3.0)  # one per novice
+    size_weight: float = 1.0  # difficulty per e-fold smaller than ``easy_volume``
+    easy_volume: float = 30.0  # voxels; lesions this big have no size difficulty
+    faintness: float = 1.0  # SD of the shared per-lesion difficulty (less for larger ones)
+    bias: tuple[float, float] = (-0.6, 0.6)  # range of personal outline bias, voxels
+    wobble: float = 0.9  # SD of the smooth outline noise, voxels
+    wobble_width: float = 2.0  # its correlation length (Gaussian sigma), voxels
+    private_blobs: float = 2.0  # mean false blobs per novice
+    distractors: int = 3  # shared look-alikes
+    distractor_rate: float = 0.3  # chance a novice marks each
+    blob_radius: tuple[float, float] = (1.0, 2.5)  # voxels
+    blob_distance: tuple[int, int] = (4, 20)  # from the nearest lesion, voxels
+    # Each novice's own Dice against the expert: their outline noise is scaled (bias and
+    # wobble together) until their mask has it, when misses and blobs allow; None: as drawn.
+    target_dice: tuple[float, ...] | None = (0.57, 0.61, 0.65, 0.69, 0.73)
+
+
+@dataclass(frozen=True)
+class Crowd:
+    masks: NDArray[np.bool_]  # [novices, *shape]
+    found: NDArray[np.bool_]  # [novices, lesions]: which lesions each novice outlined
+    difficulty: NDArray[np.float64]  # [lesions]
+    lesion_volumes: NDArray[np.int64]  # [lesions] voxels
+
+
+def _signed_distance(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Negative inside, positive outside, in voxels (0.5 at the first voxel outside)."""
+    outside: NDArray[np.float64] = ndimage.distance_transform_edt(~mask)
+    inside: NDArray[np.float64] = ndimage.distance_transform_edt(mask)
+    return outside - inside + np.where(mask, 0.5, -0.5)
+
+
+def _blob(
+    shape: tuple[int, ...], centre: NDArray[np.int64], radius: NDArray[np.float64]
+) -> tuple[tuple[slice, ...], NDArray[np.bool_]]:
+    """An axis-aligned ellipsoid: the box it lies in and its voxels there."""
+    lo = np.maximum(centre - np.ceil(radius).astype(int), 0)
+    hi = np.minimum(centre + np.ceil(radius).astype(int) + 1, shape)
+    grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
+    inside = sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radius, strict=True))
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), np.asarray(inside <= 1.0)
+
+
+class _Outline:
+    """A novice's drawing of the lesions they found (``kept``): the level set ``distance <
+    sloppiness * offset`` near them, their core always, and their false blobs."""
+
+    def __init__(
+        self, kept: NDArray[np.bool_], offset: NDArray[np.float64], false: NDArray[np.bool_]
+    ) -> None:
+        self.distance = _signed_distance(kept) if kept.any() else None
+        self.offset = offset
+        self.reach = ndimage.binary_dilation(kept, iterations=4)  # no bleeding elsewhere
+        self.core = ndimage.binary_erosion(kept, iterations=2)
+        self.false = false
+
+    def draw(self, sloppiness: float) -> NDArray[np.bool_]:
+        if self.distance is None:
+            return self.false
+        outline = self.distance < sloppiness * self.offset
+        drawn: NDArray[np.bool_] = (outline & self.reach) | self.core | self.false
+        return drawn
+
+
+def _calibrate(
+    draw: Callable[[float], NDArray[np.bool_]], truth: NDArray[np.bool_], target: float
+) -> float:
+    """The outline sloppiness (a scale of bias and wobble, 0 to 4) at which ``draw``'s Dice
+    against ``truth`` is closest to ``target``, by bisection (Dice falls as it grows)."""
+    low, high = 0.0, 4.0
+    if _dice(truth, draw(low)) <= target:
+        return low  # misses and blobs alone already bring the Dice down to the target
+    for _ in range(12):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _dice(truth, draw(middle)) > target else (low, middle)
+    return (low + high) / 2
+
+
+def _dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
+
+
+def novices(expert: NDArray[np.bool_], model: NoviceModel | None = None, seed: int = 0) -> Crowd:
+    """Novice masks drawn from ``expert`` (see the module docstring)."""
+    model = model or NoviceModel()
+    rng = np.random.default_rng(seed)
+    expert = np.asarray(expert, dtype=bool)
+    if not expert.any():
+        raise ValueError("the expert mask is empty: nothing to miss or outline")
+    structure = ndimage.generate_binary_structure(expert.ndim, 2)  # 18-connectivity in 3-D
+    labels, count = ndimage.label(expert, structure=structure)
+    volumes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    smallness = np.maximum(model.easy_volume / volumes, 1.0)
+    # Faint matters less the larger the lesion: a large one is seen even when faint.
+    difficulty = model.size_weight * np.log(smallness) + model.faintness * np.sqrt(
+        np.minimum(volumes / model.easy_volume, 1.0)
+    ) * rng.standard_normal(count)
+    # Work inside the lesions' bounding box, grown to hold the blobs and the outlines.
+    margin = model.blob_distance[1] + 4
+    coords = np.argwhere(expert)
+    lo = np.maximum(coords.min(axis=0) - margin, 0)
+    hi = np.minimum(coords.max(axis=0) + margin + 1, expert.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    local = labels[box]
+    distance_to_lesion = ndimage.distance_transform_edt(local == 0)
+    near = (distance_to_lesion >= model.blob_distance[0]) & (
+        distance_to_lesion <= model.blob_distance[1]
+    )
+    candidates = np.argwhere(near)
+    shape = local.shape
+
+    def place_blob() -> tuple[tuple[slice, ...], NDArray[np.bool_]]:
+        centre = candidates[rng.integers(len(candidates))]
+        radius = rng.uniform(*model.blob_radius, size=len(shape))
+        return _blob(shape, centre, radius)
+
+    shared = [place_blob() for _ in range(model.distractors)]
+    masks = np.zeros((len(model.skills), *expert.shape), dtype=bool)
+    found = np.zeros((len(model.skills), count), dtype=bool)
+    for k, skill in enumerate(model.skills):
+        found[k] = rng.random(count) < 1.0 / (1.0 + np.exp(-(skill - difficulty)))
+        kept = np.isin(local, np.flatnonzero(found[k]) + 1)
+        false = np.zeros(shape, dtype=bool)
+        blobs = [place_blob() for _ in range(rng.poisson(model.private_blobs))]
+        blobs += [b for b in shared if rng.random() < model.distractor_rate]
+        for where, blob in blobs:
+            false[where] |= blob
+        noise = ndimage.gaussian_filter(rng.standard_normal(shape), model.wobble_width)
+        noise /= max(float(noise.std()), 1e-12)
+        outline = _Outline(kept, rng.uniform(*model.bias) + model.wobble * noise, false)
+        target = None if model.target_dice is None else model.target_dice[k]
+        sloppiness = 1.0 if target is None else _calibrate(outline.draw, local > 0, target)
+        masks[k][box] = outline.draw(sloppiness)
+    return Crowd(masks=masks, found=found, difficulty=difficulty, lesion_volumes=volumes)
