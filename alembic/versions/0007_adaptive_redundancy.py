@@ -37,7 +37,7 @@ def upgrade() -> None:
             sa.Column("max_labels", sa.Integer(), nullable=False, server_default=sa.text("7"))
         )
         batch_op.add_column(
-            sa.Column("max_uncertainty", sa.Float(), nullable=False, server_default=sa.text("0.25"))
+            sa.Column("max_uncertainty", sa.Float(), nullable=False, server_default=sa.text("0.5"))
         )
     op.execute("UPDATE projects SET max_labels = min_labels WHERE min_labels > max_labels")
     with op.batch_alter_table("projects", schema=None) as batch_op:

@@ -112,8 +112,9 @@ def crowd_staple(
     """Fuse every slice's answers with rater rates pooled over all slices.
 
     ``priors``: Beta priors per rater id (missing raters get flat priors); ``prior``: P(lesion)
-    for every pixel, fixed; by default it is estimated with the rates (M-step: the mean
-    posterior over the counted pixels), starting from the share of votes that marked lesion;
+    for every pixel, by default the share of (rater, pixel) votes that marked lesion (fitting
+    it with the rates instead let it collapse onto the raters' common core on simulated
+    novices: fused Dice 0.69 against 0.75 with the share, bench/novices.py, patient05);
     ``start``: (p, q) to start every rater from, instead of the priors' modes;
     ``background``: pixels nobody marked count only within this many pixels of a vote
     (None: the whole image, as plain STAPLE; then q is the specificity over the whole image).
@@ -124,7 +125,6 @@ def crowd_staple(
     column = {r: n for n, r in enumerate(rater_ids)}
     table = _pattern_table(slices, column, background)
     marked, present, counts = table.marked, table.present, table.counts
-    fit_prior = prior is None
     if prior is None:
         marks = float(counts @ np.asarray(marked.sum(axis=1)).ravel())
         votes = float(counts @ np.asarray(present.sum(axis=1)).ravel())
@@ -156,8 +156,6 @@ def crowd_staple(
         p = (marked_t @ w + alpha_p - 1) / (present_t @ w + alpha_p + beta_p - 2)
         q = (absent_marked_t @ v + alpha_q - 1) / (present_t @ v + alpha_q + beta_q - 2)
         p, q = _guard(p, q)
-        if fit_prior:  # the class prior is a parameter of the model too (Dawid-Skene)
-            prior = float(np.clip(w.sum() / counts.sum(), RATE_FLOOR, 1 - RATE_FLOOR))
         if np.all((p - last_p) ** 2 <= SQUARED_CHANGE) and np.all(
             (q - last_q) ** 2 <= SQUARED_CHANGE
         ):
@@ -237,7 +235,8 @@ def _near_votes(
     """``counts`` with pattern 0 ("nobody marked it") limited to the pixels within ``margin``
     pixels (4- or 6-neighbour steps) of any vote."""
     union = votes.any(axis=0)
-    near = ndimage.binary_dilation(union, iterations=margin) if union.any() else union
+    # (iterations=0 would make scipy dilate until nothing changes: the whole image)
+    near = ndimage.binary_dilation(union, iterations=margin) if margin and union.any() else union
     limited = counts.copy()
     limited[0] = int(np.count_nonzero(near)) - int(np.count_nonzero(union))
     return limited

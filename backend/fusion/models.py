@@ -54,7 +54,7 @@ class FusionResult(SQLModel, table=True):
     # The answers fused (annotation ids) and their raters, in the same order.
     annotation_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON)
     raters: list[int] = Field(default_factory=list, sa_type=sa.JSON)
-    uncertainty: float  # mean entropy (bits) over pixels any rater marked
+    uncertainty: float  # bits: the least certain lesion candidate (redundancy.uncertainty)
     # The adaptive-redundancy decision this version led to (``redundancy.Decision``): only
     # versions fused once the task was complete decide; None for the others.
     decision: str | None = Field(default=None, max_length=16)

@@ -23,7 +23,7 @@ class FusionResultRead(BaseModel):
     prior: float
     raters: list[RaterRates]  # the raters fused and the rates used for each
     hard_pixels: int
-    uncertainty: float  # mean entropy (bits) over pixels any rater marked
+    uncertainty: float  # bits: the least certain lesion candidate (redundancy.uncertainty)
     # What adaptive redundancy decided from this version: retire, extend, escalate or wait
     # (None: fused while the task was still collecting labels).
     decision: str | None

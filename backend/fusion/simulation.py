@@ -35,14 +35,14 @@ class NoviceModel:
     """How a crowd of novices errs (see the module docstring); defaults give novices whose
     own Dice against the expert is about 0.55 to 0.75 on the open MS data's lesion masks."""
 
-    skills: tuple[float, ...] = (2.0, 2.25, 2.5, 2.75, 3.0)  # one per novice
+    skills: tuple[float, ...] = (1.8, 2.3, 2.8, 3.3, 3.8)  # one per novice
     size_weight: float = 1.0  # difficulty per e-fold smaller than ``easy_volume``
     easy_volume: float = 30.0  # voxels; lesions this big have no size difficulty
     faintness: float = 1.0  # SD of the shared per-lesion difficulty (less for larger ones)
     bias: tuple[float, float] = (-0.6, 0.6)  # range of personal outline bias, voxels
     wobble: float = 0.9  # SD of the smooth outline noise, voxels
     wobble_width: float = 2.0  # its correlation length (Gaussian sigma), voxels
-    private_blobs: float = 2.0  # mean false blobs per novice
+    private_blobs: tuple[float, ...] = (3.0, 2.0, 1.5, 1.0, 0.5)  # mean false blobs, per novice
     distractors: int = 3  # shared look-alikes
     distractor_rate: float = 0.3  # chance a novice marks each
     blob_radius: tuple[float, float] = (1.0, 2.5)  # voxels
@@ -146,6 +146,13 @@ def novices(expert: NDArray[np.bool_], model: NoviceModel | None = None, seed: i
     )
     candidates = np.argwhere(near)
     shape = local.shape
+    # Outline noise grows with the lesion outlined (a hand-drawn outline is off by a share of
+    # the lesion's size, not by a fixed number of voxels): half the equivalent radius of the
+    # nearest lesion, from 0.5 to 4.
+    radius = np.cbrt(3 * volumes / (4 * np.pi))
+    scale_of = np.concatenate([[1.0], np.clip(radius / 2, 0.5, 4.0)])
+    nearest = ndimage.distance_transform_edt(local == 0, return_indices=True)[1]
+    scale = scale_of[local[tuple(nearest)]]
 
     def place_blob() -> tuple[tuple[slice, ...], NDArray[np.bool_]]:
         centre = candidates[rng.integers(len(candidates))]
@@ -159,13 +166,14 @@ def novices(expert: NDArray[np.bool_], model: NoviceModel | None = None, seed: i
         found[k] = rng.random(count) < 1.0 / (1.0 + np.exp(-(skill - difficulty)))
         kept = np.isin(local, np.flatnonzero(found[k]) + 1)
         false = np.zeros(shape, dtype=bool)
-        blobs = [place_blob() for _ in range(rng.poisson(model.private_blobs))]
+        blobs = [place_blob() for _ in range(rng.poisson(model.private_blobs[k]))]
         blobs += [b for b in shared if rng.random() < model.distractor_rate]
         for where, blob in blobs:
             false[where] |= blob
         noise = ndimage.gaussian_filter(rng.standard_normal(shape), model.wobble_width)
         noise /= max(float(noise.std()), 1e-12)
-        outline = _Outline(kept, rng.uniform(*model.bias) + model.wobble * noise, false)
+        offset = (rng.uniform(*model.bias) + model.wobble * noise) * scale
+        outline = _Outline(kept, offset, false)
         target = None if model.target_dice is None else model.target_dice[k]
         sloppiness = 1.0 if target is None else _calibrate(outline.draw, local > 0, target)
         masks[k][box] = outline.draw(sloppiness)

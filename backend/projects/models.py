@@ -18,12 +18,12 @@ class ProjectBase(SQLModel):
     name: str = Field(max_length=64, min_length=1)
     description: str = Field(default="", max_length=2000)
     # Adaptive redundancy (``fusion.redundancy``): every crowd task gets ``min_labels``
-    # independent labels; while its fused label stays uncertain (mean posterior entropy over
-    # the pixels any rater marked above ``max_uncertainty`` bits) it asks for one more, up to
-    # ``max_labels``, and then goes to the experts' review queue.
+    # independent labels; while its fused label stays uncertain (a lesion candidate whose
+    # P(lesion) has more than ``max_uncertainty`` bits of entropy) it asks for one more, up
+    # to ``max_labels``, and then goes to the experts' review queue.
     min_labels: int = Field(default=3, ge=1, le=50)
     max_labels: int = Field(default=7, ge=1, le=50)
-    max_uncertainty: float = Field(default=0.25, gt=0, le=1)
+    max_uncertainty: float = Field(default=0.5, gt=0, le=1)
     # Share of tasks served to a volunteer that are gold samples (scored against an expert).
     gold_rate: float = Field(default=0.1, ge=0, le=1)
     # Gold rates while a volunteer is new: [answers so far below which, rate], ascending;

@@ -109,3 +109,16 @@ def test_bad_input_is_refused() -> None:
         crowd_staple([CrowdSlice([1, 1], np.zeros((2, 4, 4), dtype=bool))])
     with pytest.raises(ValueError, match="prior"):
         crowd_staple([CrowdSlice([1, 2], np.zeros((2, 4, 4), dtype=bool))])
+
+
+def test_background_zero_counts_only_marked_pixels() -> None:
+    votes = np.zeros((3, 20, 20), dtype=bool)
+    votes[:, 5:10, 5:10] = True
+    votes[0, 4, 5:10] = True  # one rater's extra row
+    only_marked = crowd_staple([CrowdSlice([1, 2, 3], votes)], background=0)
+    ring = crowd_staple([CrowdSlice([1, 2, 3], votes)], background=1)
+    whole = crowd_staple([CrowdSlice([1, 2, 3], votes)], background=None)
+    # The prior is the share of marked votes among the pixels counted: 30 marked pixels
+    # (80 of 90 votes) at 0; more pixels counted the wider the background.
+    assert only_marked.prior == pytest.approx(80 / 90)
+    assert whole.prior < ring.prior < only_marked.prior

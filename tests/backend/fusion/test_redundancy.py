@@ -10,7 +10,7 @@ from backend.fusion.redundancy import Decision, RedundancyPolicy, decide, uncert
 from backend.fusion.staple import posterior_from_rates
 from backend.quality.metrics import dice
 
-POLICY = RedundancyPolicy(min_labels=3, max_labels=7, max_entropy=0.25)
+POLICY = RedundancyPolicy(min_labels=3, max_labels=7, max_entropy=0.5)
 
 
 def _square() -> NDArray[np.bool_]:
@@ -31,12 +31,20 @@ def test_agreement_retires_disagreement_extends_then_escalates() -> None:
     agreeing = [truth, truth, ndimage.binary_erosion(truth) | truth]
     assert decide(2, uncertainty(*_fuse(agreeing[:2])), POLICY) is Decision.wait
     assert decide(3, uncertainty(*_fuse(agreeing)), POLICY) is Decision.retire
-    elsewhere = np.roll(truth, 6, axis=1)
+    elsewhere = np.roll(truth, 9, axis=1)  # apart from truth: two candidates
     nothing = np.zeros_like(truth)
-    disputed = [truth, elsewhere, nothing]  # each region seen by one rater of three
+    disputed = [truth, elsewhere, nothing]  # each candidate seen by one rater of three
     assert decide(3, uncertainty(*_fuse(disputed)), POLICY) is Decision.extend
-    seven = disputed + [nothing, elsewhere, truth, nothing]
-    assert decide(7, uncertainty(*_fuse(seven)), POLICY) is Decision.escalate
+    # A candidate whose highest P(lesion) is a coin toss is 1 bit uncertain, whatever the
+    # other candidates; outline differences around a clear lesion are not uncertainty.
+    coin = np.where(truth, 0.5, 0.0)
+    coin[5:12, 14:18] = 1.0
+    marked = coin > 0
+    assert uncertainty(coin, marked) == pytest.approx(1.0)
+    assert decide(7, uncertainty(coin, marked), POLICY) is Decision.escalate
+    outline = np.where(ndimage.binary_dilation(truth), 0.3, 0.0)
+    outline[truth] = 0.99
+    assert uncertainty(outline, outline > 0) < POLICY.max_entropy
     # Everyone said "no lesion": certain.
     empty = np.zeros((20, 20), dtype=bool)
     assert uncertainty(np.zeros((20, 20)), empty) == 0.0

@@ -213,7 +213,7 @@ def test_completing_a_task_fuses_it_after_the_commit_and_applies_adaptive_redund
     migrated_engine: Engine, storage: Storage
 ) -> None:
     with transaction(migrated_engine) as session:
-        project = create_project(session, min_labels=3, max_labels=5, max_uncertainty=0.25)
+        project = create_project(session, min_labels=3, max_labels=5, max_uncertainty=0.2)
         (truth,) = _square_masks(1)
         (slice_,) = create_case(session, storage, project, [truth])
         (task,) = _normal_tasks(session, project, [slice_])
@@ -249,7 +249,7 @@ def test_completing_a_task_fuses_it_after_the_commit_and_applies_adaptive_redund
     state, result = run_job()
     assert result is not None
     assert (result.version, result.decision) == (2, "extend")
-    assert _answer(migrated_engine, storage, relay, users[4], np.zeros_like(truth)) == task_id
+    assert _answer(migrated_engine, storage, relay, users[4], truth) == task_id
     assert broker.sent == [(FUSE_TASK, [task_id])] * 3
     state, result = run_job()
     assert result is not None
