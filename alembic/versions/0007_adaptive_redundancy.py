@@ -1,7 +1,8 @@
 """Adaptive redundancy and the job outbox.
 
 Projects' ``redundancy`` becomes ``min_labels``, beside ``max_labels`` and ``max_uncertainty``;
-fused results record the redundancy decision they led to; ``job_outbox`` holds jobs to send
+fused results record the redundancy decision they led to and project runs the gold scores
+of the outline rules; ``job_outbox`` holds jobs to send
 once their transaction has committed. Existing projects keep their redundancy as
 ``min_labels`` and get ``max_labels`` = max(7, min_labels).
 
@@ -47,9 +48,15 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("fusion_results", schema=None) as batch_op:
         batch_op.add_column(sa.Column("decision", sa.String(length=16), nullable=True))
+    with op.batch_alter_table("fusion_runs", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("outline_scores", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fusion_runs", schema=None) as batch_op:
+        batch_op.drop_column("outline_scores")
     with op.batch_alter_table("fusion_results", schema=None) as batch_op:
         batch_op.drop_column("decision")
     op.execute("UPDATE tasks SET state = 'complete' WHERE state = 'review'")

@@ -28,13 +28,15 @@ that is at least as good as chance, in the orientation where lesion means lesion
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage, sparse
 
-from backend.fusion.staple import SQUARED_CHANGE, Patterns, vote_patterns
+from backend.fusion.staple import SQUARED_CHANGE, Patterns, outline_by_majority, vote_patterns
+from backend.quality.metrics import dice
 from backend.quality.reliability import Beta
 
 MAX_ITERATIONS = 1_000
@@ -91,13 +93,78 @@ class CrowdResult:
     converged: bool
 
     def posterior(self, index: int) -> NDArray[np.float64]:
-        """P(lesion) per pixel of slice ``index`` (its image shape)."""
+        """STAPLE's P(lesion) per pixel of slice ``index`` (its image shape)."""
         return _spread(self.weights[index], self.patterns[index], self.shapes[index])
+
+    def share(self, index: int) -> NDArray[np.float64]:
+        """The share of slice ``index``'s raters who marked each pixel."""
+        patterns = self.patterns[index]
+        share = np.zeros(int(np.prod(self.shapes[index])))
+        raters = max(patterns.bits.shape[1], 1)
+        share[patterns.marked] = patterns.bits.sum(axis=1)[patterns.pattern_of] / raters
+        return share.reshape(self.shapes[index])
 
     @property
     def posteriors(self) -> list[NDArray[np.float64]]:
-        """Every slice's soft label (memory: 8 bytes per pixel of every slice)."""
+        """Every slice's STAPLE posterior (memory: 8 bytes per pixel of every slice)."""
         return [self.posterior(i) for i in range(len(self.weights))]
+
+    def fused(self, index: int, outline: "Outline") -> NDArray[np.float64]:
+        """The fused soft label of slice ``index`` under the ``outline`` rule."""
+        return outlined(self.posterior(index), self.share(index), outline)
+
+
+class Outline(StrEnum):
+    """Who draws a fused lesion's outline (``outlined``)."""
+
+    staple = "staple"  # STAPLE's posterior throughout
+    majority = "majority"  # STAPLE decides which lesions exist, the majority outlines them
+
+
+def outlined(
+    posterior: NDArray[np.float64], share: NDArray[np.float64], outline: Outline
+) -> NDArray[np.float64]:
+    """The soft label under ``outline`` from STAPLE's posterior and the raters' vote share."""
+    if outline is Outline.staple:
+        return posterior
+    return outline_by_majority(posterior, share)
+
+
+# Gold slices with enough answers needed before gold picks the outline rule.
+MIN_GOLD_SLICES = 5
+
+
+@dataclass(frozen=True)
+class GoldExample:
+    """A gold slice fused like a crowd task: STAPLE's posterior, the vote share, the gold."""
+
+    posterior: NDArray[np.float64]
+    share: NDArray[np.float64]
+    gold: NDArray[np.bool_]
+
+
+def choose_outline(
+    examples: Sequence[GoldExample], default: Outline = Outline.staple
+) -> tuple[Outline, dict[str, float]]:
+    """The outline rule whose hard labels agree best with the experts' gold (mean Dice over
+    ``examples``), and each rule's mean Dice; ``default`` (and no scores) with fewer than
+    ``MIN_GOLD_SLICES`` examples.
+
+    Which rule is better depends on how the crowd errs: STAPLE's posterior corrects raters
+    who consistently draw too wide or too narrow, the majority's outline resists errors that
+    are correlated along an outline (bench/fusion.py and bench/novices.py each favour one),
+    so each project's gold decides.
+    """
+    if len(examples) < MIN_GOLD_SLICES:
+        return default, {}
+    scores = {
+        rule.value: float(
+            np.mean([dice(e.gold, outlined(e.posterior, e.share, rule) >= 0.5) for e in examples])
+        )
+        for rule in Outline
+    }
+    best = max(Outline, key=lambda rule: (scores[rule.value], rule is default))
+    return best, scores
 
 
 def crowd_staple(

@@ -24,7 +24,7 @@ class FusionRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
     scope: FusionScope = Field(sa_type=enum_type(FusionScope))
-    method: str = Field(max_length=32)
+    method: str = Field(max_length=32)  # "crowd_staple/<outline rule>"
     prior: float
     iterations: int
     converged: bool
@@ -33,6 +33,9 @@ class FusionRun(SQLModel, table=True):
     rater_rates: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     # Raters left out (suspended when the run started).
     excluded: list[int] = Field(default_factory=list, sa_type=sa.JSON)
+    # Project runs: each outline rule's mean Dice against the gold slices it was chosen on
+    # ({} when the project had too few: the default rule).
+    outline_scores: dict[str, float] = Field(default_factory=dict, sa_type=sa.JSON)
     created_at: datetime = created_at_field()
     finished_at: datetime | None = timestamp_field(nullable=True)
 

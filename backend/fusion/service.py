@@ -24,9 +24,12 @@ from backend.fusion.staple import posterior_from_rates
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
 from backend.quality import service as quality
+from backend.quality.models import GoldVersion
 from backend.tasks.models import Assignment, Task, TaskKind, TaskState
 from backend.tasks.service import refresh_slots
 
+# Crowd STAPLE with rates pooled over the project, and the outline rule the project's gold
+# chose (``crowd.choose_outline``): stored as "crowd_staple/<rule>".
 METHOD = "crowd_staple"
 # Rates for a rater the project's latest run has not seen and gold has not scored.
 DEFAULT_RATES = (0.8, 0.99)
@@ -42,10 +45,15 @@ class Answer:
 
 
 def _answers(
-    session: Session, project_id: int, excluded: set[int], task_ids: list[int] | None = None
+    session: Session,
+    project_id: int,
+    excluded: set[int],
+    task_ids: list[int] | None = None,
+    kind: TaskKind = TaskKind.normal,
 ) -> dict[int, tuple[int, list[Answer]]]:
-    """Volunteers' answers to the project's crowd tasks, by task: (slice id, answers); experts'
-    answers and those of excluded (suspended) raters are left out."""
+    """Volunteers' answers to the project's tasks of ``kind`` (crowd tasks by default), by
+    task: (slice id, answers); experts' answers and those of excluded (suspended) raters are
+    left out."""
     query = (
         sa_select(
             col(Task.id),
@@ -60,7 +68,7 @@ def _answers(
             (col(Assignment.task_id) == col(Task.id))
             & (col(Assignment.user_id) == col(Annotation.user_id)),
         )
-        .where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.normal)
+        .where(col(Task.project_id) == project_id, col(Task.kind) == kind)
         .where(col(Assignment.expert).is_(False))
         .order_by(col(Task.id), col(Annotation.id))
     )
@@ -103,11 +111,14 @@ def _store(
     slice_id: int,
     answers: list[Answer],
     posterior: NDArray[np.float64],
-    marked: NDArray[np.bool_],
+    votes: NDArray[np.bool_],
 ) -> FusionResult:
-    """Version ``version`` of the task's fused label."""
+    """Version ``version`` of the task's fused label, from STAPLE's ``posterior`` and the
+    answers' ``votes``: the soft label stored follows the run's outline rule, and the
+    uncertainty (for adaptive redundancy) is STAPLE's, which says whether lesions exist."""
+    soft = crowd.outlined(posterior, votes.mean(axis=0), outline_of(run))
     key = f"fusion/{task_id}/v{version}.png"
-    storage.put(key, soft_png(posterior))
+    storage.put(key, soft_png(soft))
     on_rollback(session, lambda: storage.delete(key))
     result = FusionResult(
         run_id=run.id or 0,
@@ -115,10 +126,10 @@ def _store(
         slice_id=slice_id,
         version=version,
         soft_key=key,
-        hard_pixels=int(np.count_nonzero(posterior >= 0.5)),
+        hard_pixels=int(np.count_nonzero(soft >= 0.5)),
         annotation_ids=[a.annotation_id for a in answers],
         raters=[a.user_id for a in answers],
-        uncertainty=uncertainty(posterior, marked),
+        uncertainty=uncertainty(posterior, _marked(votes)),
     )
     session.add(result)
     return result
@@ -128,6 +139,83 @@ def _priors(session: Session, project_id: int) -> tuple[dict[int, quality.RaterP
     """The raters' Beta priors from their gold record, and who is suspended."""
     priors = quality.rater_priors(session, project_id)
     return priors, {user_id for user_id, prior in priors.items() if prior.excluded}
+
+
+def outline_of(run: FusionRun | None) -> crowd.Outline:
+    """The outline rule a run used (its method "crowd_staple/<rule>"); STAPLE's own for runs
+    from before the rule was recorded and when there is no run."""
+    if run is None or "/" not in run.method:
+        return crowd.Outline.staple
+    return crowd.Outline(run.method.split("/", 1)[1])
+
+
+def _rates_for(
+    given: list[Answer], rates: dict[str, Any], priors: dict[int, quality.RaterPrior]
+) -> dict[str, list[float]]:
+    """Each answer's rater's [p, q]: from ``rates`` (a project run), else their gold record's
+    means, else defaults."""
+    chosen = {}
+    for a in given:
+        if str(a.user_id) in rates:
+            chosen[str(a.user_id)] = list(rates[str(a.user_id)])
+        elif a.user_id in priors:
+            prior_of = priors[a.user_id]
+            chosen[str(a.user_id)] = [prior_of.sensitivity.mean, prior_of.specificity.mean]
+        else:
+            chosen[str(a.user_id)] = list(DEFAULT_RATES)
+    return chosen
+
+
+def _posterior(
+    votes: NDArray[np.bool_], given: list[Answer], chosen: dict[str, list[float]], prior: float
+) -> NDArray[np.float64]:
+    return posterior_from_rates(
+        votes,
+        [chosen[str(a.user_id)][0] for a in given],
+        [chosen[str(a.user_id)][1] for a in given],
+        prior,
+    )
+
+
+# Gold slices fused to choose the outline rule: the most recent ones, each with its first
+# answers up to the project's max_labels (as a crowd task would have them).
+GOLD_SLICES_SCANNED = 200
+
+
+def _gold_examples(
+    session: Session,
+    storage: Storage,
+    project: Project,
+    excluded: set[int],
+    rates: dict[str, Any],
+    priors: dict[int, quality.RaterPrior],
+    prior: float,
+) -> list[crowd.GoldExample]:
+    """The project's gold slices with at least ``min_labels`` volunteer answers, fused with
+    the run's rates, beside their gold masks."""
+    found = _answers(session, project.id or 0, excluded, kind=TaskKind.gold)
+    chosen_tasks = sorted(
+        (t for t, (_, given) in found.items() if len(given) >= project.min_labels), reverse=True
+    )[:GOLD_SLICES_SCANNED]
+    if not chosen_tasks:
+        return []
+    keys = dict(
+        session.execute(
+            sa_select(col(Task.id), col(GoldVersion.mask_key))
+            .join(GoldVersion, col(GoldVersion.id) == col(Task.gold_version_id))
+            .where(col(Task.id).in_(chosen_tasks))
+        ).all()
+    )
+    examples = []
+    for task_id in chosen_tasks:
+        if task_id not in keys:
+            continue
+        given = found[task_id][1][: project.max_labels]
+        votes = _votes(storage, given)
+        posterior = _posterior(votes, given, _rates_for(given, rates, priors), prior)
+        gold = quality.read_mask(storage, keys[task_id])
+        examples.append(crowd.GoldExample(posterior, votes.mean(axis=0), gold))
+    return examples
 
 
 def policy_of(project: Project) -> RedundancyPolicy:
@@ -187,9 +275,10 @@ def fuse_project(
     progress: Callable[[int, int], None] | None = None,
 ) -> FusionRun:
     """Fuse every crowd task of a project with at least ``min_answers`` volunteer answers,
-    rates estimated jointly over all of them (gold priors; suspended raters left out); each
-    task gets a new version of its fused label, and complete ones are settled (``settle``)
-    with the new rates."""
+    rates estimated jointly over all of them (gold priors; suspended raters left out); the
+    project's gold slices, fused the same way, choose the outline rule
+    (``crowd.choose_outline``); each task gets a new version of its fused label, and complete
+    ones are settled (``settle``) with the new rates."""
     priors, excluded = _priors(session, project_id)
     answers = {
         task_id: found
@@ -216,20 +305,33 @@ def fuse_project(
         run.rater_rates = {
             str(r): [fused.sensitivity[r], fused.specificity[r]] for r in fused.sensitivity
         }
+    project = session.get_one(Project, project_id)
+    examples = _gold_examples(
+        session, storage, project, excluded, run.rater_rates, priors, run.prior
+    )
+    outline, run.outline_scores = crowd.choose_outline(examples)
+    run.method = f"{METHOD}/{outline.value}"
     session.add(run)
     session.flush()
     last = _last_versions(session, project_id)  # one query, not one per task
     stored: dict[int, FusionResult] = {}
     for n, (task_id, (slice_id, given)) in enumerate(answers.items()):
         assert fused is not None
-        marked = _marked(slices[n].votes)
         version = last.get(task_id, 0) + 1
         stored[task_id] = _store(
-            session, storage, run, task_id, version, slice_id, given, fused.posterior(n), marked
+            session,
+            storage,
+            run,
+            task_id,
+            version,
+            slice_id,
+            given,
+            fused.posterior(n),
+            slices[n].votes,
         )
         if progress is not None:
             progress(n + 1, len(answers))
-    policy = policy_of(session.get_one(Project, project_id))
+    policy = policy_of(project)
     for task_id, task in _locked_tasks(session, list(answers)).items():
         settle(session, task, stored[task_id], policy)
     run.finished_at = utcnow()
@@ -261,32 +363,25 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
     ).first()
     rates: dict[str, Any] = dict(source.rater_rates) if source else {}
     prior = source.prior if source else DEFAULT_PRIOR
-    chosen = {}
-    for a in given:
-        if str(a.user_id) in rates:
-            chosen[str(a.user_id)] = rates[str(a.user_id)]
-        elif a.user_id in priors:
-            prior_of = priors[a.user_id]
-            chosen[str(a.user_id)] = [prior_of.sensitivity.mean, prior_of.specificity.mean]
-        else:
-            chosen[str(a.user_id)] = list(DEFAULT_RATES)
+    method = f"{METHOD}/{outline_of(source).value}"
+    chosen = _rates_for(given, rates, priors)
     latest = next(iter(results(session, task_id)), None)
     if latest is not None and latest.annotation_ids == [a.annotation_id for a in given]:
         previous = session.get(FusionRun, latest.run_id)
-        if previous is not None and previous.rater_rates == chosen and previous.prior == prior:
+        if (
+            previous is not None
+            and previous.rater_rates == chosen
+            and previous.prior == prior
+            and previous.method == method
+        ):
             settle(session, task, latest, policy)
             return latest
     votes = _votes(storage, given)
-    posterior = posterior_from_rates(
-        votes,
-        [chosen[str(a.user_id)][0] for a in given],
-        [chosen[str(a.user_id)][1] for a in given],
-        prior,
-    )
+    posterior = _posterior(votes, given, chosen, prior)
     run = FusionRun(
         project_id=task.project_id,
         scope=FusionScope.task,
-        method=METHOD,
+        method=method,
         prior=prior,
         iterations=0,
         converged=True,
@@ -297,9 +392,8 @@ def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResu
     )
     session.add(run)
     session.flush()
-    marked = _marked(votes)
     version = 1 if latest is None else latest.version + 1
-    result = _store(session, storage, run, task_id, version, slice_id, given, posterior, marked)
+    result = _store(session, storage, run, task_id, version, slice_id, given, posterior, votes)
     settle(session, task, result, policy)
     session.flush()
     return result

@@ -18,8 +18,9 @@ mask (3-D, 1 mm voxels, labelled slice by slice in practice) with three kinds of
    (periventricular white matter, where the look-alikes are), and a handful of shared
    distractors (hyperintense artefacts) that each novice marks with some probability.
 
-``novices`` returns the masks and the parameters it drew, so a benchmark can print them.
-Pure numpy and scipy; seeded.
+``novices`` returns the masks and the parameters it drew, so a benchmark can print them;
+``fuse_axial`` fuses them as the platform would a project of axial-slice tasks. Pure numpy and
+scipy; seeded.
 """
 
 from collections.abc import Callable
@@ -28,6 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
+
+from backend.fusion.crowd import (
+    CrowdSlice,
+    GoldExample,
+    Outline,
+    choose_outline,
+    crowd_staple,
+)
 
 
 @dataclass(frozen=True)
@@ -178,3 +187,37 @@ def novices(expert: NDArray[np.bool_], model: NoviceModel | None = None, seed: i
         sloppiness = 1.0 if target is None else _calibrate(outline.draw, local > 0, target)
         masks[k][box] = outline.draw(sloppiness)
     return Crowd(masks=masks, found=found, difficulty=difficulty, lesion_volumes=volumes)
+
+
+@dataclass(frozen=True)
+class FusedVolume:
+    """A simulated crowd's masks fused the way the platform fuses a project."""
+
+    fused: NDArray[np.bool_]  # the hard label the platform stores
+    posterior: NDArray[np.bool_]  # crowd STAPLE's own hard label
+    outline: Outline  # the rule the gold slices chose
+    scores: dict[str, float]  # each rule's mean Dice on the gold slices
+
+
+def fuse_axial(
+    masks: NDArray[np.bool_], expert: NDArray[np.bool_], gold_every: int = 10
+) -> FusedVolume:
+    """Fuse novices' 3-D masks [K, X, Y, Z] as a project of axial-slice tasks: crowd STAPLE
+    pools each novice's rates over every slice anyone marked, and every ``gold_every``-th of
+    those slices (the expert's mask known there, as for the platform's gold slices) chooses
+    the outline rule (``crowd.choose_outline``)."""
+    axial = [z for z in range(masks.shape[3]) if masks[..., z].any()]
+    raters = list(range(masks.shape[0]))
+    result = crowd_staple([CrowdSlice(raters, masks[..., z]) for z in axial])
+    gold = [
+        GoldExample(result.posterior(n), result.share(n), expert[..., z])
+        for n, z in enumerate(axial)
+        if n % gold_every == 0
+    ]
+    outline, scores = choose_outline(gold)
+    fused = np.zeros(masks.shape[1:], dtype=bool)
+    posterior = np.zeros(masks.shape[1:], dtype=bool)
+    for n, z in enumerate(axial):
+        fused[..., z] = result.fused(n, outline) >= 0.5
+        posterior[..., z] = result.posterior(n) >= 0.5
+    return FusedVolume(fused, posterior, outline, scores)

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
 
 INITIAL_RATE = 0.99999
 SQUARED_CHANGE = 1e-14  # ITK's min_rms_error, compared with squared changes
@@ -194,3 +195,42 @@ def majority_vote(votes: ArrayLike) -> NDArray[np.bool_]:
     array = _votes(votes)
     result: NDArray[np.bool_] = array.sum(axis=0) * 2 > array.shape[0]
     return result
+
+
+def outline_by_majority(
+    posterior: NDArray[np.float64], share: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Lesion-wise fusion: STAPLE decides which lesions exist, the majority outlines them.
+
+    ``posterior``: STAPLE's P(lesion) per pixel; ``share``: the share of raters who marked
+    each pixel (same shape). Lesion candidates are the connected regions (8- or
+    26-connected) of "STAPLE says lesion or most raters marked it". A candidate where
+    STAPLE says lesion nowhere is not one (a look-alike several unreliable raters marked);
+    one no majority marked is a lesion only reliable raters found (kept as STAPLE has it);
+    in one both see, the soft label is the vote share, ties broken by STAPLE's posterior.
+    Returns the soft label; its hard label is ``>= 0.5`` as everywhere.
+
+    Why: STAPLE assumes raters err independently pixel by pixel. Along outlines they do not
+    (a rater who draws generously does so on every lesion), so STAPLE trusts two reliable
+    but generous raters on a rim the others leave out, and gives up Dice to majority vote;
+    between lesions its pooled rates are what tell a faint lesion two good raters found
+    from a blob two careless ones drew. On simulated novices from real masks
+    (bench/novices.py) this kept STAPLE's lesion-wise F1 gains at majority vote's Dice.
+    """
+    posterior = np.asarray(posterior, dtype=np.float64)
+    share = np.asarray(share, dtype=np.float64)
+    if posterior.shape != share.shape:
+        raise ValueError(f"posterior {posterior.shape} and share {share.shape} differ")
+    staple_says = posterior >= 0.5
+    majority = share > 0.5
+    structure = ndimage.generate_binary_structure(posterior.ndim, posterior.ndim)
+    labels, count = ndimage.label(staple_says | majority, structure=structure)
+    if count == 0:
+        return posterior.copy()
+    seen_by_staple = np.zeros(count + 1, dtype=bool)
+    seen_by_staple[np.unique(labels[staple_says])] = True
+    seen_by_majority = np.zeros(count + 1, dtype=bool)
+    seen_by_majority[np.unique(labels[majority])] = True
+    both = (seen_by_staple & seen_by_majority)[labels]
+    outlined = np.where(share == 0.5, posterior, share)
+    return np.where(both, outlined, posterior)

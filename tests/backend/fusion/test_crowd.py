@@ -6,8 +6,15 @@ import pytest
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from backend.fusion.crowd import CrowdSlice, Priors, crowd_staple
-from backend.fusion.staple import majority_vote, staple
+from backend.fusion.crowd import (
+    CrowdSlice,
+    GoldExample,
+    Outline,
+    Priors,
+    choose_outline,
+    crowd_staple,
+)
+from backend.fusion.staple import majority_vote, outline_by_majority, staple
 from backend.quality.metrics import dice
 from backend.quality.reliability import Beta
 
@@ -122,3 +129,36 @@ def test_background_zero_counts_only_marked_pixels() -> None:
     # (80 of 90 votes) at 0; more pixels counted the wider the background.
     assert only_marked.prior == pytest.approx(80 / 90)
     assert whole.prior < ring.prior < only_marked.prior
+
+
+def test_fused_is_staples_lesions_outlined_by_the_share_of_raters() -> None:
+    rng = np.random.default_rng(2)
+    votes = rng.random((4, 16, 16)) < 0.3
+    result = crowd_staple([CrowdSlice([1, 2, 3, 4], votes)])
+    assert np.allclose(result.share(0), votes.mean(axis=0))
+    expected = outline_by_majority(result.posterior(0), votes.mean(axis=0))
+    assert np.array_equal(result.fused(0, Outline.majority), expected)
+    assert np.array_equal(result.fused(0, Outline.staple), result.posterior(0))
+
+
+def _example(truth: NDArray[np.bool_], rim: NDArray[np.bool_]) -> GoldExample:
+    """STAPLE took a rim two of five raters drew; the majority did not."""
+    posterior = np.where(truth | rim, 0.9, 0.01)
+    share = np.where(truth, 1.0, np.where(rim, 0.4, 0.0))
+    return GoldExample(posterior, share, truth)
+
+
+def test_gold_chooses_the_outline_rule() -> None:
+    truth = np.zeros((12, 12), dtype=bool)
+    truth[3:8, 3:8] = True
+    rim = ndimage.binary_dilation(truth) & ~truth
+    # The gold agrees with the majority's outline: majority; with STAPLE's: STAPLE.
+    rule, scores = choose_outline([_example(truth, rim)] * 5)
+    assert rule is Outline.majority
+    assert scores["majority"] == 1.0
+    assert scores["staple"] < 1.0
+    rule, _ = choose_outline([_example(truth | rim, rim)] * 5)
+    assert rule is Outline.staple
+    # Too little gold: the default, without scores.
+    assert choose_outline([_example(truth, rim)] * 4) == (Outline.staple, {})
+    assert choose_outline([], default=Outline.majority) == (Outline.majority, {})

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from scipy import ndimage
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from typer.testing import CliRunner
@@ -314,3 +315,37 @@ def test_agreeing_answers_retire_the_task_and_suspended_raters_do_not_count(
     assert (summary.retired, summary.labels_per_retired) == (1, 3.0)
     assert (summary.open, summary.asking_for_more, summary.in_review) == (1, 1, 0)
     assert _answer(migrated_engine, storage, relay, users[3], masks[1]) == made[1].id
+
+
+def test_the_projects_gold_chooses_the_outline_rule(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with transaction(migrated_engine) as session:
+        project = create_project(session, min_labels=3, gold_rate=1.0, gold_schedule=[])
+        masks = _square_masks(8)
+        slices = create_case(session, storage, project, masks)
+        truth = {s.id: m for s, m in zip(slices, masks, strict=True)}
+        for slice_ in slices[:5]:  # five gold slices (their reference masks), three crowd
+            quality.approve_reference(
+                session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None
+            )
+        made = _normal_tasks(session, project, slices[5:])
+        users = [
+            auth.create_user(session=session, email=f"g{n}@example.org", password=PASSWORD)
+            for n in range(3)
+        ]
+        for n, user in enumerate(users):  # gold first (gold_rate 1), then the crowd tasks
+            while lease := tasks.next_task(session=session, user=user, lease_seconds=LEASE):
+                mask = truth[lease.task.slice_id].copy()
+                if n == 2:
+                    mask = ndimage.binary_dilation(mask)  # a generous outliner
+                submit(session, storage, user, lease, mask=_mask_rle(mask))
+        run = fusion.fuse_project(session=session, storage=storage, project_id=project.id or 0)
+        assert set(run.outline_scores) == {"staple", "majority"}
+        best = max(run.outline_scores, key=lambda rule: run.outline_scores[rule])
+        assert run.outline_scores["majority"] == pytest.approx(1.0)  # two of three agree
+        assert run.method == f"crowd_staple/{best}"
+        # A task fused on its own follows the project's rule.
+        again = fusion.fuse_task(session=session, storage=storage, task_id=made[0].id or 0)
+        assert again is not None
+        assert session.get_one(FusionRun, again.run_id).method == run.method

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from backend.fusion.crowd import CrowdSlice, crowd_staple
-from backend.fusion.simulation import NoviceModel, novices
+from backend.fusion.crowd import Outline
+from backend.fusion.simulation import NoviceModel, fuse_axial, novices
 from backend.fusion.staple import majority_vote
 from backend.quality.metrics import dice, lesion_detection
 
@@ -56,12 +56,14 @@ def test_five_novices_fused_beat_the_best_novice_and_majority_vote_on_a_real_mas
     own = [dice(expert, m) for m in crowd.masks]
     assert min(own) >= 0.55
     assert max(own) <= 0.75
-    # Volunteers label axial slices: fuse those anyone marked, rates pooled over all.
-    axial = [z for z in range(expert.shape[2]) if crowd.masks[..., z].any()]
-    result = crowd_staple([CrowdSlice(range(5), crowd.masks[..., z]) for z in axial])
-    fused = np.zeros_like(expert)
-    for n, z in enumerate(axial):
-        fused[..., z] = result.posterior(n) >= 0.5
+    # Volunteers label axial slices: fused with rates pooled over all, a tenth of the slices
+    # gold (they chose the majority's outline here; STAPLE's own loses 0.04 Dice).
+    done = fuse_axial(crowd.masks, expert)
+    assert done.outline is Outline.majority
+    fused = done.fused
     voted = majority_vote(crowd.masks)
+    # Issue 20's acceptance on this mask (bench/novices.py prints it for seven masks).
+    assert dice(expert, fused) >= 0.85
     assert dice(expert, fused) > max(own) + 0.1
-    assert lesion_detection(expert, fused).f1 > lesion_detection(expert, voted).f1
+    assert dice(expert, fused) >= dice(expert, voted) - 0.01
+    assert lesion_detection(expert, fused).f1 > lesion_detection(expert, voted).f1 + 0.05

@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from backend.fusion.staple import majority_vote, posterior_from_rates, staple
+from backend.fusion.staple import majority_vote, outline_by_majority, posterior_from_rates, staple
 from backend.quality.metrics import dice
 
 
@@ -115,3 +115,27 @@ def test_posterior_from_rates_is_staples_last_e_step() -> None:
     assert np.allclose(again, result.posterior)
     with pytest.raises(ValueError, match="one sensitivity"):
         posterior_from_rates(votes, [0.9], [0.9], prior)
+
+
+def test_outline_by_majority_keeps_staples_lesions_with_the_majoritys_outline() -> None:
+    posterior = np.zeros((12, 30))
+    share = np.zeros((12, 30))
+    # A lesion both see: STAPLE also takes a rim two generous raters of five drew.
+    share[2:6, 2:6], posterior[2:6, 2:6] = 1.0, 0.99
+    share[1, 2:6], posterior[1, 2:6] = 0.4, 0.7
+    share[6, 2:6], posterior[6, 2:6] = 0.5, 0.8  # a tie: STAPLE breaks it
+    # A faint lesion only two reliable raters found: kept as STAPLE has it.
+    share[2:4, 12:14], posterior[2:4, 12:14] = 0.4, 0.9
+    # A look-alike three unreliable raters drew: STAPLE says no, so it goes.
+    share[8:10, 20:22], posterior[8:10, 20:22] = 0.6, 0.2
+    soft = outline_by_majority(posterior, share)
+    hard = soft >= 0.5
+    expected = np.zeros((12, 30), dtype=bool)
+    expected[2:7, 2:6] = True
+    expected[2:4, 12:14] = True
+    assert np.array_equal(hard, expected)
+    assert soft[3, 3] == 1.0  # the vote share inside the lesion
+    assert soft[8, 20] == 0.2  # STAPLE's own value where it rules the lesion out
+    assert np.array_equal(outline_by_majority(np.zeros((4, 4)), np.zeros((4, 4))), np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="differ"):
+        outline_by_majority(np.zeros((4, 4)), np.zeros((4, 5)))
