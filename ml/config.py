@@ -1,0 +1,66 @@
+"""Typed training configurations: ``tiny`` (the tests: seconds on a CPU), ``cpu`` (its best in
+about 15 minutes on 2 cores) and ``gpu`` (real use on CUDA). ``pick`` chooses by device."""
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    # 2.5-D input: FLAIR, T1 and T2 of the slice and of ``neighbours`` slices either side.
+    neighbours: int = 1
+    # MONAI BasicUNet feature widths (five encoder levels and the last decoder).
+    features: tuple[int, int, int, int, int, int] = (32, 32, 64, 128, 256, 32)
+    dropout: float = 0.1  # also what Monte-Carlo sampling samples
+    patch: int = 96  # square training patches, pixels
+    batch_size: int = 16
+    minutes: float = 15.0  # training time budget
+    max_steps: int = 100_000
+    learning_rate: float = 2e-3
+    # Share of patches centred on a lesion pixel (the rest anywhere in the brain): class
+    # balance for lesions that cover well under 1 % of a slice.
+    lesion_patches: float = 0.6
+    mc_samples: int = 10  # T for the pool's uncertainty
+    min_lesion_pixels: int = 3  # smaller predicted components are removed
+    seed: int = 0
+
+    @property
+    def channels(self) -> int:
+        return 3 * (2 * self.neighbours + 1)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout is a probability below 1")
+        if self.patch % 16:
+            raise ValueError("the patch size must be a multiple of 16 (four poolings)")
+        if not 0 <= self.lesion_patches <= 1:
+            raise ValueError("lesion_patches is a share from 0 to 1")
+        if self.mc_samples < 2:
+            raise ValueError("Monte-Carlo uncertainty needs at least 2 samples")
+
+
+CONFIGS = {
+    "tiny": TrainConfig(
+        name="tiny",
+        features=(4, 4, 8, 8, 16, 4),
+        patch=32,
+        batch_size=4,
+        minutes=0.25,
+        max_steps=20,
+        mc_samples=3,
+    ),
+    "cpu": TrainConfig(name="cpu", features=(16, 16, 32, 64, 128, 16), patch=64, minutes=15.0),
+    "gpu": TrainConfig(name="gpu", patch=128, batch_size=32, minutes=60.0, mc_samples=20),
+}
+
+
+def get_config(name: str, **overrides: object) -> TrainConfig:
+    """A named configuration, with fields overridden (``minutes=``, ``seed=``, ...)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; known: {', '.join(sorted(CONFIGS))}")
+    return replace(CONFIGS[name], **overrides)  # type: ignore[arg-type]
+
+
+def pick(cuda: bool) -> TrainConfig:
+    """The default configuration for a device: ``gpu`` on CUDA, else ``cpu``."""
+    return CONFIGS["gpu" if cuda else "cpu"]

@@ -1,0 +1,141 @@
+"""Training and prediction inputs: 2.5-D multi-contrast stacks and lesion-centred patches.
+
+A case is held as ``CaseArrays``: FLAIR, T1 and T2 on the FLAIR grid (RAS, axes x, y, z, as
+``backend.imaging.preprocess`` stores them), each z-scored inside the brain, the brain mask,
+and a label volume (soft, 0..1; crowd labels give P(lesion), expert masks 0 or 1) with the
+axial slices that carry one. The network sees an axial slice as ``3 * (2k + 1)`` channels:
+the three contrasts of the slice and of ``k`` slices either side (the volume's edge repeated
+where it ends). Pure numpy: no torch, no storage.
+
+Patches: lesions cover well under 1 % of a slice, so a share of the patches (``lesion_share``)
+is centred on a random lesion pixel and the rest on a random brain pixel of a labelled slice:
+the class balance the anchor's plain whole-slice training lacked.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+CONTRASTS = ("flair", "t1", "t2")
+# z-scores are clipped here: a few extreme voxels must not dominate a batch.
+CLIP = 5.0
+
+
+def normalise(volume: NDArray[np.floating], brain: NDArray[np.bool_]) -> NDArray[np.float32]:
+    """Z-score inside the brain, clipped to +-CLIP; 0 outside the brain."""
+    values = np.asarray(volume, dtype=np.float64)
+    inside = values[brain]
+    if inside.size == 0:
+        raise ValueError("the brain mask is empty")
+    mean, std = float(inside.mean()), float(inside.std())
+    scaled = (values - mean) / (std if std > 0 else 1.0)
+    return np.where(brain, np.clip(scaled, -CLIP, CLIP), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CaseArrays:
+    name: str
+    images: NDArray[np.float32]  # [3, X, Y, Z]: normalised FLAIR, T1, T2
+    brain: NDArray[np.bool_]  # [X, Y, Z]
+    label: NDArray[np.float32]  # [X, Y, Z]: P(lesion), meaningful on labelled slices only
+    labelled: NDArray[np.bool_]  # [Z]: which axial slices carry a label
+
+    def __post_init__(self) -> None:
+        shape = self.brain.shape
+        if self.images.shape != (len(CONTRASTS), *shape) or self.label.shape != shape:
+            raise ValueError(
+                f"images {self.images.shape}, brain {shape} and label {self.label.shape} "
+                "must share one grid"
+            )
+        if self.labelled.shape != (shape[2],):
+            raise ValueError("labelled needs one flag per axial slice")
+
+    @classmethod
+    def from_volumes(
+        cls,
+        name: str,
+        volumes: Sequence[NDArray[np.floating]],
+        brain: NDArray[np.bool_],
+        label: NDArray[np.floating] | None = None,
+        labelled: NDArray[np.bool_] | None = None,
+    ) -> "CaseArrays":
+        """From raw FLAIR, T1, T2 volumes (normalised here) and an optional label; a label
+        without ``labelled`` labels every slice."""
+        images = np.stack([normalise(v, brain) for v in volumes])
+        shape = brain.shape
+        return cls(
+            name=name,
+            images=images,
+            brain=brain,
+            label=np.zeros(shape, np.float32) if label is None else label.astype(np.float32),
+            labelled=(
+                np.full(shape[2], label is not None) if labelled is None else labelled.astype(bool)
+            ),
+        )
+
+
+def stack(case: CaseArrays, z: int, neighbours: int) -> NDArray[np.float32]:
+    """The network input of axial slice ``z``: [3 * (2k + 1), X, Y], contrasts grouped by
+    slice from inferior to superior; slices past the volume's edge repeat the edge."""
+    depth = case.images.shape[3]
+    planes = [
+        case.images[:, :, :, min(max(z + dz, 0), depth - 1)]
+        for dz in range(-neighbours, neighbours + 1)
+    ]
+    return np.concatenate(planes, axis=0)
+
+
+def _crop(array: NDArray[np.floating], x: int, y: int, size: int) -> NDArray[np.float32]:
+    """A [..., size, size] window of ``array`` [..., X, Y] centred at (x, y), zero-padded."""
+    half = size // 2
+    out = np.zeros((*array.shape[:-2], size, size), dtype=np.float32)
+    x0, y0 = x - half, y - half
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + size, array.shape[-2]), min(y0 + size, array.shape[-1])
+    out[..., sx0 - x0 : sx1 - x0, sy0 - y0 : sy1 - y0] = array[..., sx0:sx1, sy0:sy1]
+    return out
+
+
+def sample_patches(
+    cases: Sequence[CaseArrays],
+    count: int,
+    size: int,
+    neighbours: int,
+    lesion_share: float,
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """``count`` training patches: inputs [count, C, size, size] and soft targets
+    [count, 1, size, size], ``lesion_share`` of them centred on lesion pixels (P >= 0.5) of
+    labelled slices, the rest on brain pixels of labelled slices."""
+    lesion_pixels: list[NDArray[np.int64]] = []
+    brain_pixels: list[NDArray[np.int64]] = []
+    for n, case in enumerate(cases):
+        zs = np.flatnonzero(case.labelled)
+        for z in zs:
+            for pool, mask in (
+                (lesion_pixels, case.label[:, :, z] >= 0.5),
+                (brain_pixels, case.brain[:, :, z]),
+            ):
+                xy = np.argwhere(mask)
+                if len(xy):
+                    pool.append(np.column_stack([np.full(len(xy), n), xy, np.full(len(xy), z)]))
+    if not brain_pixels:
+        raise ValueError("no labelled slice with brain in it: nothing to train on")
+    brain = np.concatenate(brain_pixels)
+    lesions = np.concatenate(lesion_pixels) if lesion_pixels else brain[:0]
+    centred = int(round(count * lesion_share)) if len(lesions) else 0
+    picks = np.concatenate(
+        [
+            lesions[rng.integers(len(lesions), size=centred)] if centred else brain[:0],
+            brain[rng.integers(len(brain), size=count - centred)],
+        ]
+    )
+    inputs = np.empty((count, 3 * (2 * neighbours + 1), size, size), dtype=np.float32)
+    targets = np.empty((count, 1, size, size), dtype=np.float32)
+    for i, (n, x, y, z) in enumerate(picks[rng.permutation(count)]):
+        case = cases[int(n)]
+        inputs[i] = _crop(stack(case, int(z), neighbours), int(x), int(y), size)
+        targets[i, 0] = _crop(case.label[:, :, int(z)], int(x), int(y), size)
+    return inputs, targets

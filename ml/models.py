@@ -1,0 +1,39 @@
+"""The 2.5-D multi-contrast lesion segmenter: a MONAI BasicUNet with dropout, and Monte-Carlo
+dropout sampling. Only ``ml`` imports torch."""
+
+import torch
+from monai.networks.nets.basic_unet import BasicUNet
+from torch import nn
+
+from ml.config import TrainConfig
+
+
+def build_model(config: TrainConfig) -> nn.Module:
+    """A 2-D BasicUNet taking ``config.channels`` inputs (FLAIR, T1, T2 of the slice and its
+    neighbours) and giving one logit per pixel (lesion), with dropout in every block."""
+    torch.manual_seed(config.seed)
+    model: nn.Module = BasicUNet(
+        spatial_dims=2,
+        in_channels=config.channels,
+        out_channels=1,
+        features=config.features,
+        dropout=config.dropout,
+    )
+    return model
+
+
+def enable_mc_dropout(model: nn.Module) -> None:
+    """Evaluation mode (normalisation statistics frozen) with dropout left on, for sampling."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout | nn.Dropout2d | nn.Dropout3d):
+            module.train()
+
+
+@torch.no_grad()
+def mc_probabilities(model: nn.Module, images: torch.Tensor, samples: int) -> torch.Tensor:
+    """``samples`` Monte-Carlo dropout passes over a batch [B, C, H, W]: probabilities
+    [samples, B, H, W], one forward pass per sample."""
+    enable_mc_dropout(model)
+    outputs = [torch.sigmoid(model(images))[:, 0] for _ in range(samples)]
+    return torch.stack(outputs)

@@ -1,0 +1,70 @@
+"""2.5-D stacks and lesion-centred patches: shapes, the neighbour layout, edge repetition,
+normalisation, class balance and determinism under a seed."""
+
+import numpy as np
+import pytest
+
+from ml.data import CLIP, CaseArrays, normalise, sample_patches, stack
+
+
+def _case(seed: int = 0) -> CaseArrays:
+    rng = np.random.default_rng(seed)
+    shape = (40, 48, 12)
+    brain = np.zeros(shape, dtype=bool)
+    brain[4:36, 4:44, :] = True
+    label = np.zeros(shape)
+    label[10:14, 20:24, 5:8] = 1.0  # one small lesion: 48 of 23,040 brain voxels
+    volumes = [rng.normal(100 * (k + 1), 10, shape) for k in range(3)]
+    return CaseArrays.from_volumes("c", volumes, brain, label)
+
+
+def test_normalise_is_a_clipped_z_score_inside_the_brain() -> None:
+    case = _case()
+    for k in range(3):
+        inside = case.images[k][case.brain]
+        assert abs(float(inside.mean())) < 0.05
+        assert abs(float(inside.std()) - 1) < 0.05
+        assert not case.images[k][~case.brain].any()
+    spiky = np.ones((4, 4, 4))
+    spiky[0, 0, 0] = 1e9
+    assert normalise(spiky, np.ones((4, 4, 4), bool)).max() == CLIP
+    with pytest.raises(ValueError, match="empty"):
+        normalise(spiky, np.zeros((4, 4, 4), bool))
+
+
+def test_stack_orders_contrasts_by_slice_and_repeats_the_edge() -> None:
+    case = _case()
+    planes = stack(case, 0, neighbours=1)
+    assert planes.shape == (9, 40, 48)
+    assert np.array_equal(planes[0:3], case.images[:, :, :, 0])  # below the edge: the edge
+    assert np.array_equal(planes[3:6], case.images[:, :, :, 0])
+    assert np.array_equal(planes[6:9], case.images[:, :, :, 1])
+    assert stack(case, 5, neighbours=0).shape == (3, 40, 48)
+
+
+def test_patches_are_lesion_centred_at_the_share_asked_and_seeded() -> None:
+    case = _case()
+    inputs, targets = sample_patches([case], 200, 16, 1, 0.5, np.random.default_rng(1))
+    assert inputs.shape == (200, 9, 16, 16)
+    assert targets.shape == (200, 1, 16, 16)
+    centred = targets[:, 0, 8, 8] >= 0.5
+    assert 0.45 <= centred.mean() <= 0.6  # half by design, plus brain picks that hit it
+    again = sample_patches([case], 200, 16, 1, 0.5, np.random.default_rng(1))
+    assert np.array_equal(again[0], inputs)
+    # Without the balance, lesion-centred patches are as rare as lesion voxels.
+    _, plain = sample_patches([case], 200, 16, 1, 0.0, np.random.default_rng(1))
+    assert (plain[:, 0, 8, 8] >= 0.5).mean() < 0.05
+    # Only labelled slices are used.
+    unlabelled = CaseArrays(
+        case.name, case.images, case.brain, case.label, np.zeros(12, dtype=bool)
+    )
+    with pytest.raises(ValueError, match="nothing to train on"):
+        sample_patches([unlabelled], 4, 16, 1, 0.5, np.random.default_rng(0))
+
+
+def test_a_case_must_share_one_grid() -> None:
+    case = _case()
+    with pytest.raises(ValueError, match="one grid"):
+        CaseArrays("bad", case.images[:, :-1], case.brain, case.label, case.labelled)
+    with pytest.raises(ValueError, match="one flag per axial slice"):
+        CaseArrays("bad", case.images, case.brain, case.label, case.labelled[:-1])

@@ -1,0 +1,41 @@
+"""The segmenter's shape contract, determinism under a seed, and Monte-Carlo dropout that
+actually varies while evaluation without dropout does not."""
+
+import pytest
+import torch
+
+from ml.config import CONFIGS, TrainConfig, get_config, pick
+from ml.models import build_model, mc_probabilities
+
+
+def test_configs_are_typed_and_checked() -> None:
+    tiny = get_config("tiny", seed=3)
+    assert tiny.seed == 3
+    assert tiny.channels == 9  # FLAIR, T1, T2 of the slice and one neighbour each side
+    assert pick(cuda=True).name == "gpu"
+    assert pick(cuda=False).name == "cpu"
+    assert set(CONFIGS) == {"tiny", "cpu", "gpu"}
+    with pytest.raises(ValueError, match="unknown config 'huge'; known: cpu, gpu, tiny"):
+        get_config("huge")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        TrainConfig(name="bad", patch=50)
+
+
+def test_model_shapes_seed_and_mc_dropout() -> None:
+    config = get_config("tiny")
+    images = torch.randn(2, config.channels, 32, 32)
+    model = build_model(config)
+    again = build_model(config)
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(), strict=True)
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = model(images)
+        assert logits.shape == (2, 1, 32, 32)
+        assert torch.equal(model(images), logits)  # evaluation: deterministic
+    samples = mc_probabilities(model, images, samples=4)
+    assert samples.shape == (4, 2, 32, 32)
+    assert float(samples.min()) >= 0.0
+    assert float(samples.max()) <= 1.0
+    assert float(samples.std(dim=0).mean()) > 0  # dropout on: the passes differ

@@ -1,0 +1,80 @@
+"""Training on the CPU with the tiny config: the loss falls on an easy synthetic case, a seed
+gives the same model twice, progress is reported, prediction keeps the grid and the brain, and
+evaluation scores with the platform's metrics."""
+
+import numpy as np
+import pytest
+import torch
+
+from ml.config import get_config
+from ml.data import CaseArrays
+from ml.train import Progress, clean, evaluate, pick_device, predict_case, train
+
+CPU = torch.device("cpu")
+
+
+def _case(seed: int = 0) -> CaseArrays:
+    """A 48 x 48 x 8 'brain' whose lesions are bright on FLAIR (easy to learn)."""
+    rng = np.random.default_rng(seed)
+    shape = (48, 48, 8)
+    brain = np.zeros(shape, dtype=bool)
+    brain[4:44, 4:44, :] = True
+    label = np.zeros(shape)
+    for _ in range(6):
+        x, y, z = rng.integers(10, 38), rng.integers(10, 38), rng.integers(1, 7)
+        label[x - 2 : x + 2, y - 2 : y + 2, z - 1 : z + 1] = 1.0
+    flair = rng.normal(100, 5, shape) + 60 * label
+    t1 = rng.normal(80, 5, shape) - 20 * label
+    t2 = rng.normal(90, 5, shape) + 30 * label
+    return CaseArrays.from_volumes(f"case{seed}", [flair, t1, t2], brain, label)
+
+
+def test_tiny_training_learns_and_is_seeded() -> None:
+    config = get_config("tiny", max_steps=30, minutes=10.0, learning_rate=1e-2)
+    seen: list[Progress] = []
+    first = train([_case(0)], config, CPU, progress=seen.append)
+    assert first.steps == 30
+    assert len(first.losses) == 30
+    assert np.mean(first.losses[-5:]) < np.mean(first.losses[:5])
+    assert [p.step for p in seen] == list(range(1, 31))
+    assert seen[-1].percent == 100.0
+    assert seen[-1].eta_seconds == 0.0
+    again = train([_case(0)], config, CPU)
+    pairs = zip(first.model.parameters(), again.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_the_time_budget_stops_training() -> None:
+    config = get_config("tiny", max_steps=10_000, minutes=0.02)
+    trained = train([_case(0)], config, CPU)
+    assert trained.steps < 10_000
+    assert trained.seconds < 30
+
+
+def test_prediction_keeps_the_grid_and_the_brain_and_evaluation_scores() -> None:
+    config = get_config("tiny", max_steps=5, minutes=10.0)
+    case = _case(1)
+    model = train([case], config, CPU).model
+    probability = predict_case(model, case, config, CPU, batch=3)
+    assert probability.shape == case.brain.shape
+    assert not probability[~case.brain].any()
+    (score,) = evaluate(model, [case], config, CPU)
+    assert score.case == "case1"
+    assert 0.0 <= score.dice <= 1.0
+    assert 0.0 <= score.lesion_f1 <= 1.0
+
+
+def test_clean_removes_specks_and_devices_are_checked() -> None:
+    probability = np.zeros((10, 10, 3))
+    probability[1:4, 1:4, 1] = 0.9  # 9 voxels: kept
+    probability[8, 8, 0] = 0.9  # a speck: removed
+    kept = clean(probability, 3)
+    assert kept.sum() == 9
+    assert not kept[8, 8, 0]
+    assert pick_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            pick_device("cuda")
+        assert pick_device("auto").type == "cpu"
