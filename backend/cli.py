@@ -413,3 +413,122 @@ def storage_check(
     )
     if (report.orphans and not fix) or report.missing:
         raise typer.Exit(code=1)
+
+
+@app.command("train")
+def train_command(
+    project: Annotated[str, typer.Option(help="Name of the project to train on.")],
+    labels: Annotated[
+        str, typer.Option(help="fused (the crowd's fused labels and gold) or reference.")
+    ] = "fused",
+    config: Annotated[
+        str | None,
+        typer.Option(help="tiny, cpu or gpu (default: gpu on CUDA, else cpu)."),
+    ] = None,
+    minutes: Annotated[
+        float | None, typer.Option(min=0.01, help="Training time budget (default: the config's).")
+    ] = None,
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(help="Public id of a held-out case to evaluate on (repeatable)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train the lesion segmenter and register a model version (ML worker; needs torch)."""
+    import time
+
+    # The CLI is the ML worker's command line too: ``ml`` (and torch) load here, lazily, and
+    # nowhere else in the backend.
+    from backend.rounds.models import LabelSource
+    from ml import jobs
+    from ml.config import get_config, pick
+    from ml.train import Progress, pick_device
+
+    if labels not in {s.value for s in LabelSource}:
+        raise _fail(f"--labels must be fused or reference, not {labels!r}")
+    try:
+        chosen_device = pick_device(device)
+        base = pick(chosen_device.type == "cuda") if config is None else get_config(config)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    overrides: dict[str, object] = {"seed": seed}
+    if minutes is not None:
+        overrides["minutes"] = minutes
+    chosen = get_config(base.name, **overrides)
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    started = time.perf_counter()
+    try:
+        with typer.progressbar(length=chosen.max_steps, label=f"Training ({chosen.name})") as bar:
+            state = {"step": 0}
+
+            def progress(now: Progress) -> None:
+                bar.update(now.step - state["step"])
+                state["step"] = now.step
+
+            version = jobs.train_version(
+                engine=engine,
+                storage=Storage(settings.storage_url),
+                project_name=project,
+                labels=LabelSource(labels),
+                config=chosen,
+                device=chosen_device,
+                holdout=holdout or [],
+                progress=progress,
+            )
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+    metrics = version.metrics
+    held = (
+        f"held-out Dice {metrics['dice']:.3f}, lesion F1 {metrics['lesion_f1']:.3f}"
+        if "dice" in metrics
+        else "no held-out case"
+    )
+    typer.echo(
+        f"Model version {version.id} ({version.status.value}): {metrics['steps']} steps in "
+        f"{time.perf_counter() - started:.0f} s on {version.device}, {held}."
+    )
+
+
+@app.command("predict")
+def predict_command(
+    case_dir: Annotated[Path, typer.Argument(help="A case folder in the import layout.")],
+    out: Annotated[Path, typer.Option(help="Where to write the mask (.nii.gz).")],
+    model: Annotated[str, typer.Option(help="Model version number, or latest.")] = "latest",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+) -> None:
+    """Segment a case folder with a trained model: a binary mask on the case's FLAIR grid."""
+    from ml import jobs
+    from ml.train import pick_device
+
+    if not case_dir.is_dir():
+        raise _fail(f"{case_dir} is not a folder")
+    if not out.name.endswith((".nii.gz", ".nii")):
+        raise _fail("--out must name a .nii.gz (or .nii) file")
+    try:
+        chosen_device = pick_device(device)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    with _unit_of_work() as (settings, session):
+        version = jobs.find_version(session, model)
+    try:
+        with typer.progressbar(length=1, label=f"Segmenting with model {version.id}") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.length = total
+                bar.update(done - bar.pos)
+
+            voxels = jobs.predict_folder(
+                storage=Storage(settings.storage_url),
+                version=version,
+                folder=case_dir,
+                out=out,
+                device=chosen_device,
+                progress=progress,
+            )
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"Wrote {out}: {voxels} lesion voxels (model version {version.id}).")

@@ -7,6 +7,7 @@ from backend.fusion.models import FusionResult, FusionRun
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
 from backend.quality.models import GoldScore, GoldVersion, RaterAction, RaterStats, RepeatScore
+from backend.rounds.models import ModelVersion
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "FusionRun",
     "GoldScore",
     "GoldVersion",
+    "ModelVersion",
     "OutboxJob",
     "Project",
     "RaterAction",

@@ -17,7 +17,7 @@ from backend.imaging.models import Case, Slice, SliceAxis
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
-TABLES |= {"fusion_runs", "fusion_results", "job_outbox"}
+TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions"}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -1,0 +1,317 @@
+"""The ML worker's I/O, and the only module of ``ml`` that touches the database or storage:
+it loads a project's cases and labels, trains and registers model versions, and segments case
+folders. The algorithms it calls (``ml.data``, ``ml.train``) are pure.
+
+Labels:
+- ``reference``: the imported expert masks, every axial slice labelled;
+- ``fused``: the newest fused soft label of every crowd task (P(lesion), mapped from the
+  slice's display geometry back onto the volume), plus the current gold masks; only those
+  slices are labelled.
+
+Held-out cases (``holdout``, by public id) are never trained on; the version is evaluated on
+their expert masks and promoted only when its overall Dice does not fall below the project's
+current promoted version's.
+"""
+
+import gzip
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
+from torch import nn
+
+from backend.core.db import transaction
+from backend.core.errors import InvalidInput, NotFound
+from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
+from backend.fusion.models import FusionResult
+from backend.fusion.service import read_soft
+from backend.imaging.models import Case, Contrast, Slice, Volume
+from backend.imaging.preprocess import FloatArray, brain_mask, from_display, prepare_case
+from backend.imaging.service import load_case
+from backend.projects.models import Project
+from backend.quality import service as quality
+from backend.quality.models import GoldVersion
+from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
+from backend.tasks.models import Task, TaskKind
+from ml.config import TrainConfig
+from ml.data import CONTRASTS, CaseArrays
+from ml.models import build_model
+from ml.train import Progress, clean, evaluate, predict_case, train
+
+
+def arrays_from_volumes(
+    name: str,
+    volumes: dict[Contrast, FloatArray],
+    label: NDArray[np.floating] | None = None,
+    labelled: NDArray[np.bool_] | None = None,
+) -> CaseArrays:
+    """``CaseArrays`` from volumes on one grid; a missing T1 or T2 is all zeros."""
+    flair = volumes[Contrast.flair]
+    ordered = [volumes.get(Contrast(c), np.zeros_like(flair)) for c in CONTRASTS]
+    return CaseArrays.from_volumes(name, ordered, brain_mask(volumes), label, labelled)
+
+
+def _read_nifti(storage: Storage, key: str) -> FloatArray:
+    image = nib.Nifti1Image.from_bytes(gzip.decompress(storage.get(key)))
+    return np.asarray(image.dataobj, dtype=np.float32)
+
+
+def _fused_labels(
+    session: Session, storage: Storage, case: Case, shape: tuple[int, ...]
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """The case's newest fused soft labels and current gold masks on its volume grid."""
+    label = np.zeros(shape, dtype=np.float32)
+    labelled = np.zeros(shape[2], dtype=bool)
+    newest = (
+        select(FusionResult.task_id, func.max(FusionResult.version).label("version"))
+        .group_by(col(FusionResult.task_id))
+        .subquery()
+    )
+    fused = session.exec(
+        select(FusionResult, Slice)
+        .join(
+            newest,
+            (col(FusionResult.task_id) == newest.c.task_id)
+            & (col(FusionResult.version) == newest.c.version),
+        )
+        .join(Task, col(Task.id) == col(FusionResult.task_id))
+        .join(Slice, col(Slice.id) == col(FusionResult.slice_id))
+        .where(Slice.case_id == case.id, Task.kind == TaskKind.normal)
+    ).all()
+    gold = session.exec(
+        select(GoldVersion, Slice)
+        .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
+        .where(Slice.case_id == case.id, col(GoldVersion.retired_at).is_(None))
+    ).all()
+    planes: list[tuple[Slice, NDArray[np.float64]]] = [
+        (slice_, read_soft(storage, result.soft_key)) for result, slice_ in fused
+    ]
+    # Gold after the crowd: an expert's mask wins on a slice that has both.
+    planes += [
+        (slice_, quality.read_mask(storage, g.mask_key).astype(np.float64)) for g, slice_ in gold
+    ]
+    for slice_, plane in planes:
+        label[slice_.crop_x0 : slice_.crop_x1, slice_.crop_y0 : slice_.crop_y1, slice_.index] = (
+            from_display(plane)
+        )
+        labelled[slice_.index] = True
+    return label, labelled
+
+
+def load_cases(
+    session: Session, storage: Storage, project_id: int, labels: LabelSource
+) -> dict[str, CaseArrays]:
+    """The project's cases by public id, with ``labels`` (reference: cases that have one)."""
+    found: dict[str, CaseArrays] = {}
+    cases = session.exec(select(Case).where(Case.project_id == project_id).order_by(col(Case.id)))
+    for case in cases:
+        rows = {
+            v.contrast: v for v in session.exec(select(Volume).where(Volume.case_id == case.id))
+        }
+        if Contrast.flair not in rows:
+            continue
+        volumes: dict[Contrast, FloatArray] = {
+            c: _read_nifti(storage, v.storage_key)
+            for c, v in rows.items()
+            if c is not Contrast.reference
+        }
+        shape = volumes[Contrast.flair].shape
+        if labels is LabelSource.reference:
+            if Contrast.reference not in rows:
+                continue
+            label = (_read_nifti(storage, rows[Contrast.reference].storage_key) > 0).astype(
+                np.float32
+            )
+            found[case.public_id] = arrays_from_volumes(case.public_id, volumes, label)
+        else:
+            label, labelled = _fused_labels(session, storage, case, shape)
+            found[case.public_id] = arrays_from_volumes(case.public_id, volumes, label, labelled)
+    return found
+
+
+def load_holdout(
+    session: Session, storage: Storage, project_id: int, public_ids: Sequence[str]
+) -> list[CaseArrays]:
+    """Held-out cases with their expert masks (required: they are what is evaluated)."""
+    cases = load_cases(session, storage, project_id, LabelSource.reference)
+    missing = [p for p in public_ids if p not in cases]
+    if missing:
+        raise InvalidInput(
+            f"Held-out case(s) {', '.join(missing)} are not cases of this project with an "
+            "expert mask"
+        )
+    return [cases[p] for p in public_ids]
+
+
+def save_weights(model: nn.Module, config: TrainConfig) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "config": asdict(config)}, buffer)
+    return buffer.getvalue()
+
+
+def load_weights(data: bytes, device: torch.device) -> tuple[nn.Module, TrainConfig]:
+    stored = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    values = dict(stored["config"])
+    values["features"] = tuple(values["features"])
+    config = TrainConfig(**values)
+    model = build_model(config)
+    model.load_state_dict(stored["state_dict"])
+    return model.to(device), config
+
+
+def _summary(scores: list[Any]) -> dict[str, Any]:
+    if not scores:
+        return {}
+    return {
+        "dice": float(np.mean([s.dice for s in scores])),
+        "lesion_f1": float(np.mean([s.lesion_f1 for s in scores])),
+        "cases": [asdict(s) for s in scores],
+    }
+
+
+def train_version(
+    *,
+    engine: Engine,
+    storage: Storage,
+    project_name: str,
+    labels: LabelSource,
+    config: TrainConfig,
+    device: torch.device,
+    holdout: Sequence[str] = (),
+    progress: Callable[[Progress], None] | None = None,
+) -> ModelVersion:
+    """Train on the project's cases (minus ``holdout``) with ``labels``, evaluate on the
+    held-out cases, store the weights and register the version; a failure is registered too
+    (status ``failed``) and raised."""
+    with transaction(engine) as session:
+        project = session.exec(select(Project).where(Project.name == project_name)).first()
+        if project is None or project.id is None:
+            raise NotFound(f"No project called {project_name!r}")
+        cases = load_cases(session, storage, project.id, labels)
+        held = load_holdout(session, storage, project.id, holdout)
+        training = [c for name, c in cases.items() if name not in set(holdout) and c.labelled.any()]
+        if not training:
+            raise InvalidInput(f"Project {project_name!r} has no {labels.value} labels to train on")
+        version = ModelVersion(
+            project_id=project.id,
+            labels=labels,
+            config=asdict(config),
+            device=device.type,
+            snapshot={
+                "cases": {c.name: int(c.labelled.sum()) for c in training},
+                "holdout": list(holdout),
+            },
+        )
+        session.add(version)
+    try:
+        trained = train(training, config, device, progress=progress)
+        scores = evaluate(trained.model, held, config, device)
+        key = f"models/{version.id}/model.pt"
+        storage.put(key, save_weights(trained.model, config))
+    except BaseException as exc:
+        with transaction(engine) as session:
+            failed = session.get_one(ModelVersion, version.id)
+            failed.status, failed.error = ModelStatus.failed, str(exc)[:2000]
+            failed.finished_at = utcnow()
+            session.add(failed)
+        raise
+    with transaction(engine) as session:
+        done = session.get_one(ModelVersion, version.id)
+        done.metrics = {
+            **_summary(scores),
+            "steps": trained.steps,
+            "seconds": trained.seconds,
+            "final_loss": float(np.mean(trained.losses[-10:])),
+        }
+        done.weights_key = key
+        done.finished_at = utcnow()
+        done.status = _promotion(session, done)
+        session.add(done)
+    return done
+
+
+def _promotion(session: Session, version: ModelVersion) -> ModelStatus:
+    """Promote unless it regresses on held-out Dice against the current promoted version."""
+    current = session.exec(
+        select(ModelVersion).where(
+            ModelVersion.project_id == version.project_id,
+            ModelVersion.status == ModelStatus.promoted,
+        )
+    ).first()
+    new_dice = version.metrics.get("dice")
+    if current is not None:
+        old_dice = current.metrics.get("dice")
+        if new_dice is None or (old_dice is not None and new_dice < old_dice):
+            return ModelStatus.ready
+        current.status = ModelStatus.ready
+        session.add(current)
+    return ModelStatus.promoted if new_dice is not None or current is None else ModelStatus.ready
+
+
+def find_version(session: Session, which: str) -> ModelVersion:
+    """A version by id, or ``latest``: the newest promoted one, else the newest ready one."""
+    if which == "latest":
+        for status in (ModelStatus.promoted, ModelStatus.ready):
+            found = session.exec(
+                select(ModelVersion)
+                .where(ModelVersion.status == status)
+                .order_by(col(ModelVersion.id).desc())
+            ).first()
+            if found is not None:
+                return found
+        raise NotFound("No trained model yet; run mscrowd train first")
+    if not which.isdigit():
+        raise InvalidInput(f"Model {which!r}: give a version number or 'latest'")
+    version = session.get(ModelVersion, int(which))
+    if version is None or version.weights_key is None:
+        raise NotFound(f"No trained model version {which}")
+    return version
+
+
+def to_own_grid(data: NDArray[np.generic], image: Any) -> NDArray[np.generic]:
+    """``data`` on the RAS grid of ``nib.as_closest_canonical(image)``, moved back onto the
+    image's own voxel grid (the inverse of the reorientation the import applies)."""
+    own = nib.orientations.io_orientation(image.affine)
+    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    restored = np.asarray(
+        nib.orientations.apply_orientation(data, nib.orientations.ornt_transform(ras, own))
+    )
+    if restored.shape != tuple(image.shape[:3]):
+        raise InvalidInput(f"the mask's grid {restored.shape} is not the FLAIR's {image.shape}")
+    return restored
+
+
+def predict_folder(
+    *,
+    storage: Storage,
+    version: ModelVersion,
+    folder: Path,
+    out: Path,
+    device: torch.device,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Segment a case folder (import layout) and write a binary mask on the case's own FLAIR
+    grid (same shape and affine as its FLAIR.nii.gz); the lesion voxel count."""
+    assert version.weights_key is not None
+    model, config = load_weights(storage.get(version.weights_key), device)
+    source = load_case(folder)
+    prepared = prepare_case(source)
+    case = arrays_from_volumes(folder.name, dict(prepared.volumes))
+    probability = predict_case(model, case, config, device, progress=progress)
+    mask = clean(probability, config.min_lesion_pixels).astype(np.uint8)
+    original = source.images[Contrast.flair]
+    restored = to_own_grid(mask, original)
+    image = nib.Nifti1Image(restored.astype(np.uint8), original.affine)
+    image.set_data_dtype(np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, out)
+    return int(restored.sum())

@@ -1,0 +1,129 @@
+"""The ML worker end to end on the CPU: two synthetic cases imported, ``mscrowd train`` with
+the tiny config (one case held out) registers a version with its snapshot and held-out
+figures, and ``mscrowd predict`` writes a mask on the case's own FLAIR grid even when that
+grid is not RAS."""
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from backend.cli import app
+from backend.core.config import get_settings
+from backend.core.db import create_db_engine, transaction
+from backend.core.storage import Storage
+from backend.imaging.models import Contrast
+from backend.imaging.service import CaseMeta, import_source
+from backend.imaging.synthetic import synthesize_case
+from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
+from ml.jobs import to_own_grid
+from tests.factories import create_project
+
+
+def _write_flipped_case(folder: Path, seed: int) -> nib.Nifti1Image:
+    """A synthetic case saved in LAS orientation (x flipped), as some scanners write it."""
+    folder.mkdir(parents=True)
+    source = synthesize_case(seed, lesion_count=8).source
+    names = {Contrast.flair: "FLAIR", Contrast.t1: "T1", Contrast.t2: "T2"}
+    flip = np.diag([-1.0, 1.0, 1.0, 1.0])
+    flip[0, 3] = 0
+    for contrast, name in names.items():
+        image = source.images[contrast]
+        data = np.asarray(image.dataobj)[::-1]
+        affine = image.affine.copy()
+        affine[:3, 0] *= -1
+        affine[:3, 3] += image.affine[:3, 0] * (data.shape[0] - 1)
+        nib.save(nib.Nifti1Image(data, affine), folder / f"{name}.nii.gz")
+    return nib.load(folder / "FLAIR.nii.gz")
+
+
+@pytest.mark.usefixtures("settings_env")
+def test_train_registers_a_version_and_predict_writes_on_the_flair_grid(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    storage = Storage(settings.storage_url)
+    meta = CaseMeta("synthetic", "CC0-1.0")
+    with transaction(engine) as session:
+        project = create_project(session, name="synth")
+        ids = [
+            import_source(
+                session=session,
+                storage=storage,
+                project=project,
+                source=synthesize_case(seed, lesion_count=10).source,
+                meta=meta,
+            ).case_public_id
+            for seed in (1, 2)
+        ]
+    held = str(ids[1])
+    trained = runner.invoke(
+        app,
+        ["train", "--project", "synth", "--labels", "reference", "--config", "tiny"]
+        + ["--holdout", held, "--device", "cpu"],
+    )
+    assert trained.exit_code == 0, trained.output
+    assert "Model version 1 (promoted)" in trained.output
+    with Session(engine) as session:
+        version = session.exec(select(ModelVersion)).one()
+    assert version.labels is LabelSource.reference
+    assert version.status is ModelStatus.promoted
+    assert version.snapshot["holdout"] == [held]
+    assert list(version.snapshot["cases"]) == [ids[0]]  # every axial slice labelled
+    assert version.snapshot["cases"][ids[0]] > 100
+    assert version.metrics["cases"][0]["case"] == held
+    assert 0.0 <= version.metrics["dice"] <= 1.0
+    assert version.config["name"] == "tiny"
+    assert version.weights_key is not None
+    assert storage.exists(version.weights_key)
+
+    flair = _write_flipped_case(tmp_path / "case", seed=3)
+    out = tmp_path / "out" / "mask.nii.gz"
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "case"), "--out", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    mask = nib.load(out)
+    assert mask.shape == flair.shape
+    assert np.allclose(mask.affine, flair.affine)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+
+    # Bad input gets a clear error.
+    wrong = runner.invoke(app, ["train", "--project", "nope", "--labels", "reference"])
+    assert wrong.exit_code == 1
+    assert "No project called 'nope'" in wrong.output
+    bad_holdout = runner.invoke(
+        app, ["train", "--project", "synth", "--labels", "reference", "--holdout", "zzz"]
+    )
+    assert "Held-out case(s) zzz" in bad_holdout.output
+    no_fused = runner.invoke(
+        app, ["train", "--project", "synth", "--labels", "fused", "--config", "tiny"]
+    )
+    assert "has no fused labels" in no_fused.output
+    assert (
+        "--labels must be"
+        in runner.invoke(app, ["train", "--project", "synth", "--labels", "x"]).output
+    )
+    missing = runner.invoke(app, ["predict", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert "is not a folder" in missing.output
+    assert (
+        "No trained model version 9"
+        in runner.invoke(
+            app, ["predict", str(tmp_path / "case"), "--out", str(out), "--model", "9"]
+        ).output
+    )
+    engine.dispose()
+
+
+def test_masks_go_back_onto_the_flair_files_own_grid() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.random((5, 6, 7))
+    for codes in ("LAS", "RPI", "ASL", "RAS"):
+        affine = nib.orientations.inv_ornt_aff(
+            nib.orientations.axcodes2ornt(tuple(codes)), data.shape
+        )
+        image = nib.Nifti1Image(data, affine)
+        canonical = np.asarray(nib.as_closest_canonical(image).dataobj)
+        assert np.array_equal(to_own_grid(canonical, image), data), codes
