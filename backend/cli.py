@@ -13,6 +13,7 @@ import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+import backend.models  # noqa: F401  (every table: foreign keys resolve in any command)
 from backend.auth import service as auth
 from backend.auth.models import UserRole
 from backend.core.config import Settings, get_settings

@@ -16,6 +16,21 @@ def _imports_torch(modules: list[str]) -> bool:
     return done.stdout.strip() == "True"
 
 
+def test_every_entry_point_sees_every_table() -> None:
+    """A fresh ``mscrowd`` process must know every table a foreign key names (it did not:
+    ``mscrowd import`` failed on tasks.gold_version_id until the CLI loaded every model)."""
+    for entry in ("backend.cli", "backend.main", "backend.worker", "backend.fusion.jobs"):
+        code = (
+            f"import {entry}\nfrom sqlmodel import SQLModel\n"
+            "for table in SQLModel.metadata.sorted_tables:\n"
+            "    for key in table.foreign_keys: key.column\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, f"{entry}: {done.stderr[-500:]}"
+
+
 def test_the_backend_and_the_pure_ml_modules_never_import_torch() -> None:
     assert not _imports_torch(BACKEND)
     assert not _imports_torch(PURE_ML)
