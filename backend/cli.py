@@ -461,12 +461,13 @@ def train_command(
     engine = _migrated_engine(settings)
     started = time.perf_counter()
     try:
-        with typer.progressbar(length=chosen.max_steps, label=f"Training ({chosen.name})") as bar:
-            state = {"step": 0}
+        with typer.progressbar(length=100, label=f"Training ({chosen.name})") as bar:
+            state = {"percent": 0}
 
             def progress(now: Progress) -> None:
-                bar.update(now.step - state["step"])
-                state["step"] = now.step
+                percent = int(now.percent)
+                bar.update(percent - state["percent"])
+                state["percent"] = percent
 
             version = jobs.train_version(
                 engine=engine,

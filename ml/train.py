@@ -43,12 +43,15 @@ class Progress:
     step: int
     steps: int  # the step limit (training may stop earlier, at the time budget)
     seconds: float
+    budget_seconds: float
     eta_seconds: float  # until the step limit or the time budget, whichever comes first
     loss: float
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.step / self.steps
+        """How far training is towards whichever ends it first: the steps or the time."""
+        done = max(self.step / self.steps, self.seconds / self.budget_seconds)
+        return 100.0 * min(done, 1.0)
 
 
 @dataclass
@@ -146,7 +149,7 @@ def train(
         if progress is not None:
             per_step = elapsed / step
             eta = min(per_step * (config.max_steps - step), max(budget - elapsed, 0.0))
-            progress(Progress(step, config.max_steps, elapsed, eta, losses[-1]))
+            progress(Progress(step, config.max_steps, elapsed, budget, eta, losses[-1]))
         if elapsed >= budget:
             break
     return Trained(model, step, time.monotonic() - began, losses, device.type)

@@ -16,9 +16,11 @@ from backend.core.config import get_settings
 from backend.core.db import create_db_engine, transaction
 from backend.core.storage import Storage
 from backend.imaging.models import Contrast
+from backend.imaging.preprocess import prepare_case
 from backend.imaging.service import CaseMeta, import_source
 from backend.imaging.synthetic import synthesize_case
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
+from ml import jobs
 from ml.jobs import to_own_grid
 from tests.factories import create_project
 
@@ -60,6 +62,14 @@ def test_train_registers_a_version_and_predict_writes_on_the_flair_grid(tmp_path
             ).case_public_id
             for seed in (1, 2)
         ]
+    # What predict feeds the model is what training read back from storage.
+    with Session(engine) as session:
+        stored = jobs.load_cases(session, storage, project.id or 0, LabelSource.reference)
+    fresh = jobs.arrays_for_prediction(
+        "again", prepare_case(synthesize_case(1, lesion_count=10).source)
+    )
+    assert np.array_equal(fresh.brain, stored[str(ids[0])].brain)
+    assert np.array_equal(fresh.images, stored[str(ids[0])].images)
     held = str(ids[1])
     trained = runner.invoke(
         app,
