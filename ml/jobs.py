@@ -9,8 +9,9 @@ Labels:
   slices are labelled.
 
 Held-out cases (``holdout``, by public id) are never trained on; the version is evaluated on
-their expert masks and promoted only when its overall Dice does not fall below the project's
-current promoted version's.
+their expert masks and promoted only when its overall Dice is not below the current promoted
+version's on the same cases (scored again in the same run); without held-out cases a version
+stays ``ready``.
 """
 
 import gzip
@@ -223,11 +224,22 @@ def train_version(
             },
         )
         session.add(version)
+        current = session.exec(
+            select(ModelVersion).where(
+                ModelVersion.project_id == project.id,
+                ModelVersion.status == ModelStatus.promoted,
+            )
+        ).first()
     try:
         trained = train(training, config, device, progress=progress)
         scores = evaluate(trained.model, held, config, device)
         key = f"models/{version.id}/model.pt"
         storage.put(key, save_weights(trained.model, config))
+        # The promoted version, scored on the same held-out cases in the same run.
+        baseline = None
+        if held and current is not None and current.weights_key is not None:
+            old_model, old_config = load_weights(storage.get(current.weights_key), device)
+            baseline = _summary(evaluate(old_model, held, old_config, device))
     except BaseException as exc:
         with transaction(engine) as session:
             failed = session.get_one(ModelVersion, version.id)
@@ -245,27 +257,26 @@ def train_version(
         }
         done.weights_key = key
         done.finished_at = utcnow()
-        done.status = _promotion(session, done)
+        if baseline is not None and current is not None:
+            done.metrics["compared_with"] = {"version": current.id, "dice": baseline["dice"]}
+        done.status = _promotion(done, baseline)
+        if done.status is ModelStatus.promoted and current is not None:
+            demoted = session.get_one(ModelVersion, current.id)
+            demoted.status = ModelStatus.ready
+            session.add(demoted)
         session.add(done)
     return done
 
 
-def _promotion(session: Session, version: ModelVersion) -> ModelStatus:
-    """Promote unless it regresses on held-out Dice against the current promoted version."""
-    current = session.exec(
-        select(ModelVersion).where(
-            ModelVersion.project_id == version.project_id,
-            ModelVersion.status == ModelStatus.promoted,
-        )
-    ).first()
-    new_dice = version.metrics.get("dice")
-    if current is not None:
-        old_dice = current.metrics.get("dice")
-        if new_dice is None or (old_dice is not None and new_dice < old_dice):
-            return ModelStatus.ready
-        current.status = ModelStatus.ready
-        session.add(current)
-    return ModelStatus.promoted if new_dice is not None or current is None else ModelStatus.ready
+def _promotion(version: ModelVersion, baseline: dict[str, Any] | None) -> ModelStatus:
+    """Promoted when evaluated on held-out cases and not worse in Dice than the promoted
+    version on the same cases (``baseline``; None: there is none, or no held-out case)."""
+    dice = version.metrics.get("dice")
+    if dice is None:
+        return ModelStatus.ready  # nothing held out: no evidence it does not regress
+    if baseline is not None and dice < baseline["dice"]:
+        return ModelStatus.ready
+    return ModelStatus.promoted
 
 
 def find_version(session: Session, which: str) -> ModelVersion:

@@ -91,6 +91,27 @@ def test_train_registers_a_version_and_predict_writes_on_the_flair_grid(tmp_path
     assert version.weights_key is not None
     assert storage.exists(version.weights_key)
 
+    # A second version is compared with the promoted one on the same held-out case; one
+    # trained without held-out cases has no evidence and is not promoted.
+    second = runner.invoke(
+        app,
+        ["train", "--project", "synth", "--labels", "reference", "--config", "tiny"]
+        + ["--holdout", held, "--device", "cpu", "--seed", "1"],
+    )
+    assert second.exit_code == 0, second.output
+    blind = runner.invoke(
+        app, ["train", "--project", "synth", "--labels", "reference", "--config", "tiny"]
+    )
+    assert "Model version 3 (ready)" in blind.output
+    with Session(engine) as session:
+        first, again, unseen = session.exec(select(ModelVersion).order_by(ModelVersion.id)).all()
+    assert again.metrics["compared_with"] == {"version": 1, "dice": first.metrics["dice"]}
+    promoted = again.metrics["dice"] >= first.metrics["dice"]
+    assert again.status is (ModelStatus.promoted if promoted else ModelStatus.ready)
+    assert first.status is (ModelStatus.ready if promoted else ModelStatus.promoted)
+    assert unseen.status is ModelStatus.ready
+    assert "dice" not in unseen.metrics
+
     flair = _write_flipped_case(tmp_path / "case", seed=3)
     out = tmp_path / "out" / "mask.nii.gz"
     predicted = runner.invoke(app, ["predict", str(tmp_path / "case"), "--out", str(out)])
