@@ -16,7 +16,7 @@ stays ``ready``.
 
 import gzip
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -120,12 +120,24 @@ def _fused_labels(
 
 
 def load_cases(
-    session: Session, storage: Storage, project_id: int, labels: LabelSource
+    session: Session,
+    storage: Storage,
+    project_id: int,
+    labels: LabelSource,
+    *,
+    only: Collection[str] | None = None,
+    skip: Collection[str] = (),
 ) -> dict[str, CaseArrays]:
-    """The project's cases by public id, with ``labels`` (reference: cases that have one)."""
+    """The project's cases by public id, with ``labels`` (reference: cases that have one);
+    ``only`` these public ids when given, never those in ``skip`` (their volumes are not
+    read at all)."""
     found: dict[str, CaseArrays] = {}
-    cases = session.exec(select(Case).where(Case.project_id == project_id).order_by(col(Case.id)))
-    for case in cases:
+    query = select(Case).where(Case.project_id == project_id).order_by(col(Case.id))
+    if only is not None:
+        query = query.where(col(Case.public_id).in_(list(only)))
+    if skip:
+        query = query.where(col(Case.public_id).not_in(list(skip)))
+    for case in session.exec(query):
         rows = {
             v.contrast: v for v in session.exec(select(Volume).where(Volume.case_id == case.id))
         }
@@ -154,7 +166,7 @@ def load_holdout(
     session: Session, storage: Storage, project_id: int, public_ids: Sequence[str]
 ) -> list[CaseArrays]:
     """Held-out cases with their expert masks (required: they are what is evaluated)."""
-    cases = load_cases(session, storage, project_id, LabelSource.reference)
+    cases = load_cases(session, storage, project_id, LabelSource.reference, only=public_ids)
     missing = [p for p in public_ids if p not in cases]
     if missing:
         raise InvalidInput(
@@ -208,9 +220,9 @@ def train_version(
         project = session.exec(select(Project).where(Project.name == project_name)).first()
         if project is None or project.id is None:
             raise NotFound(f"No project called {project_name!r}")
-        cases = load_cases(session, storage, project.id, labels)
         held = load_holdout(session, storage, project.id, holdout)
-        training = [c for name, c in cases.items() if name not in set(holdout) and c.labelled.any()]
+        cases = load_cases(session, storage, project.id, labels, skip=holdout)
+        training = [c for c in cases.values() if c.labelled.any()]
         if not training:
             raise InvalidInput(f"Project {project_name!r} has no {labels.value} labels to train on")
         version = ModelVersion(

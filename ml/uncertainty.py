@@ -9,9 +9,9 @@ per slice:
 - BALD, the mutual information ``H[mean_t p_t] - mean_t H[p_t]``: the part that comes from
   the model's own disagreement with itself, which more labels can reduce (Houlsby et al.
   2011, Gal et al. 2017);
-- the variance over samples of the number of lesions (connected components of ``p_t >= 0.5``
-  of at least ``MIN_LESION_PIXELS``): whether the model is unsure *how many* lesions a slice
-  holds, the question a volunteer answers best.
+- the variance over samples of the number of lesions (components of ``p_t >= 0.5`` as the
+  lesion-wise metric counts them, ``backend.quality.metrics.lesions``): whether the model is
+  unsure *how many* lesions a slice holds, the question a volunteer answers best.
 
 Per-slice aggregation: the mean of the ``TOP_PIXELS`` highest values of a pixel map (all of
 them on a smaller slice). A plain mean over the slice would rank slices by how much brain
@@ -23,20 +23,12 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
+
+from backend.fusion.redundancy import binary_entropy
+from backend.quality.metrics import lesions
 
 # Pixels averaged per slice (a few small lesions' worth at 1 mm).
 TOP_PIXELS = 100
-# Components smaller than this are not counted as lesions (3 mm^3 at 1 mm, as MSSEG).
-MIN_LESION_PIXELS = 3
-_EPS = 1e-12
-
-
-def binary_entropy(p: NDArray[np.floating]) -> NDArray[np.float64]:
-    """Entropy in bits of P(lesion) = ``p``, elementwise."""
-    q = np.clip(np.asarray(p, dtype=np.float64), _EPS, 1 - _EPS)
-    entropy: NDArray[np.float64] = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
-    return entropy
 
 
 def predictive_entropy(samples: NDArray[np.floating]) -> NDArray[np.float64]:
@@ -52,17 +44,11 @@ def mutual_information(samples: NDArray[np.floating]) -> NDArray[np.float64]:
 
 
 def lesion_counts(samples: NDArray[np.floating], threshold: float = 0.5) -> NDArray[np.int64]:
-    """``samples`` [T, H, W] -> the number of lesions in each sample's hard mask [T]."""
-    structure = np.ones((3, 3), dtype=bool)
-    counts = []
-    for sample in np.asarray(samples):
-        labels, n = ndimage.label(sample >= threshold, structure=structure)
-        if n == 0:
-            counts.append(0)
-            continue
-        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
-        counts.append(int(np.count_nonzero(sizes >= MIN_LESION_PIXELS)))
-    return np.asarray(counts, dtype=np.int64)
+    """``samples`` [T, H, W] -> the number of lesions in each sample's hard mask [T], counted
+    as the lesion-wise metric counts them (``quality.metrics.lesions``)."""
+    return np.asarray(
+        [lesions(sample >= threshold)[1] for sample in np.asarray(samples)], dtype=np.int64
+    )
 
 
 def top_mean(values: NDArray[np.floating], k: int = TOP_PIXELS) -> float:

@@ -121,3 +121,8 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
         content=ErrorRead(detail=detail).model_dump(),
         headers=getattr(exc, "headers", None),
     )
+
+
+def no_store_png(data: bytes) -> Response:
+    """A PNG answer no cache keeps (masks and labels are personal or access-controlled)."""
+    return Response(content=data, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -36,9 +36,9 @@ class RedundancyPolicy:
             raise ValueError("max_entropy is in bits, between 0 and 1")
 
 
-def binary_entropy(posterior: NDArray[np.float64]) -> NDArray[np.float64]:
+def binary_entropy(posterior: NDArray[np.floating]) -> NDArray[np.float64]:
     """Entropy in bits of each pixel's P(lesion)."""
-    w = np.clip(posterior, 1e-12, 1 - 1e-12)
+    w = np.clip(np.asarray(posterior, dtype=np.float64), 1e-12, 1 - 1e-12)
     entropy: NDArray[np.float64] = -(w * np.log2(w) + (1 - w) * np.log2(1 - w))
     return entropy
 

@@ -9,6 +9,7 @@ from backend.auth.deps import require_role
 from backend.auth.models import EXPERT_ROLES, User, UserRole
 from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, error_responses
+from backend.core.http import no_store_png
 from backend.core.validation import PathId
 from backend.fusion import service
 from backend.fusion.models import FusionResult, FusionRun
@@ -73,10 +74,6 @@ def fused_label(
     )
 
 
-def _png(data: bytes) -> Response:
-    return Response(content=data, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
 @router.get("/tasks/{task_id}/soft.png", response_class=Response, responses=PNG)
 def soft_label(
     task_id: PathId,
@@ -87,7 +84,7 @@ def soft_label(
 ) -> Response:
     """The soft label: round(255 * P(lesion)) per pixel."""
     result, _ = _result(session, task_id, version)
-    return _png(storage.get(result.soft_key))
+    return no_store_png(storage.get(result.soft_key))
 
 
 @router.get("/tasks/{task_id}/hard.png", response_class=Response, responses=PNG)
@@ -101,7 +98,7 @@ def hard_label(
     """The hard label: 255 where P(lesion) >= 0.5, else 0."""
     result, _ = _result(session, task_id, version)
     soft = service.read_soft(storage, result.soft_key)
-    return _png(encode_png(np.where(soft >= 0.5, 255, 0).astype(np.uint8)))
+    return no_store_png(encode_png(np.where(soft >= 0.5, 255, 0).astype(np.uint8)))
 
 
 @router.get("/projects/{project_id}/redundancy", response_model=RedundancyRead)

@@ -37,6 +37,7 @@ from backend.fusion.crowd import (
     choose_outline,
     crowd_staple,
 )
+from backend.quality.metrics import dice
 
 
 @dataclass(frozen=True)
@@ -114,17 +115,12 @@ def _calibrate(
     """The outline sloppiness (a scale of bias and wobble, 0 to 4) at which ``draw``'s Dice
     against ``truth`` is closest to ``target``, by bisection (Dice falls as it grows)."""
     low, high = 0.0, 4.0
-    if _dice(truth, draw(low)) <= target:
+    if dice(truth, draw(low)) <= target:
         return low  # misses and blobs alone already bring the Dice down to the target
     for _ in range(12):
         middle = (low + high) / 2
-        low, high = (middle, high) if _dice(truth, draw(middle)) > target else (low, middle)
+        low, high = (middle, high) if dice(truth, draw(middle)) > target else (low, middle)
     return (low + high) / 2
-
-
-def _dice(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
 
 
 def novices(expert: NDArray[np.bool_], model: NoviceModel | None = None, seed: int = 0) -> Crowd:

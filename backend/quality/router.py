@@ -12,6 +12,7 @@ from backend.auth.deps import CurrentUser, require_role
 from backend.auth.models import EXPERT_ROLES, User, UserRole
 from backend.core.deps import SessionDep, SettingsDep, StorageDep
 from backend.core.errors import InvalidInput, NotFound, error_responses
+from backend.core.http import no_store_png
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging.models import Slice
 from backend.quality import service
@@ -180,11 +181,7 @@ def gold_mask(
     version = session.get(GoldVersion, version_id)
     if version is None:
         raise NotFound(f"Gold version {version_id} does not exist")
-    return _no_store_png(storage.get(version.mask_key))
-
-
-def _no_store_png(data: bytes) -> Response:
-    return Response(content=data, media_type="image/png", headers={"Cache-Control": "no-store"})
+    return no_store_png(storage.get(version.mask_key))
 
 
 def _own_score(session: Session, annotation_id: int, user: User) -> GoldScore:
@@ -210,7 +207,7 @@ def feedback_overlay(
     annotation_id: PathId, user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
     """Your answer to a check task over the expert's mask: hits, misses and false alarms."""
-    return _no_store_png(storage.get(_own_score(session, annotation_id, user).overlay_key))
+    return no_store_png(storage.get(_own_score(session, annotation_id, user).overlay_key))
 
 
 @router.get(
@@ -225,7 +222,7 @@ def feedback_gold(
     score = _own_score(session, annotation_id, user)
     version = session.get(GoldVersion, score.gold_version_id)
     assert version is not None
-    return _no_store_png(storage.get(version.mask_key))
+    return no_store_png(storage.get(version.mask_key))
 
 
 def _interval(beta: Beta) -> Interval:
@@ -366,7 +363,7 @@ def annotation_mask(
     annotation = session.get(Annotation, annotation_id)
     if annotation is None:
         raise NotFound(f"Answer {annotation_id} does not exist")
-    return _no_store_png(storage.get(annotation.mask_key))
+    return no_store_png(storage.get(annotation.mask_key))
 
 
 @router.post(

@@ -26,6 +26,7 @@ from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
 from backend.tasks import service as tasks
 from backend.tasks.models import Task, TaskState
+from tests.backend.core.test_outbox import Broker
 from tests.backend.quality.test_gold import _mask_rle, _normal_tasks, _square_masks, create_case
 from tests.factories import PASSWORD, create_project, create_token, submit
 
@@ -185,16 +186,6 @@ def test_api_serves_fused_labels_to_engineers_and_experts(
     assert summary.json()["max_labels"] == 7
     assert summary.json()["retired"] + summary.json()["open"] == 4
     assert client.get("/api/fusion/projects/999999/redundancy", headers=token).status_code == 404
-
-
-class Broker:
-    """Records the jobs a committed transaction sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[object]]] = []
-
-    def __call__(self, name: str, args: list[object]) -> None:
-        self.sent.append((name, args))
 
 
 def _answer(
