@@ -1,5 +1,6 @@
 """The ``mscrowd`` command line."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -18,11 +20,12 @@ from backend.auth import service as auth
 from backend.auth.models import UserRole
 from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine, transaction
-from backend.core.errors import DomainError, SchemaNotCurrent
+from backend.core.errors import Conflict, DomainError, NotFound, SchemaNotCurrent
 from backend.core.migrations import current_revision, ensure_current, upgrade
 from backend.core.storage import Storage
 from backend.imaging.models import ConsentScope
 from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, import_cases
+from backend.rounds.models import JOB_STAGES, Round, RoundStatus
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
@@ -187,13 +190,29 @@ def worker(
         bool,
         typer.Option(help="Also run the periodic jobs (the outbox relay); in one worker only."),
     ] = False,
+    device: Annotated[
+        str, typer.Option(help="The ML jobs' device (queue gpu): auto, cpu or cuda.")
+    ] = "auto",
 ) -> None:
     """Run a Celery worker (``default`` backend jobs; ``gpu`` for the ML worker)."""
-    from backend.worker import QUEUES, celery_app
+    from backend.worker import BACKEND_JOBS, ML_JOBS, QUEUES, celery_app
 
-    unknown = set(queues.split(",")) - set(QUEUES)
+    chosen = set(queues.split(","))
+    unknown = chosen - set(QUEUES)
     if unknown:
         raise _fail(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise _fail(f"--device must be auto, cpu or cuda, not {device!r}")
+    if "gpu" in chosen:
+        # The ML worker: its jobs (and torch) load in this process only.
+        celery_app.conf.include = [*BACKEND_JOBS, ML_JOBS]
+        os.environ["MSCROWD_ML_DEVICE"] = device
+        get_settings.cache_clear()
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise _fail("--device cuda: no CUDA device here; use cpu or auto")
     argv = [
         "worker",
         f"--queues={queues}",
@@ -443,7 +462,7 @@ def train_command(
     # nowhere else in the backend.
     from backend.rounds.models import LabelSource
     from ml import jobs
-    from ml.config import get_config, pick
+    from ml.config import get_config, pick, timed
     from ml.train import Progress, pick_device
 
     if labels not in {s.value for s in LabelSource}:
@@ -453,10 +472,7 @@ def train_command(
         base = pick(chosen_device.type == "cuda") if config is None else get_config(config)
     except ValueError as exc:
         raise _fail(str(exc)) from exc
-    overrides: dict[str, object] = {"seed": seed}
-    if minutes is not None:
-        overrides["minutes"] = minutes
-    chosen = get_config(base.name, **overrides)
+    chosen = timed(base.name, minutes, seed=seed)
     settings = get_settings()
     engine = _migrated_engine(settings)
     started = time.perf_counter()
@@ -469,10 +485,12 @@ def train_command(
                 bar.update(percent - state["percent"])
                 state["percent"] = percent
 
+            with Session(engine) as session:
+                project_id = jobs.project_id_of(session, project)
             version = jobs.train_version(
                 engine=engine,
                 storage=Storage(settings.storage_url),
-                project_name=project,
+                project_id=project_id,
                 labels=LabelSource(labels),
                 config=chosen,
                 device=chosen_device,
@@ -534,3 +552,157 @@ def predict_command(
     except DomainError as exc:
         raise _fail(exc.message) from exc
     typer.echo(f"Wrote {out}: {voxels} lesion voxels (model version {version.id}).")
+
+
+rounds_app = typer.Typer(help="Active-learning rounds.", no_args_is_help=True)
+app.add_typer(rounds_app, name="round")
+
+
+@contextmanager
+def _round_work(project: str) -> Iterator[tuple[Session, int, Storage]]:
+    """A transaction whose deferred jobs are sent right after the commit, with the project's
+    id and the storage; domain errors exit with a message."""
+    from backend.core.outbox import Relay, celery_sender
+    from backend.projects.models import Project
+
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with transaction(engine, Relay(engine, celery_sender(settings))) as session:
+            found = session.exec(select(Project).where(Project.name == project)).first()
+            if found is None or found.id is None:
+                raise NotFound(f"No project called {project!r}")
+            yield session, found.id, Storage(settings.storage_url)
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    finally:
+        engine.dispose()
+
+
+def _round_line(session: Session, round_: Round) -> str:
+    from backend.rounds import service as rounds
+
+    labelled, chosen = rounds.progress_of_labelling(session, round_)
+    model = rounds.model_of(session, round_)
+    text = f"Round {round_.number}: {round_.status.value}"
+    if round_.status is RoundStatus.labelling:
+        text += f", {labelled} of {chosen} chosen slices labelled"
+    elif round_.status in JOB_STAGES:
+        eta = "" if round_.eta_seconds is None else f", ETA {round_.eta_seconds:.0f} s"
+        text += f", {round_.progress:.0f} %{eta}: {round_.detail}"
+    text += f" ({round_.strategy}, {len(round_.selected)} slices)"
+    if model is not None:
+        dice = model.metrics.get("dice")
+        figure = "" if dice is None else f", held-out Dice {dice:.3f}"
+        text += f"; model {model.id} {model.status.value}{figure}"
+    if round_.error:
+        text += f"\n  Error: {round_.error} (mscrowd round resume)"
+    return text
+
+
+@rounds_app.command("start")
+def round_start(
+    project: Annotated[str, typer.Option(help="Project name.")],
+    strategy: Annotated[
+        str, typer.Option(help="random, random_fg, entropy, bald, bald_diverse or cold_start.")
+    ] = "bald_diverse",
+    budget: Annotated[int, typer.Option(min=1, help="Slices to label this round.")] = 50,
+    config: Annotated[
+        str | None, typer.Option(help="Training config (tiny, cpu, gpu; default by device).")
+    ] = None,
+    minutes: Annotated[float | None, typer.Option(min=0.01, help="Training time budget.")] = None,
+) -> None:
+    """Start a project's next round: choose its slices and put them first in the queue."""
+    from backend.rounds import service as rounds
+    from backend.rounds.schemas import RoundCreate
+
+    try:
+        checked = RoundCreate(
+            project_id=1, strategy=strategy, budget=budget, config=config, minutes=minutes
+        )
+    except ValidationError as exc:
+        raise _fail("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from exc
+    with _round_work(project) as (session, project_id, storage):
+        started = rounds.start_round(
+            session,
+            storage,
+            project_id=project_id,
+            strategy=checked.strategy,
+            budget=checked.budget,
+            config=checked.config,
+            minutes=checked.minutes,
+        )
+        typer.echo(f"Round {started.number} started: {started.detail}.")
+
+
+@rounds_app.command("status")
+def round_status(project: Annotated[str, typer.Option(help="Project name.")]) -> None:
+    """Every round of a project: stage, progress and its model's held-out figures."""
+    from backend.rounds import service as rounds
+
+    with _round_work(project) as (session, project_id, _storage):
+        found = rounds.rounds_of(session, project_id)
+        for round_ in found:
+            typer.echo(_round_line(session, round_))
+        if not found:
+            typer.echo("No round yet (mscrowd round start).")
+
+
+def _current(session: Session, project_id: int) -> Round:
+    from backend.rounds import service as rounds
+
+    found = [r for r in rounds.rounds_of(session, project_id) if r.status is not RoundStatus.closed]
+    if not found:
+        raise Conflict("The project has no round in progress (mscrowd round start)")
+    return found[-1]
+
+
+@rounds_app.command("close")
+def round_close(
+    project: Annotated[str, typer.Option(help="Project name.")],
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to follow the workers' progress (0: return).")
+    ] = 0,
+) -> None:
+    """Close the current round's labelling: the workers fuse, train and score, in that order."""
+    import time
+
+    from backend.rounds import service as rounds
+
+    with _round_work(project) as (session, project_id, _storage):
+        round_id = rounds.close_labelling(session, _current(session, project_id).id or 0).id
+        typer.echo("Labelling closed; the workers fuse, train and score next.")
+    if not wait:
+        return
+    deadline = time.monotonic() + wait
+    settings = get_settings()
+    engine = _migrated_engine(settings)
+    try:
+        with typer.progressbar(length=300, label="Fusing, training, scoring") as bar:
+            while True:
+                with Session(engine) as session:
+                    now = rounds.get_round(session, round_id or 0)
+                    stage = list(JOB_STAGES).index(now.status) if now.status in JOB_STAGES else 3
+                    bar.update(int(100 * stage + (now.progress if stage < 3 else 0)) - bar.pos)
+                    if now.status is RoundStatus.closed or now.error:
+                        line = _round_line(session, now)
+                        break
+                if time.monotonic() > deadline:
+                    line = _round_line(session, now) + "\n  (still running; mscrowd round status)"
+                    break
+                time.sleep(1.0)
+    finally:
+        engine.dispose()
+    typer.echo(line)
+    if now.error:
+        raise typer.Exit(code=1)
+
+
+@rounds_app.command("resume")
+def round_resume(project: Annotated[str, typer.Option(help="Project name.")]) -> None:
+    """Send the current round's stage job again (after an error, or a worker that died)."""
+    from backend.rounds import service as rounds
+
+    with _round_work(project) as (session, project_id, _storage):
+        resumed = rounds.resume(session, _current(session, project_id).id or 0)
+        typer.echo(f"Round {resumed.number}: the {resumed.status.value} job was sent again.")

@@ -36,6 +36,7 @@ from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
 from backend.quality.router import router as quality_router
+from backend.rounds.router import router as rounds_router
 from backend.tasks.router import router as tasks_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
@@ -106,7 +107,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     routers = (health_router, auth_router, projects_router, tasks_router, imaging_router)
-    for router in (*routers, quality_router, fusion_router):
+    for router in (*routers, quality_router, fusion_router, rounds_router):
         app.include_router(router, prefix="/api")
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 
@@ -119,5 +120,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     def expert_workspace() -> FileResponse:
         """The expert workspace (its API calls check the role)."""
         return FileResponse(FRONTEND_DIR / "expert.html", headers={"Cache-Control": "no-cache"})
+
+    @app.api_route("/rounds", methods=["GET", "HEAD"], include_in_schema=False)
+    def rounds_page() -> FileResponse:
+        """Active-learning rounds and the learning curve (its API calls check the role)."""
+        return FileResponse(FRONTEND_DIR / "rounds.html", headers={"Cache-Control": "no-cache"})
 
     return app

@@ -5,14 +5,27 @@ in a worker started on the ``gpu`` queue from the ``ml`` package. The embedded d
 SQLite-backed broker that needs no server; production uses Redis.
 """
 
+from functools import cache
+from typing import TYPE_CHECKING
+
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
 from backend.core.config import Settings, get_settings
 
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from backend.core.outbox import Relay
+    from backend.core.storage import Storage
+
 QUEUES = ("default", "gpu")
-# How often a worker started with --beat relays the outbox.
+# How often a worker started with --beat relays the outbox and looks for stalled rounds.
 OUTBOX_RELAY_SECONDS = 30.0
+RESUME_ROUNDS_SECONDS = 60.0
+# Modules whose jobs the backend worker runs; a worker consuming ``gpu`` adds ``ml.jobs``.
+BACKEND_JOBS = ["backend.fusion.jobs", "backend.rounds.jobs"]
+ML_JOBS = "ml.jobs"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -35,10 +48,15 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         result_expires=24 * 3600,
         # Modules whose jobs a worker runs (imported when the worker starts).
-        include=["backend.fusion.jobs"],
-        # With --beat: send the outbox rows their committing process did not (core.outbox).
+        include=list(BACKEND_JOBS),
+        # With --beat: send the outbox rows their committing process did not (core.outbox),
+        # and re-send the jobs of rounds whose worker died (rounds.service).
         beat_schedule={
-            "relay-outbox": {"task": "system.relay_outbox", "schedule": OUTBOX_RELAY_SECONDS}
+            "relay-outbox": {"task": "system.relay_outbox", "schedule": OUTBOX_RELAY_SECONDS},
+            "resume-rounds": {
+                "task": "rounds.resume_stalled",
+                "schedule": RESUME_ROUNDS_SECONDS,
+            },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
@@ -46,6 +64,20 @@ def create_celery(settings: Settings) -> Celery:
 
 
 celery_app = create_celery(get_settings())
+
+
+@cache
+def job_resources() -> "tuple[Engine, Storage, Relay]":
+    """The database engine, storage and outbox relay a worker process's jobs share (jobs
+    commit their own transactions and relay the jobs they defer right after)."""
+    from backend.core.db import create_db_engine
+    from backend.core.outbox import Relay
+    from backend.core.storage import Storage
+
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    send = celery_app.send_task
+    return engine, Storage(settings.storage_url), Relay(engine, lambda n, a: send(n, args=a))
 
 
 @celery_app.task(name="system.ping")  # type: ignore[untyped-decorator]

@@ -42,3 +42,20 @@ export function describeError(response, data) {
   }
   return data.detail || `The server answered ${response.status}`;
 }
+
+// A DOM element with attributes ("text" sets its text) and children.
+export function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+export function button(label, onClick, attributes = {}) {
+  const node = element("button", { type: "button", ...attributes, text: label });
+  node.addEventListener("click", onClick);
+  return node;
+}

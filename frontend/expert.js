@@ -2,7 +2,7 @@
 // for gold masks, and the rater table with each rater's history and suspend/reinstate.
 // An ES module served as is (no build step); it talks to /api/quality/* with the session cookie.
 
-import { $, api } from "./api.js";
+import { $, api, button, element } from "./api.js";
 
 const state = { project: null, painting: null };
 
@@ -10,24 +10,8 @@ function say(text) {
   $("status").textContent = text;
 }
 
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value);
-  }
-  node.append(...children);
-  return node;
-}
-
 function image(src, alt) {
   return element("img", { src, alt, loading: "lazy" });
-}
-
-function button(label, onClick, attributes = {}) {
-  const node = element("button", { type: "button", ...attributes, text: label });
-  node.addEventListener("click", onClick);
-  return node;
 }
 
 const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);

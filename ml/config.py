@@ -61,6 +61,18 @@ def get_config(name: str, **overrides: object) -> TrainConfig:
     return replace(CONFIGS[name], **overrides)  # type: ignore[arg-type]
 
 
+# The step limit of a config trained for a time given explicitly: the time budget ends it.
+UNLIMITED_STEPS = 10_000_000
+
+
+def timed(name: str, minutes: float | None, **overrides: object) -> TrainConfig:
+    """A named configuration; with ``minutes``, trained for that long, whatever its step limit
+    (``tiny`` stops after 20 steps otherwise)."""
+    if minutes is not None:
+        overrides |= {"minutes": minutes, "max_steps": UNLIMITED_STEPS}
+    return get_config(name, **overrides)
+
+
 def pick(cuda: bool) -> TrainConfig:
     """The default configuration for a device: ``gpu`` on CUDA, else ``cpu``."""
     return CONFIGS["gpu" if cuda else "cpu"]

@@ -16,6 +16,8 @@ stays ``ready``.
 
 import gzip
 import io
+import math
+import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +31,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 from torch import nn
 
+from backend.core.config import get_settings
 from backend.core.db import transaction
 from backend.core.errors import InvalidInput, NotFound
 from backend.core.storage import Storage
@@ -48,12 +51,23 @@ from backend.imaging.service import load_case
 from backend.projects.models import Project
 from backend.quality import service as quality
 from backend.quality.models import GoldVersion
-from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
+from backend.rounds import SCORE_POOL, TRAIN_ROUND
+from backend.rounds import service as rounds
+from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
 from backend.tasks.models import Task, TaskKind
-from ml.config import TrainConfig
+from backend.worker import celery_app, job_resources
+from ml.config import TrainConfig, pick, timed
 from ml.data import CONTRASTS, CaseArrays
 from ml.models import build_model
-from ml.train import Progress, clean, evaluate, predict_case, train
+from ml.train import (
+    Progress,
+    clean,
+    evaluate,
+    pick_device,
+    predict_case,
+    score_slices,
+    train,
+)
 
 
 def arrays_from_volumes(
@@ -202,31 +216,40 @@ def _summary(scores: list[Any]) -> dict[str, Any]:
     }
 
 
+def project_id_of(session: Session, name: str) -> int:
+    project = session.exec(select(Project).where(Project.name == name)).first()
+    if project is None or project.id is None:
+        raise NotFound(f"No project called {name!r}")
+    return project.id
+
+
 def train_version(
     *,
     engine: Engine,
     storage: Storage,
-    project_name: str,
+    project_id: int,
     labels: LabelSource,
     config: TrainConfig,
     device: torch.device,
     holdout: Sequence[str] = (),
+    round_id: int | None = None,
     progress: Callable[[Progress], None] | None = None,
 ) -> ModelVersion:
     """Train on the project's cases (minus ``holdout``) with ``labels``, evaluate on the
     held-out cases, store the weights and register the version; a failure is registered too
     (status ``failed``) and raised."""
     with transaction(engine) as session:
-        project = session.exec(select(Project).where(Project.name == project_name)).first()
-        if project is None or project.id is None:
-            raise NotFound(f"No project called {project_name!r}")
-        held = load_holdout(session, storage, project.id, holdout)
-        cases = load_cases(session, storage, project.id, labels, skip=holdout)
+        project = session.get(Project, project_id)
+        if project is None:
+            raise NotFound(f"Project {project_id} does not exist")
+        held = load_holdout(session, storage, project_id, holdout)
+        cases = load_cases(session, storage, project_id, labels, skip=holdout)
         training = [c for c in cases.values() if c.labelled.any()]
         if not training:
-            raise InvalidInput(f"Project {project_name!r} has no {labels.value} labels to train on")
+            raise InvalidInput(f"Project {project.name!r} has no {labels.value} labels to train on")
         version = ModelVersion(
-            project_id=project.id,
+            project_id=project_id,
+            round_id=round_id,
             labels=labels,
             config=asdict(config),
             device=device.type,
@@ -238,7 +261,7 @@ def train_version(
         session.add(version)
         current = session.exec(
             select(ModelVersion).where(
-                ModelVersion.project_id == project.id,
+                ModelVersion.project_id == project_id,
                 ModelVersion.status == ModelStatus.promoted,
             )
         ).first()
@@ -255,7 +278,7 @@ def train_version(
     except BaseException as exc:
         with transaction(engine) as session:
             failed = session.get_one(ModelVersion, version.id)
-            failed.status, failed.error = ModelStatus.failed, str(exc)[:2000]
+            failed.status, failed.error = ModelStatus.failed, str(exc)[:2000] or repr(exc)
             failed.finished_at = utcnow()
             session.add(failed)
         raise
@@ -360,3 +383,192 @@ def predict_folder(
     out.parent.mkdir(parents=True, exist_ok=True)
     nib.save(image, out)
     return int(restored.sum())
+
+
+# -- the round jobs (queue ``gpu``) ----------------------------------------------------
+
+
+class Reporter:
+    """A stage job's progress: written to the round at most every ``every`` seconds (and
+    always at 100 %); raises ``rounds.LostRound`` when another job took the round over."""
+
+    def __init__(self, engine: Engine, round_id: int, token: str, every: float = 2.0) -> None:
+        self.engine, self.round_id, self.token, self.every = engine, round_id, token, every
+        self.last = -math.inf
+
+    def __call__(self, percent: float, eta_seconds: float | None, detail: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and percent < 100.0:
+            return
+        self.last = now
+        with transaction(self.engine) as session:
+            rounds.report(session, self.round_id, self.token, percent, eta_seconds, detail)
+
+    def training(self, now: Progress) -> None:
+        self(now.percent, now.eta_seconds, f"training: step {now.step}, loss {now.loss:.3f}")
+
+
+def round_config(round_: Round, device: torch.device) -> TrainConfig:
+    """The round's training config: its named one (else gpu on CUDA, cpu otherwise), with
+    its time budget and seed."""
+    name = pick(device.type == "cuda").name if round_.config is None else round_.config
+    return timed(name, round_.minutes, seed=round_.seed)
+
+
+def _run_stage(
+    round_id: int, stage: RoundStatus, work: Callable[[Round, Reporter], tuple[str, Any]]
+) -> str:
+    """Claim the round for ``stage``, run ``work(round, reporter)`` -> (detail, finish), then
+    ``finish(session, round)`` and the move to the next stage in one transaction; a failure
+    is recorded on the round (to resume) and raised."""
+    engine, _storage, relay = job_resources()
+    with transaction(engine) as session:
+        token = rounds.claim(session, round_id, stage)
+    if token is None:
+        return "nothing to do"
+    reporter = Reporter(engine, round_id, token)
+    try:
+        with Session(engine) as session:
+            round_ = rounds.get_round(session, round_id)
+        detail, finish = work(round_, reporter)
+        with transaction(engine, relay) as session:
+            held = rounds.held(session, round_id, token)
+            finish(session, held)
+            rounds.finish_stage(session, round_id, token, detail)
+    except rounds.LostRound:
+        return "taken over by another job"
+    except Exception as exc:
+        with transaction(engine) as session:
+            rounds.fail_stage(session, round_id, token, f"{stage.value} failed: {exc}")
+        raise
+    return detail
+
+
+def _interrupted(engine: Engine, round_id: int) -> None:
+    """Versions of the round left ``training`` by a job that died: failed, for the record."""
+    with transaction(engine) as session:
+        for version in session.exec(
+            select(ModelVersion).where(
+                ModelVersion.round_id == round_id, ModelVersion.status == ModelStatus.training
+            )
+        ):
+            version.status = ModelStatus.failed
+            version.error = "interrupted: its worker stopped before training finished"
+            version.finished_at = utcnow()
+            session.add(version)
+
+
+def train_round(round_id: int) -> str:
+    """``ml.train_round``: train and register the round's model on the project's fused labels
+    (held-out cases from the project), then hand the round to scoring. Idempotent: a round
+    whose model is already registered only moves on; a version a dead worker left
+    ``training`` is marked failed and training starts again."""
+
+    def work(round_: Round, report: Reporter) -> tuple[str, Any]:
+        engine, storage, _relay = job_resources()
+        with Session(engine) as session:
+            done = rounds.model_of(session, round_)
+            project = session.get_one(Project, round_.project_id)
+        if done is None:
+            _interrupted(engine, round_id)
+            device = pick_device(get_settings().ml_device)
+            done = train_version(
+                engine=engine,
+                storage=storage,
+                project_id=round_.project_id,
+                labels=LabelSource.fused,
+                config=round_config(round_, device),
+                device=device,
+                holdout=project.holdout_cases,
+                round_id=round_id,
+                progress=report.training,
+            )
+        version = done
+        used = int(sum(version.snapshot.get("cases", {}).values()))
+
+        def finish(session: Session, held: Round) -> None:
+            held.labels_used = used
+            session.add(held)
+
+        dice = version.metrics.get("dice")
+        figure = "no held-out case" if dice is None else f"held-out Dice {dice:.3f}"
+        return f"model {version.id} ({version.status.value}), {figure}; scoring next", finish
+
+    return _run_stage(round_id, RoundStatus.training, work)
+
+
+def score_pool(round_id: int) -> str:
+    """``ml.score_pool``: Monte-Carlo dropout uncertainty of every unlabelled slice with the
+    round's model (T = the config's ``mc_samples``), stored for the next round's selection;
+    the round is then closed. Idempotent: scores are written under the round's own key."""
+
+    def work(round_: Round, report: Reporter) -> tuple[str, Any]:
+        engine, storage, _relay = job_resources()
+        with Session(engine) as session:
+            version = rounds.model_of(session, round_)
+            if version is None or version.weights_key is None:
+                raise InvalidInput(f"round {round_.number} has no trained model to score with")
+            project = session.get_one(Project, round_.project_id)
+            pool = rounds.pool_rows(session, project)
+            boxes = {
+                s.id: (s.crop_x0, s.crop_y0, s.crop_x1, s.crop_y1)
+                for s in session.exec(
+                    select(Slice).where(col(Slice.id).in_([r.slice_id for r in pool]))
+                )
+            }
+            public = {
+                case.id or 0: case.public_id
+                for case in session.exec(
+                    select(Case).where(col(Case.id).in_({r.case_id for r in pool}))
+                )
+            }
+        device = pick_device(get_settings().ml_device)
+        model, config = load_weights(storage.get(version.weights_key), device)
+        began, total = time.monotonic(), len(pool)
+        ids: list[int] = []
+        found: dict[str, list[float]] = {name: [] for name in rounds.SCORE_NAMES}
+        for case_id in sorted(public):
+            rows = [r for r in pool if r.case_id == case_id]
+            with Session(engine) as session:
+                (case,) = load_cases(
+                    session, storage, project.id or 0, LabelSource.fused, only=[public[case_id]]
+                ).values()
+            before = len(ids)
+
+            def progress(done: int, before: int = before) -> None:
+                now = before + done
+                elapsed = time.monotonic() - began
+                eta = elapsed / now * (total - now) if now else None
+                report(100.0 * now / total, eta, f"scoring: {now} of {total} slices")
+
+            scores = score_slices(
+                model,
+                case,
+                [(r.index, boxes[r.slice_id]) for r in rows],
+                config,
+                device,
+                progress=progress,
+            )
+            ids += [r.slice_id for r in rows]
+            for name in rounds.SCORE_NAMES:
+                found[name] += [getattr(s, name) for s in scores]
+        key = f"rounds/{round_id}/scores.npz"
+        storage.put(
+            key,
+            rounds.encode_scores(
+                np.array(ids, dtype=np.int64),
+                {name: np.array(v, dtype=np.float64) for name, v in found.items()},
+            ),
+        )
+
+        def finish(session: Session, held: Round) -> None:
+            held.scores_key, held.scored_slices = key, len(ids)
+            session.add(held)
+
+        return f"scored {len(ids)} unlabelled slices (T = {config.mc_samples})", finish
+
+    return _run_stage(round_id, RoundStatus.scoring, work)
+
+
+train_round_job = celery_app.task(name=TRAIN_ROUND)(train_round)
+score_pool_job = celery_app.task(name=SCORE_POOL)(score_pool)

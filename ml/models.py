@@ -31,9 +31,20 @@ def enable_mc_dropout(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def mc_probabilities(model: nn.Module, images: torch.Tensor, samples: int) -> torch.Tensor:
+def mc_probabilities(
+    model: nn.Module, images: torch.Tensor, samples: int, *, chunk: int = 64
+) -> torch.Tensor:
     """``samples`` Monte-Carlo dropout passes over a batch [B, C, H, W]: probabilities
-    [samples, B, H, W], one forward pass per sample."""
+    [samples, B, H, W]. The batch is repeated ``samples`` times and run in forward passes of
+    up to ``chunk`` images (dropout draws its mask per image, so the copies are independent
+    samples)."""
     enable_mc_dropout(model)
-    outputs = [torch.sigmoid(model(images))[:, 0] for _ in range(samples)]
-    return torch.stack(outputs)
+    count = images.shape[0]
+    repeated = images.repeat(samples, 1, 1, 1)  # [samples * B, C, H, W], sample-major
+    cuda = images.device.type == "cuda"
+    outputs = []
+    for first in range(0, repeated.shape[0], chunk):
+        part = repeated[first : first + chunk]
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=cuda):
+            outputs.append(torch.sigmoid(model(part).float())[:, 0])
+    return torch.cat(outputs).reshape(samples, count, *images.shape[2:])

@@ -35,7 +35,8 @@ from torch import nn
 from backend.quality.metrics import dice, lesion_detection
 from ml.config import TrainConfig
 from ml.data import CaseArrays, sample_patches, stack
-from ml.models import build_model
+from ml.models import build_model, mc_probabilities
+from ml.uncertainty import SliceScores, score_slice
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,18 @@ def train(
     return Trained(model, step, time.monotonic() - began, losses, device.type)
 
 
+def _padded_stacks(
+    case: CaseArrays, zs: Sequence[int], neighbours: int, device: torch.device
+) -> torch.Tensor:
+    """The network inputs of axial slices ``zs`` [len(zs), C, X', Y'], padded at the end to
+    multiples of 16 (four poolings)."""
+    x, y, _ = case.brain.shape
+    size = [int(np.ceil(s / 16) * 16) for s in (x, y)]
+    pad = SpatialPadd(keys=["image"], spatial_size=size, method="end")
+    planes = [pad({"image": torch.as_tensor(stack(case, z, neighbours))})["image"] for z in zs]
+    return torch.stack([torch.as_tensor(np.asarray(p)) for p in planes]).to(device)
+
+
 @torch.no_grad()
 def predict_case(
     model: nn.Module,
@@ -168,16 +181,11 @@ def predict_case(
     """P(lesion) for every voxel of ``case`` [X, Y, Z] (0 outside the brain)."""
     model.eval()
     x, y, depth = case.brain.shape
-    size = [int(np.ceil(s / 16) * 16) for s in (x, y)]  # four poolings need multiples of 16
-    pad = SpatialPadd(keys=["image"], spatial_size=size, method="end")
     out = np.zeros((x, y, depth), dtype=np.float32)
     cuda = device.type == "cuda"
     for first in range(0, depth, batch):
         zs = list(range(first, min(first + batch, depth)))
-        planes = [
-            pad({"image": torch.as_tensor(stack(case, z, config.neighbours))})["image"] for z in zs
-        ]
-        images = torch.stack([torch.as_tensor(np.asarray(p)) for p in planes]).to(device)
+        images = _padded_stacks(case, zs, config.neighbours, device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
             logits = model(images).float()
         probabilities = torch.sigmoid(logits)[:, 0, :x, :y].cpu().numpy()
@@ -186,6 +194,40 @@ def predict_case(
         if progress is not None:
             progress(zs[-1] + 1, depth)
     return np.where(case.brain, out, 0.0).astype(np.float32)
+
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (half-open), the slice's crop
+
+
+def score_slices(
+    model: nn.Module,
+    case: CaseArrays,
+    slices: Sequence[tuple[int, Box]],
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    samples: int | None = None,
+    batch: int = 8,
+    progress: Callable[[int], None] | None = None,
+) -> list[SliceScores]:
+    """Monte-Carlo dropout uncertainty (``ml.uncertainty.score_slice``) of axial slices
+    ``(z, crop box)`` of ``case``: ``samples`` (default ``config.mc_samples``) dropout passes,
+    batched, each slice scored inside its crop box (what volunteers see), 0 outside the brain.
+    ``progress(n)`` after each batch, ``n`` slices done so far."""
+    samples = samples or config.mc_samples
+    x, y, _ = case.brain.shape
+    scores: list[SliceScores] = []
+    for first in range(0, len(slices), batch):
+        part = slices[first : first + batch]
+        images = _padded_stacks(case, [z for z, _ in part], config.neighbours, device)
+        drawn = mc_probabilities(model, images, samples, chunk=batch * samples)
+        maps = drawn[:, :, :x, :y].float().cpu().numpy()
+        for k, (z, (x0, y0, x1, y1)) in enumerate(part):
+            inside = case.brain[x0:x1, y0:y1, z]
+            scores.append(score_slice(maps[:, k, x0:x1, y0:y1] * inside))
+        if progress is not None:
+            progress(len(scores))
+    return scores
 
 
 def clean(probability: NDArray[np.floating], min_voxels: int) -> NDArray[np.bool_]:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     # fsspec URL of image, mask and volume storage (file://, s3://, memory://, ...); empty means
     # a folder inside data_dir.
     storage_url: str = ""
+    # The ML worker's device (``mscrowd worker --device``): auto = CUDA when there is one.
+    ml_device: Literal["auto", "cpu", "cuda"] = "auto"
     secret_key: str = DEFAULT_SECRET_KEY
     host: str = "127.0.0.1"
     port: int = 8000

@@ -2,35 +2,23 @@
 commit their own transaction, and are idempotent (``fuse_task`` returns the stored version
 when nothing changed; a project fusion is a new run by design)."""
 
-from functools import cache
-
-from sqlalchemy import Engine
-
-from backend.core.config import get_settings
-from backend.core.db import create_db_engine, transaction
-from backend.core.storage import Storage
+from backend.core.db import transaction
 from backend.fusion import FUSE_PROJECT, FUSE_TASK, service
-from backend.worker import celery_app
-
-
-@cache
-def _resources() -> tuple[Engine, Storage]:
-    settings = get_settings()
-    return create_db_engine(settings.database_url), Storage(settings.storage_url)
+from backend.worker import celery_app, job_resources
 
 
 def fuse_task(task_id: int) -> int | None:
     """Fuse one task; the id of its (new or unchanged) latest fused version, or None."""
-    engine, storage = _resources()
-    with transaction(engine) as session:
+    engine, storage, relay = job_resources()
+    with transaction(engine, relay) as session:
         result = service.fuse_task(session=session, storage=storage, task_id=task_id)
         return None if result is None else result.id
 
 
 def fuse_project(project_id: int) -> int:
     """Fuse a whole project; the id of the new fusion run."""
-    engine, storage = _resources()
-    with transaction(engine) as session:
+    engine, storage, relay = job_resources()
+    with transaction(engine, relay) as session:
         run = service.fuse_project(session=session, storage=storage, project_id=project_id)
         assert run.id is not None
         return run.id

@@ -119,3 +119,7 @@ class Slice(CropSize, SQLModel, table=True):
     reference_key: str | None = Field(default=None, max_length=255)
     reference_pixels: int | None = Field(default=None, ge=0)
     brain_fraction: float
+    # Share of the slice's brain pixels that are FLAIR-hyperintense (lesion candidates,
+    # ``preprocess.HYPERINTENSE_Z``): what the ``random_fg`` selection weighs by. None for
+    # slices imported before it was measured.
+    candidate_fraction: float | None = None

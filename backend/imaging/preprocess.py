@@ -52,6 +52,7 @@ class CaseSource:
 class SliceRender:
     index: int
     brain_fraction: float
+    candidate_fraction: float
     pngs: dict[Contrast, bytes]
     reference_png: bytes | None
     reference_pixels: int | None
@@ -133,6 +134,24 @@ def brain_mask(volumes: dict[Contrast, FloatArray]) -> BoolArray:
     largest = labels == int(np.argmax(sizes))
     filled: BoolArray = np.asarray(ndimage.binary_fill_holes(largest), dtype=bool)
     return filled
+
+
+# FLAIR z-score (inside the brain) above which a voxel is a lesion candidate: MS lesions are
+# hyperintense on FLAIR, normal white matter sits near the brain's mean.
+HYPERINTENSE_Z = 2.0
+
+
+def candidate_fractions(flair: FloatArray, brain: BoolArray) -> npt.NDArray[np.float64]:
+    """Per axial slice, the share of its brain voxels whose FLAIR z-score exceeds
+    ``HYPERINTENSE_Z`` (0 on slices without brain)."""
+    inside = flair[brain].astype(np.float64)
+    std = float(inside.std()) or 1.0
+    bright = brain & (flair > float(inside.mean()) + HYPERINTENSE_Z * std)
+    per_slice = brain.sum(axis=(0, 1)).astype(np.float64)
+    fractions: npt.NDArray[np.float64] = np.divide(
+        bright.sum(axis=(0, 1)), per_slice, out=np.zeros_like(per_slice), where=per_slice > 0
+    )
+    return fractions
 
 
 def robust_window(
@@ -259,6 +278,7 @@ def prepare_case(
         crop=crop,
     )
     brain_per_slice = brain[x0:x1, y0:y1, :].sum(axis=(0, 1)) / area
+    candidates = candidate_fractions(volumes[Contrast.flair], brain)
     for z in np.flatnonzero(brain_per_slice >= min_brain_fraction):
         pngs = {
             c: encode_png(to_display(to_uint8(v[x0:x1, y0:y1, z], windows[c])))
@@ -273,6 +293,7 @@ def prepare_case(
             SliceRender(
                 index=int(z),
                 brain_fraction=float(min(brain_per_slice[z], 1.0)),
+                candidate_fraction=float(candidates[z]),
                 pngs=pngs,
                 reference_png=ref_png,
                 reference_pixels=ref_pixels,

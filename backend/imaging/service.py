@@ -213,6 +213,7 @@ def _store(
                 reference_key=reference_key,
                 reference_pixels=render.reference_pixels,
                 brain_fraction=render.brain_fraction,
+                candidate_fraction=render.candidate_fraction,
             )
         )
     session.add_all(slices)

@@ -40,6 +40,8 @@ class ProjectBase(SQLModel):
     min_sensitivity: float = Field(default=0.3, ge=0, le=1)
     min_lesion_ppv: float = Field(default=0.3, ge=0, le=1)
     fast_ms: int = Field(default=1500, ge=0, le=600_000)
+    # Cases (public ids) held out for evaluating models: never trained on, never gold.
+    holdout_cases: list[str] = Field(default_factory=list, sa_type=sa.JSON)
 
     @field_validator("gold_schedule")
     @classmethod
@@ -59,6 +61,15 @@ class ProjectBase(SQLModel):
         if self.max_labels < self.min_labels:
             raise ValueError("max_labels must be at least min_labels")
         return self
+
+    @field_validator("holdout_cases")
+    @classmethod
+    def _case_ids(cls, value: list[str]) -> list[str]:
+        if len(value) > 1000 or any(not 1 <= len(v) <= 32 for v in value):
+            raise ValueError("up to 1000 case public ids of 1 to 32 characters")
+        if len(set(value)) != len(value):
+            raise ValueError("a case is named twice")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -119,6 +119,11 @@ def set_gold(
     are not needed, and no volunteer may meet the same slice as normal and as gold.
     """
     slice_, case = _slice_and_case(session, slice_id)
+    project = session.get(Project, case.project_id)
+    if project is not None and case.public_id in project.holdout_cases:
+        raise Conflict(
+            f"Case {case.public_id} is held out for evaluating models: its slices cannot be gold"
+        )
     if mask.shape != (slice_.height, slice_.width):
         raise InvalidInput(
             f"The gold mask must be {slice_.width} x {slice_.height} pixels, "

@@ -1,6 +1,7 @@
 """Migrations build the whole schema, match the models, and go down cleanly, on both dialects."""
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -12,12 +13,12 @@ from sqlmodel import Session, SQLModel
 import backend.models  # noqa: F401  (registers every table)
 from backend.auth.models import User
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
-from backend.imaging.models import Case, Slice, SliceAxis
+from backend.imaging.models import Case
 
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
-TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions"}
+TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rounds"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -119,26 +120,23 @@ def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine
         case = Case(project_id=1, public_id="c", source_sha256="h", source="s", licence="CC0")
         session.add(case)
         session.flush()
-        slices = [
-            Slice(
-                case_id=case.id or 0,
-                axis=SliceAxis.axial,
-                index=n,
-                crop_x0=0,
-                crop_y0=0,
-                crop_x1=4,
-                crop_y1=4,
-                image_keys={},
-                brain_fraction=0.5,
-            )
-            for n in (1, 2, 3)
-        ]
         users = [
             User(email=f"u{n}@example.org", display_name=f"u{n}", password_hash="x")
             for n in (1, 2, 3, 4)
         ]
-        session.add_all([*slices, *users])
+        session.add_all(users)
+        session.flush()
+        # Slices as 0003 knew them (later revisions added columns the model has).
+        for n in (1, 2, 3):
+            session.execute(
+                text(
+                    'INSERT INTO slices (id, case_id, axis, "index", crop_x0, crop_y0, crop_x1, '
+                    "crop_y1, image_keys, brain_fraction) "
+                    f"VALUES ({n}, {case.id}, 'axial', {n}, 0, 0, 4, 4, '{{}}', 0.5)"
+                )
+            )
         session.commit()
+        slices = [SimpleNamespace(id=n) for n in (1, 2, 3)]
         ids = [s.id for s in slices], [u.id for u in users], 1
     (slice_ids, user_ids, project_id) = ids
     with db_engine.begin() as c:

@@ -26,6 +26,7 @@ from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
 from backend.tasks import service as tasks
 from backend.tasks.models import Task, TaskState
+from backend.worker import job_resources
 from tests.backend.core.test_outbox import Broker
 from tests.backend.quality.test_gold import _mask_rle, _normal_tasks, _square_masks, create_case
 from tests.factories import PASSWORD, create_project, create_token, submit
@@ -127,8 +128,8 @@ def test_jobs_and_cli_fuse_a_project(settings_env: pytest.MonkeyPatch, tmp_path:
     runner = CliRunner()
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     settings = get_settings()
-    jobs._resources.cache_clear()
-    engine, storage = jobs._resources()
+    job_resources.cache_clear()
+    engine, storage, _relay = job_resources()
     with Session(engine) as session:
         project_id, task_ids, _ = _crowd(session, storage)
         session.commit()
@@ -149,7 +150,7 @@ def test_jobs_and_cli_fuse_a_project(settings_env: pytest.MonkeyPatch, tmp_path:
     missing = runner.invoke(app, ["fuse", "--project", "nope"])
     assert missing.exit_code == 1
     assert "No project called 'nope'" in missing.output
-    jobs._resources.cache_clear()
+    job_resources.cache_clear()
     engine.dispose()
     assert settings.storage_url
 
