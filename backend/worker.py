@@ -71,13 +71,12 @@ def job_resources() -> "tuple[Engine, Storage, Relay]":
     """The database engine, storage and outbox relay a worker process's jobs share (jobs
     commit their own transactions and relay the jobs they defer right after)."""
     from backend.core.db import create_db_engine
-    from backend.core.outbox import Relay
+    from backend.core.outbox import Relay, celery_sender
     from backend.core.storage import Storage
 
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
-    send = celery_app.send_task
-    return engine, Storage(settings.storage_url), Relay(engine, lambda n, a: send(n, args=a))
+    return engine, Storage(settings.storage_url), Relay(engine, celery_sender(settings))
 
 
 @celery_app.task(name="system.ping")  # type: ignore[untyped-decorator]

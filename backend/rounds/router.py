@@ -67,7 +67,9 @@ def list_rounds(project_id: ProjectQuery, _user: Engineer, session: SessionDep) 
     return [read(session, r) for r in service.rounds_of(session, project_id)]
 
 
-@router.post("", response_model=RoundRead, status_code=201, responses=error_responses(409, 422))
+@router.post(
+    "", response_model=RoundRead, status_code=201, responses=error_responses(400, 409, 422)
+)
 def start_round(
     body: RoundCreate, _user: Engineer, session: SessionDep, storage: StorageDep
 ) -> RoundRead:

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backend.core.validation import MAX_DB_ID
 from ml.config import CONFIGS
 from ml.selection import STRATEGIES
 
@@ -11,7 +12,7 @@ from ml.selection import STRATEGIES
 class RoundCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    project_id: int = Field(ge=1)
+    project_id: int = Field(ge=1, le=MAX_DB_ID)
     strategy: str = Field(default="bald_diverse", max_length=32)
     budget: int = Field(default=50, ge=1, le=100_000, description="Slices to label this round")
     config: str | None = Field(

@@ -15,6 +15,7 @@ from tests.factories import PASSWORD, create_token
 
 PUBLIC, USER, EXPERT, ADMIN = "public", "user", "expert", "admin"
 LABELS = "labels"  # ML engineers, experts and admins
+ENGINEER = "engineer"  # ML engineers and admins
 # The least access each route needs. A route missing here fails the test: classify it.
 POLICY = {
     ("GET", "/api/health"): PUBLIC,
@@ -53,12 +54,19 @@ POLICY = {
     ("GET", "/api/fusion/projects/{project_id}/redundancy"): LABELS,
     ("GET", "/api/quality/annotations/{annotation_id}/mask.png"): EXPERT,
     ("POST", "/api/quality/annotations/{annotation_id}/gold"): EXPERT,
+    ("GET", "/api/rounds"): ENGINEER,
+    ("POST", "/api/rounds"): ENGINEER,
+    ("GET", "/api/rounds/curve"): ENGINEER,
+    ("GET", "/api/rounds/{round_id}"): ENGINEER,
+    ("POST", "/api/rounds/{round_id}/close"): ENGINEER,
+    ("POST", "/api/rounds/{round_id}/resume"): ENGINEER,
 }
 ALLOWED = {
     PUBLIC: {None, *UserRole},
     USER: set(UserRole),
     EXPERT: {UserRole.expert, UserRole.admin},
     LABELS: {UserRole.engineer, UserRole.expert, UserRole.admin},
+    ENGINEER: {UserRole.engineer, UserRole.admin},
     ADMIN: {UserRole.admin},
 }
 PATH_VALUES = {"offset": "0", "contrast": "flair", "token_id": "999999"}  # not the caller's token
