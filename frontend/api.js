@@ -59,3 +59,23 @@ export function button(label, onClick, attributes = {}) {
   node.addEventListener("click", onClick);
   return node;
 }
+
+// The start of a staff page: the caller must be logged in with one of ``roles`` (else the
+// page's #gate says why, and null comes back); fills the #project picker; the projects.
+export async function staffProjects(roles, refusal) {
+  const gate = (text) => {
+    $("gate").textContent = text;
+    $("gate").hidden = false;
+    return null;
+  };
+  let me;
+  try {
+    me = await api("GET", "/api/auth/me");
+  } catch (error) {
+    return gate("Log in on the labelling page first, then come back here.");
+  }
+  if (!roles.includes(me.role)) return gate(refusal);
+  const projects = await api("GET", "/api/projects");
+  $("project").replaceChildren(...projects.map((p) => new Option(p.name, p.id)));
+  return projects;
+}

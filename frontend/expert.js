@@ -2,7 +2,7 @@
 // for gold masks, and the rater table with each rater's history and suspend/reinstate.
 // An ES module served as is (no build step); it talks to /api/quality/* with the session cookie.
 
-import { $, api, button, element } from "./api.js";
+import { $, api, button, element, staffProjects } from "./api.js";
 
 const state = { project: null, painting: null };
 
@@ -263,21 +263,8 @@ function selectTab(id) {
 }
 
 async function start() {
-  let me;
-  try {
-    me = await api("GET", "/api/auth/me");
-  } catch (error) {
-    $("gate").textContent = "Log in on the labelling page first, then come back here.";
-    $("gate").hidden = false;
-    return;
-  }
-  if (!["expert", "admin"].includes(me.role)) {
-    $("gate").textContent = "This workspace is for experts and admins.";
-    $("gate").hidden = false;
-    return;
-  }
-  const projects = await api("GET", "/api/projects");
-  $("project").replaceChildren(...projects.map((p) => new Option(p.name, p.id)));
+  const projects = await staffProjects(["expert", "admin"], "This workspace is for experts and admins.");
+  if (projects === null) return;
   state.project = projects.length ? Number(projects[0].id) : null;
   $("project").addEventListener("change", (event) => {
     state.project = Number(event.target.value);

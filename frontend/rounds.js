@@ -2,7 +2,7 @@
 // its progress and ETA (polled while a worker is on it), and start/close/resume.
 // An ES module served as is (no build step); it talks to /api/rounds with the session cookie.
 
-import { $, api, button, element } from "./api.js";
+import { $, api, button, element, staffProjects } from "./api.js";
 
 const state = { project: null, timer: null };
 const WORKING = new Set(["fusing", "training", "scoring"]);
@@ -136,21 +136,8 @@ async function startRound(event) {
 }
 
 async function start() {
-  let me;
-  try {
-    me = await api("GET", "/api/auth/me");
-  } catch (error) {
-    $("gate").textContent = "Log in on the labelling page first, then come back here.";
-    $("gate").hidden = false;
-    return;
-  }
-  if (!["engineer", "admin"].includes(me.role)) {
-    $("gate").textContent = "Rounds are run by ML engineers and admins.";
-    $("gate").hidden = false;
-    return;
-  }
-  const projects = await api("GET", "/api/projects");
-  $("project").replaceChildren(...projects.map((p) => new Option(p.name, p.id)));
+  const projects = await staffProjects(["engineer", "admin"], "Rounds are run by ML engineers and admins.");
+  if (projects === null) return;
   state.project = projects.length ? Number(projects[0].id) : null;
   $("project").addEventListener("change", (event) => {
     state.project = Number(event.target.value);

@@ -16,7 +16,6 @@ stays ``ready``.
 
 import gzip
 import io
-import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
@@ -53,6 +52,7 @@ from backend.quality import service as quality
 from backend.quality.models import GoldVersion
 from backend.rounds import SCORE_POOL, TRAIN_ROUND
 from backend.rounds import service as rounds
+from backend.rounds.jobs import Reporter, run_stage
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
 from backend.tasks.models import Task, TaskKind
 from backend.worker import celery_app, job_resources
@@ -388,60 +388,11 @@ def predict_folder(
 # -- the round jobs (queue ``gpu``) ----------------------------------------------------
 
 
-class Reporter:
-    """A stage job's progress: written to the round at most every ``every`` seconds (and
-    always at 100 %); raises ``rounds.LostRound`` when another job took the round over."""
-
-    def __init__(self, engine: Engine, round_id: int, token: str, every: float = 2.0) -> None:
-        self.engine, self.round_id, self.token, self.every = engine, round_id, token, every
-        self.last = -math.inf
-
-    def __call__(self, percent: float, eta_seconds: float | None, detail: str) -> None:
-        now = time.monotonic()
-        if now - self.last < self.every and percent < 100.0:
-            return
-        self.last = now
-        with transaction(self.engine) as session:
-            rounds.report(session, self.round_id, self.token, percent, eta_seconds, detail)
-
-    def training(self, now: Progress) -> None:
-        self(now.percent, now.eta_seconds, f"training: step {now.step}, loss {now.loss:.3f}")
-
-
 def round_config(round_: Round, device: torch.device) -> TrainConfig:
     """The round's training config: its named one (else gpu on CUDA, cpu otherwise), with
     its time budget and seed."""
     name = pick(device.type == "cuda").name if round_.config is None else round_.config
     return timed(name, round_.minutes, seed=round_.seed)
-
-
-def _run_stage(
-    round_id: int, stage: RoundStatus, work: Callable[[Round, Reporter], tuple[str, Any]]
-) -> str:
-    """Claim the round for ``stage``, run ``work(round, reporter)`` -> (detail, finish), then
-    ``finish(session, round)`` and the move to the next stage in one transaction; a failure
-    is recorded on the round (to resume) and raised."""
-    engine, _storage, relay = job_resources()
-    with transaction(engine) as session:
-        token = rounds.claim(session, round_id, stage)
-    if token is None:
-        return "nothing to do"
-    reporter = Reporter(engine, round_id, token)
-    try:
-        with Session(engine) as session:
-            round_ = rounds.get_round(session, round_id)
-        detail, finish = work(round_, reporter)
-        with transaction(engine, relay) as session:
-            held = rounds.held(session, round_id, token)
-            finish(session, held)
-            rounds.finish_stage(session, round_id, token, detail)
-    except rounds.LostRound:
-        return "taken over by another job"
-    except Exception as exc:
-        with transaction(engine) as session:
-            rounds.fail_stage(session, round_id, token, f"{stage.value} failed: {exc}")
-        raise
-    return detail
 
 
 def _interrupted(engine: Engine, round_id: int) -> None:
@@ -466,6 +417,10 @@ def train_round(round_id: int) -> str:
 
     def work(round_: Round, report: Reporter) -> tuple[str, Any]:
         engine, storage, _relay = job_resources()
+
+        def training(now: Progress) -> None:
+            report(now.percent, now.eta_seconds, f"training: step {now.step}, loss {now.loss:.3f}")
+
         with Session(engine) as session:
             done = rounds.model_of(session, round_)
             project = session.get_one(Project, round_.project_id)
@@ -481,7 +436,7 @@ def train_round(round_id: int) -> str:
                 device=device,
                 holdout=project.holdout_cases,
                 round_id=round_id,
-                progress=report.training,
+                progress=training,
             )
         version = done
         used = int(sum(version.snapshot.get("cases", {}).values()))
@@ -494,7 +449,7 @@ def train_round(round_id: int) -> str:
         figure = "no held-out case" if dice is None else f"held-out Dice {dice:.3f}"
         return f"model {version.id} ({version.status.value}), {figure}; scoring next", finish
 
-    return _run_stage(round_id, RoundStatus.training, work)
+    return run_stage(round_id, RoundStatus.training, work)
 
 
 def score_pool(round_id: int) -> str:
@@ -567,7 +522,7 @@ def score_pool(round_id: int) -> str:
 
         return f"scored {len(ids)} unlabelled slices (T = {config.mc_samples})", finish
 
-    return _run_stage(round_id, RoundStatus.scoring, work)
+    return run_stage(round_id, RoundStatus.scoring, work)
 
 
 train_round_job = celery_app.task(name=TRAIN_ROUND)(train_round)

@@ -35,16 +35,17 @@ def mc_probabilities(
     model: nn.Module, images: torch.Tensor, samples: int, *, chunk: int = 64
 ) -> torch.Tensor:
     """``samples`` Monte-Carlo dropout passes over a batch [B, C, H, W]: probabilities
-    [samples, B, H, W]. The batch is repeated ``samples`` times and run in forward passes of
-    up to ``chunk`` images (dropout draws its mask per image, so the copies are independent
-    samples)."""
+    [samples, B, H, W]. Each forward pass takes as many copies of the batch as fit in
+    ``chunk`` images (at least one): dropout draws its mask per image, so the copies are
+    independent samples."""
     enable_mc_dropout(model)
     count = images.shape[0]
-    repeated = images.repeat(samples, 1, 1, 1)  # [samples * B, C, H, W], sample-major
+    copies = max(1, chunk // max(count, 1))
     cuda = images.device.type == "cuda"
     outputs = []
-    for first in range(0, repeated.shape[0], chunk):
-        part = repeated[first : first + chunk]
+    for first in range(0, samples, copies):
+        k = min(copies, samples - first)
+        part = images if k == 1 else images.repeat(k, 1, 1, 1)  # sample-major
         with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=cuda):
             outputs.append(torch.sigmoid(model(part).float())[:, 0])
     return torch.cat(outputs).reshape(samples, count, *images.shape[2:])

@@ -208,19 +208,25 @@ def score_slices(
     *,
     samples: int | None = None,
     batch: int = 8,
+    chunk: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[SliceScores]:
     """Monte-Carlo dropout uncertainty (``ml.uncertainty.score_slice``) of axial slices
     ``(z, crop box)`` of ``case``: ``samples`` (default ``config.mc_samples``) dropout passes,
     batched, each slice scored inside its crop box (what volunteers see), 0 outside the brain.
-    ``progress(n)`` after each batch, ``n`` slices done so far."""
+    ``chunk``: images per forward pass; by default all ``samples`` copies of a batch at once
+    on CUDA, and one batch per pass on the CPU (there a pass of 80 whole slices ran at 0.6x
+    the speed of ten passes of 8: bench/ml_throughput.py). ``progress(n)`` after each batch,
+    ``n`` slices done so far."""
     samples = samples or config.mc_samples
+    if chunk is None:
+        chunk = batch * samples if device.type == "cuda" else batch
     x, y, _ = case.brain.shape
     scores: list[SliceScores] = []
     for first in range(0, len(slices), batch):
         part = slices[first : first + batch]
         images = _padded_stacks(case, [z for z, _ in part], config.neighbours, device)
-        drawn = mc_probabilities(model, images, samples, chunk=batch * samples)
+        drawn = mc_probabilities(model, images, samples, chunk=chunk)
         maps = drawn[:, :, :x, :y].float().cpu().numpy()
         for k, (z, (x0, y0, x1, y1)) in enumerate(part):
             inside = case.brain[x0:x1, y0:y1, z]

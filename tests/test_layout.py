@@ -4,7 +4,13 @@ sends ML work to Celery by name), and the ML package's pure modules need no torc
 import subprocess
 import sys
 
-BACKEND = ["backend.main", "backend.cli", "backend.worker", "backend.fusion.jobs"]
+BACKEND = [
+    "backend.main",
+    "backend.cli",
+    "backend.worker",
+    "backend.fusion.jobs",
+    "backend.rounds.jobs",
+]
 PURE_ML = ["ml.uncertainty", "ml.selection", "ml.config"]
 
 
@@ -19,7 +25,7 @@ def _imports_torch(modules: list[str]) -> bool:
 def test_every_entry_point_sees_every_table() -> None:
     """A fresh ``mscrowd`` process must know every table a foreign key names (it did not:
     ``mscrowd import`` failed on tasks.gold_version_id until the CLI loaded every model)."""
-    for entry in ("backend.cli", "backend.main", "backend.worker", "backend.fusion.jobs"):
+    for entry in (*BACKEND, "ml.jobs"):
         code = (
             f"import {entry}\nfrom sqlmodel import SQLModel\n"
             "for table in SQLModel.metadata.sorted_tables:\n"

@@ -33,3 +33,20 @@ def browser() -> Iterator["playwright_api.Browser"]:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def staff_page(
+    browser: "playwright_api.Browser", base: str, email: str, password: str, path: str
+) -> tuple["playwright_api.Page", list[str]]:
+    """A desktop page logged in as ``email`` on the labelling page, then opened at ``path``;
+    with the list the page's script errors collect in."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base)
+    page.fill("#login-email", email)
+    page.fill("#login-password", password)
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#who", state="visible")
+    page.goto(f"{base}{path}")
+    return page, errors

@@ -13,6 +13,7 @@ from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
 from tests.factories import PASSWORD, create_project, create_tasks
+from tests.frontend.conftest import staff_page
 from tests.live import seeded_site
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -73,15 +74,7 @@ def test_engineer_watches_starts_and_closes_rounds(
     browser: "playwright_api.Browser", site: tuple[str, Path]
 ) -> None:
     base, data_dir = site
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(base)
-    page.fill("#login-email", ENGINEER)
-    page.fill("#login-password", PASSWORD)
-    page.press("#login-password", "Enter")
-    page.wait_for_selector("#who", state="visible")
-    page.goto(f"{base}/rounds")
+    page, errors = staff_page(browser, base, ENGINEER, PASSWORD, "/rounds")
 
     page.wait_for_selector("[data-testid=round-3]")
     running = page.inner_text("[data-testid=round-3]")

@@ -39,3 +39,16 @@ def test_model_shapes_seed_and_mc_dropout() -> None:
     assert float(samples.min()) >= 0.0
     assert float(samples.max()) <= 1.0
     assert float(samples.std(dim=0).mean()) > 0  # dropout on: the passes differ
+    # However the samples are split into forward passes, they come out sample-major.
+    for chunk in (1, 2, 5, 100):
+        torch.manual_seed(0)
+        split = mc_probabilities(model, images, samples=5, chunk=chunk)
+        assert split.shape == (5, 2, 32, 32)
+        assert float(split.std(dim=0).mean()) > 0
+    model.eval()
+    with torch.no_grad():  # a model without dropout gives T identical samples, in order
+        plain = build_model(get_config("tiny", dropout=0.0))
+        expected = torch.sigmoid(plain.eval()(images))[:, 0]
+        for chunk in (1, 3, 100):
+            again = mc_probabilities(plain, images, samples=3, chunk=chunk)
+            assert torch.allclose(again, expected.expand(3, -1, -1, -1), atol=1e-6)
