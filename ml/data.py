@@ -98,6 +98,57 @@ def _crop(array: NDArray[np.floating], x: int, y: int, size: int) -> NDArray[np.
     return out
 
 
+class PatchSampler:
+    """Draws training patches from ``cases``: the lesion pixels (P >= 0.5) and brain pixels of
+    their labelled slices are indexed once, here, not at every step."""
+
+    def __init__(self, cases: Sequence[CaseArrays]) -> None:
+        self.cases = list(cases)
+        lesion_pixels: list[NDArray[np.int64]] = []
+        brain_pixels: list[NDArray[np.int64]] = []
+        for n, case in enumerate(self.cases):
+            zs = np.flatnonzero(case.labelled)
+            for pool, mask in (
+                (lesion_pixels, case.label[:, :, zs] >= 0.5),
+                (brain_pixels, case.brain[:, :, zs]),
+            ):
+                xyz = np.argwhere(mask)  # z as an index into zs
+                if len(xyz):
+                    xyz[:, 2] = zs[xyz[:, 2]]
+                    pool.append(np.column_stack([np.full(len(xyz), n), xyz]))
+        if not brain_pixels:
+            raise ValueError("no labelled slice with brain in it: nothing to train on")
+        self.brain = np.concatenate(brain_pixels)
+        self.lesions = np.concatenate(lesion_pixels) if lesion_pixels else self.brain[:0]
+
+    def sample(
+        self,
+        count: int,
+        size: int,
+        neighbours: int,
+        lesion_share: float,
+        rng: np.random.Generator,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """``count`` patches: inputs [count, C, size, size] and soft targets
+        [count, 1, size, size], ``lesion_share`` of them centred on lesion pixels, the rest on
+        brain pixels (both of labelled slices)."""
+        lesions, brain = self.lesions, self.brain
+        centred = int(round(count * lesion_share)) if len(lesions) else 0
+        picks = np.concatenate(
+            [
+                lesions[rng.integers(len(lesions), size=centred)] if centred else brain[:0],
+                brain[rng.integers(len(brain), size=count - centred)],
+            ]
+        )
+        inputs = np.empty((count, 3 * (2 * neighbours + 1), size, size), dtype=np.float32)
+        targets = np.empty((count, 1, size, size), dtype=np.float32)
+        for i, (n, x, y, z) in enumerate(picks[rng.permutation(count)]):
+            case = self.cases[int(n)]
+            inputs[i] = _crop(stack(case, int(z), neighbours), int(x), int(y), size)
+            targets[i, 0] = _crop(case.label[:, :, int(z)], int(x), int(y), size)
+        return inputs, targets
+
+
 def sample_patches(
     cases: Sequence[CaseArrays],
     count: int,
@@ -106,36 +157,6 @@ def sample_patches(
     lesion_share: float,
     rng: np.random.Generator,
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """``count`` training patches: inputs [count, C, size, size] and soft targets
-    [count, 1, size, size], ``lesion_share`` of them centred on lesion pixels (P >= 0.5) of
-    labelled slices, the rest on brain pixels of labelled slices."""
-    lesion_pixels: list[NDArray[np.int64]] = []
-    brain_pixels: list[NDArray[np.int64]] = []
-    for n, case in enumerate(cases):
-        zs = np.flatnonzero(case.labelled)
-        for z in zs:
-            for pool, mask in (
-                (lesion_pixels, case.label[:, :, z] >= 0.5),
-                (brain_pixels, case.brain[:, :, z]),
-            ):
-                xy = np.argwhere(mask)
-                if len(xy):
-                    pool.append(np.column_stack([np.full(len(xy), n), xy, np.full(len(xy), z)]))
-    if not brain_pixels:
-        raise ValueError("no labelled slice with brain in it: nothing to train on")
-    brain = np.concatenate(brain_pixels)
-    lesions = np.concatenate(lesion_pixels) if lesion_pixels else brain[:0]
-    centred = int(round(count * lesion_share)) if len(lesions) else 0
-    picks = np.concatenate(
-        [
-            lesions[rng.integers(len(lesions), size=centred)] if centred else brain[:0],
-            brain[rng.integers(len(brain), size=count - centred)],
-        ]
-    )
-    inputs = np.empty((count, 3 * (2 * neighbours + 1), size, size), dtype=np.float32)
-    targets = np.empty((count, 1, size, size), dtype=np.float32)
-    for i, (n, x, y, z) in enumerate(picks[rng.permutation(count)]):
-        case = cases[int(n)]
-        inputs[i] = _crop(stack(case, int(z), neighbours), int(x), int(y), size)
-        targets[i, 0] = _crop(case.label[:, :, int(z)], int(x), int(y), size)
-    return inputs, targets
+    """``count`` training patches from ``cases`` (``PatchSampler``; index once and call its
+    ``sample`` when drawing many batches)."""
+    return PatchSampler(cases).sample(count, size, neighbours, lesion_share, rng)

@@ -1,7 +1,7 @@
 """Training, prediction and evaluation of the segmenter, pure of the database and storage:
 ``CaseArrays`` in, a trained model and its figures out (``ml.jobs`` does the I/O).
 
-Training draws lesion-centred patches (``data.sample_patches``), augments them with MONAI's
+Training draws lesion-centred patches (``data.PatchSampler``), augments them with MONAI's
 transforms (flips, a small affine, bias field, intensity scaling, noise), and minimises
 MONAI's Dice + cross-entropy loss against the soft targets (crowd P(lesion), or 0/1 expert
 masks) until the time budget or the step limit. On CUDA it runs in bfloat16 autocast with
@@ -34,7 +34,7 @@ from torch import nn
 
 from backend.quality.metrics import dice, lesion_detection
 from ml.config import TrainConfig
-from ml.data import CaseArrays, sample_patches, stack
+from ml.data import CaseArrays, PatchSampler, stack
 from ml.models import build_model, mc_probabilities
 from ml.uncertainty import SliceScores, score_slice
 
@@ -127,14 +127,15 @@ def train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     loss_of = DiceCELoss(sigmoid=True)
+    sampler = PatchSampler(cases)
     began = time.monotonic()
     budget = config.minutes * 60.0
     losses: list[float] = []
     model.train()
     step = 0
     for step in range(1, config.max_steps + 1):
-        inputs, targets = sample_patches(
-            cases, config.batch_size, config.patch, config.neighbours, config.lesion_patches, rng
+        inputs, targets = sampler.sample(
+            config.batch_size, config.patch, config.neighbours, config.lesion_patches, rng
         )
         images, labels = _augment(transforms, inputs, targets)
         images, labels = images.to(device), labels.to(device)

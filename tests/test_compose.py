@@ -59,7 +59,7 @@ def test_workers_share_storage_and_the_gpu_worker_reserves_a_gpu() -> None:
     assert command[command.index("--queues") + 1] == "default"
     assert "--beat" in command  # one worker relays the job outbox
     gpu = services["gpu-worker"]
-    assert gpu["command"][1:4] == ["worker", "--queues", "gpu"]
+    assert gpu["command"][1:6] == ["worker", "--queues", "gpu", "--device", "cuda"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia"
     assert device["capabilities"] == ["gpu"]

@@ -4,7 +4,7 @@ normalisation, class balance and determinism under a seed."""
 import numpy as np
 import pytest
 
-from ml.data import CLIP, CaseArrays, normalise, sample_patches, stack
+from ml.data import CLIP, CaseArrays, PatchSampler, normalise, sample_patches, stack
 
 
 def _case(seed: int = 0) -> CaseArrays:
@@ -60,6 +60,12 @@ def test_patches_are_lesion_centred_at_the_share_asked_and_seeded() -> None:
     )
     with pytest.raises(ValueError, match="nothing to train on"):
         sample_patches([unlabelled], 4, 16, 1, 0.5, np.random.default_rng(0))
+    some = np.zeros(12, dtype=bool)
+    some[[3, 7]] = True
+    sampler = PatchSampler([CaseArrays(case.name, case.images, case.brain, case.label, some)])
+    assert set(np.unique(sampler.brain[:, 3])) == {3, 7}
+    assert len(sampler.brain) == int(case.brain[:, :, [3, 7]].sum())
+    assert len(sampler.lesions) == int((case.label[:, :, [3, 7]] >= 0.5).sum())
 
 
 def test_a_case_must_share_one_grid() -> None:
