@@ -25,6 +25,7 @@ from backend.core.migrations import current_revision, ensure_current, upgrade
 from backend.core.storage import Storage
 from backend.imaging.models import ConsentScope
 from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, import_cases
+from backend.rounds import service as rounds
 from backend.rounds.models import JOB_STAGES, Round, RoundStatus
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
@@ -580,8 +581,6 @@ def _round_work(project: str) -> Iterator[tuple[Session, int, Storage]]:
 
 
 def _round_line(session: Session, round_: Round) -> str:
-    from backend.rounds import service as rounds
-
     labelled, chosen = rounds.progress_of_labelling(session, round_)
     model = rounds.model_of(session, round_)
     text = f"Round {round_.number}: {round_.status.value}"
@@ -613,7 +612,6 @@ def round_start(
     minutes: Annotated[float | None, typer.Option(min=0.01, help="Training time budget.")] = None,
 ) -> None:
     """Start a project's next round: choose its slices and put them first in the queue."""
-    from backend.rounds import service as rounds
     from backend.rounds.schemas import RoundCreate
 
     try:
@@ -638,8 +636,6 @@ def round_start(
 @rounds_app.command("status")
 def round_status(project: Annotated[str, typer.Option(help="Project name.")]) -> None:
     """Every round of a project: stage, progress and its model's held-out figures."""
-    from backend.rounds import service as rounds
-
     with _round_work(project) as (session, project_id, _storage):
         found = rounds.rounds_of(session, project_id)
         for round_ in found:
@@ -649,8 +645,6 @@ def round_status(project: Annotated[str, typer.Option(help="Project name.")]) ->
 
 
 def _current(session: Session, project_id: int) -> Round:
-    from backend.rounds import service as rounds
-
     found = [r for r in rounds.rounds_of(session, project_id) if r.status is not RoundStatus.closed]
     if not found:
         raise Conflict("The project has no round in progress (mscrowd round start)")
@@ -667,8 +661,6 @@ def round_close(
     """Close the current round's labelling: the workers fuse, train and score, in that order."""
     import time
 
-    from backend.rounds import service as rounds
-
     with _round_work(project) as (session, project_id, _storage):
         round_id = rounds.close_labelling(session, _current(session, project_id).id or 0).id
         typer.echo("Labelling closed; the workers fuse, train and score next.")
@@ -684,15 +676,16 @@ def round_close(
                     now = rounds.get_round(session, round_id or 0)
                     stage = list(JOB_STAGES).index(now.status) if now.status in JOB_STAGES else 3
                     bar.update(int(100 * stage + (now.progress if stage < 3 else 0)) - bar.pos)
-                    if now.status is RoundStatus.closed or now.error:
+                    done = now.status is RoundStatus.closed or now.error is not None
+                    late = time.monotonic() > deadline
+                    if done or late:
                         line = _round_line(session, now)
                         break
-                if time.monotonic() > deadline:
-                    line = _round_line(session, now) + "\n  (still running; mscrowd round status)"
-                    break
                 time.sleep(1.0)
     finally:
         engine.dispose()
+    if not done:
+        line += "\n  (still running; mscrowd round status)"
     typer.echo(line)
     if now.error:
         raise typer.Exit(code=1)
@@ -701,8 +694,6 @@ def round_close(
 @rounds_app.command("resume")
 def round_resume(project: Annotated[str, typer.Option(help="Project name.")]) -> None:
     """Send the current round's stage job again (after an error, or a worker that died)."""
-    from backend.rounds import service as rounds
-
     with _round_work(project) as (session, project_id, _storage):
         resumed = rounds.resume(session, _current(session, project_id).id or 0)
         typer.echo(f"Round {resumed.number}: the {resumed.status.value} job was sent again.")

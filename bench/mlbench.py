@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,13 +52,11 @@ def synthetic_cases(seeds: list[int]) -> list[BenchCase]:
     return [prepared_case(prepare_case(synthesize_case(s).source), f"synthetic{s}") for s in seeds]
 
 
-def only_slices(
-    case: CaseArrays, zs: set[int], label: NDArray[np.float32] | None = None
-) -> CaseArrays:
-    """``case`` labelled on slices ``zs`` only (with ``label`` instead of its own if given)."""
+def only_slices(case: CaseArrays, zs: set[int]) -> CaseArrays:
+    """``case`` labelled on slices ``zs`` only."""
     labelled = np.zeros(case.labelled.shape, dtype=bool)
     labelled[sorted(zs)] = True
-    return replace(case, labelled=labelled, label=case.label if label is None else label)
+    return replace(case, labelled=labelled)
 
 
 def bench_config(steps: int, seed: int = 0) -> TrainConfig:

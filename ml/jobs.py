@@ -137,14 +137,14 @@ def load_cases(
     session: Session,
     storage: Storage,
     project_id: int,
-    labels: LabelSource,
+    labels: LabelSource | None,
     *,
     only: Collection[str] | None = None,
     skip: Collection[str] = (),
 ) -> dict[str, CaseArrays]:
-    """The project's cases by public id, with ``labels`` (reference: cases that have one);
-    ``only`` these public ids when given, never those in ``skip`` (their volumes are not
-    read at all)."""
+    """The project's cases by public id, with ``labels`` (reference: cases that have one;
+    None: images only, no label read); ``only`` these public ids when given, never those in
+    ``skip`` (their volumes are not read at all)."""
     found: dict[str, CaseArrays] = {}
     query = select(Case).where(Case.project_id == project_id).order_by(col(Case.id))
     if only is not None:
@@ -170,6 +170,8 @@ def load_cases(
                 np.float32
             )
             found[case.public_id] = arrays_from_volumes(case.public_id, volumes, label)
+        elif labels is None:
+            found[case.public_id] = arrays_from_volumes(case.public_id, volumes)
         else:
             label, labelled = _fused_labels(session, storage, case, shape)
             found[case.public_id] = arrays_from_volumes(case.public_id, volumes, label, labelled)
@@ -465,28 +467,16 @@ def score_pool(round_id: int) -> str:
                 raise InvalidInput(f"round {round_.number} has no trained model to score with")
             project = session.get_one(Project, round_.project_id)
             pool = rounds.pool_rows(session, project)
-            boxes = {
-                s.id: (s.crop_x0, s.crop_y0, s.crop_x1, s.crop_y1)
-                for s in session.exec(
-                    select(Slice).where(col(Slice.id).in_([r.slice_id for r in pool]))
-                )
-            }
-            public = {
-                case.id or 0: case.public_id
-                for case in session.exec(
-                    select(Case).where(col(Case.id).in_({r.case_id for r in pool}))
-                )
-            }
         device = pick_device(get_settings().ml_device)
         model, config = load_weights(storage.get(version.weights_key), device)
         began, total = time.monotonic(), len(pool)
         ids: list[int] = []
         found: dict[str, list[float]] = {name: [] for name in rounds.SCORE_NAMES}
-        for case_id in sorted(public):
-            rows = [r for r in pool if r.case_id == case_id]
+        for public_id in sorted({r.case_public_id for r in pool}):
+            rows = [r for r in pool if r.case_public_id == public_id]
             with Session(engine) as session:
                 (case,) = load_cases(
-                    session, storage, project.id or 0, LabelSource.fused, only=[public[case_id]]
+                    session, storage, project.id or 0, None, only=[public_id]
                 ).values()
             before = len(ids)
 
@@ -499,7 +489,7 @@ def score_pool(round_id: int) -> str:
             scores = score_slices(
                 model,
                 case,
-                [(r.index, boxes[r.slice_id]) for r in rows],
+                [(r.index, r.box) for r in rows],
                 config,
                 device,
                 progress=progress,

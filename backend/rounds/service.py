@@ -93,7 +93,9 @@ class PoolRow:
     slice_id: int
     task_id: int
     case_id: int
+    case_public_id: str
     index: int
+    box: tuple[int, int, int, int]  # the slice's crop: x0, y0, x1, y1 (what volunteers see)
     candidate_fraction: float | None
     brain_fraction: float
 
@@ -117,7 +119,9 @@ def pool_rows(session: Session, project: Project) -> list[PoolRow]:
             slice_id=s.id or 0,
             task_id=task_id or 0,
             case_id=s.case_id,
+            case_public_id=public_id,
             index=s.index,
+            box=(s.crop_x0, s.crop_y0, s.crop_x1, s.crop_y1),
             candidate_fraction=s.candidate_fraction,
             brain_fraction=s.brain_fraction,
         )
