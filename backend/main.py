@@ -37,6 +37,7 @@ from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
 from backend.quality.router import router as quality_router
 from backend.rounds.router import router as rounds_router
+from backend.tasks.router import reports_router
 from backend.tasks.router import router as tasks_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Added last, so outermost: the headers are on every answer, 503s from admission included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     routers = (health_router, auth_router, projects_router, tasks_router, imaging_router)
-    for router in (*routers, quality_router, fusion_router, rounds_router):
+    for router in (*routers, reports_router, quality_router, fusion_router, rounds_router):
         app.include_router(router, prefix="/api")
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 

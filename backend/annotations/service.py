@@ -87,6 +87,8 @@ def submit(
             feedback = None if score is None else quality.feedback_of(score)
             return Submission(stored, lease_id, replayed=True, feedback=feedback)
         raise Conflict("You already labelled this task")
+    if row.assignment_state == AssignmentState.skipped:
+        raise Conflict("You skipped this task; ask POST /api/tasks/next for another one")
     if row.key_reused:
         raise IdempotencyMismatch(
             "This Idempotency-Key was already used for another submission; use a new key"

@@ -23,13 +23,19 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=254, unique=True, index=True)
+    # A login name only (nothing is mailed to it), and optional: a volunteer may sign up and
+    # log in with the pseudonym alone.
+    email: str | None = Field(default=None, max_length=254, unique=True, index=True)
     # Public pseudonym shown on leaderboards; never the email.
     display_name: str = Field(max_length=40, unique=True)
     password_hash: str = Field(max_length=255)
     role: UserRole = Field(default=UserRole.volunteer, sa_type=enum_type(UserRole))
     is_active: bool = True
     created_at: datetime = created_at_field()
+    # The consent text the person accepted (``backend.auth.consent.VERSION``) and when;
+    # volunteers lease tasks only under the current version.
+    consent_version: str | None = Field(default=None, max_length=32)
+    consent_at: datetime | None = timestamp_field(nullable=True)
 
 
 class CredentialKind(StrEnum):

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from backend.auth import service, throttle
+from backend.auth import consent, service, throttle
 from backend.auth.deps import (
     CSRF_COOKIE,
     DEVICE_COOKIE,
@@ -13,6 +13,8 @@ from backend.auth.deps import (
 )
 from backend.auth.models import Credential, User
 from backend.auth.schemas import (
+    ConsentIn,
+    ConsentRead,
     LoginIn,
     MeRead,
     SessionRead,
@@ -20,6 +22,7 @@ from backend.auth.schemas import (
     TokenCreate,
     TokenInfo,
     TokenRead,
+    UserRead,
 )
 from backend.core.config import Settings
 from backend.core.deps import EngineDep, HashingDep, SessionDep, SettingsDep
@@ -46,7 +49,7 @@ def _start_session(
         CSRF_COOKIE, credential.csrf_token, max_age=max_age, secure=secure, samesite="lax"
     )
     return SessionRead(
-        user=MeRead.model_validate(user),
+        user=me_read(user),
         csrf_token=credential.csrf_token,
         expires_at=credential.expires_at,
     )
@@ -108,7 +111,7 @@ def signup(
         401,
         429,
         503,
-        e401="Wrong email or password (the same answer for unknown emails)",
+        e401="Wrong login name or password (the same answer for unknown names)",
         e429="Too many failed attempts from this address or for this account from new browsers",
     ),
 )
@@ -129,7 +132,7 @@ def login(
     result = service.login(
         engine=engine,
         gate=gate,
-        email=body.email,
+        login_name=body.login_name,
         password=body.password,
         address=client_address(request),
         device=request.cookies.get(DEVICE_COOKIE),
@@ -149,10 +152,38 @@ def logout(principal: PrincipalDep, response: Response, session: SessionDep) -> 
     response.delete_cookie(CSRF_COOKIE)
 
 
+def me_read(user: User) -> MeRead:
+    fields = UserRead.model_validate(user).model_dump()
+    return MeRead(
+        **fields,
+        email=user.email,
+        consent_version=user.consent_version,
+        consent_at=user.consent_at,
+        consent_current=user.consent_version == consent.VERSION,
+    )
+
+
 @router.get("/me", response_model=MeRead, responses=SIGNED_IN)
 def me(user: CurrentUser) -> MeRead:
     """The signed-in account."""
-    return MeRead.model_validate(user)
+    return me_read(user)
+
+
+@router.get("/consent", response_model=ConsentRead)
+def consent_text() -> ConsentRead:
+    """The current consent text, shown before a volunteer's first task (no sign-in needed)."""
+    return ConsentRead(version=consent.VERSION, title=consent.TITLE, points=list(consent.POINTS))
+
+
+@router.post(
+    "/consent",
+    response_model=MeRead,
+    responses={**SIGNED_IN, **error_responses(400, 409, e409="Not the current consent text")},
+)
+def give_consent(body: ConsentIn, user: CurrentUser, session: SessionDep) -> MeRead:
+    """Accept the consent text of ``version`` (the current one); stored with its time."""
+    service.give_consent(session=session, user=user, version=body.version)
+    return me_read(user)
 
 
 @router.post(

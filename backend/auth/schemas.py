@@ -2,8 +2,9 @@
 
 import re
 from datetime import datetime
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from backend.auth.models import UserRole
@@ -16,17 +17,29 @@ MIN_PASSWORD = 10
 
 
 class SignupIn(InputModel):
-    email: str = Field(max_length=254, examples=["ada@example.org"])
+    """An email, a pseudonym, or both: either serves as the login name (nothing is mailed to
+    the email; it only helps an admin find the account)."""
+
+    email: str | None = Field(default=None, max_length=254, examples=["ada@example.org"])
     password: str = Field(min_length=MIN_PASSWORD, max_length=256)
-    # Public pseudonym; one is generated when left out. Never use a real name here.
+    # Public pseudonym; one is generated when left out (then the email is needed to log in).
+    # Never use a real name here.
     display_name: str | None = Field(default=None, max_length=40)
 
     @field_validator("email")
     @classmethod
-    def _email(cls, value: str) -> str:
-        if not EMAIL_PATTERN.match(value):
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not EMAIL_PATTERN.match(value):
             raise PydanticCustomError("email", "Enter an email address like name@example.org")
         return value
+
+    @model_validator(mode="after")
+    def _login_name(self) -> Self:
+        if self.email is None and self.display_name is None:
+            raise PydanticCustomError(
+                "login_name", "Choose a pseudonym (or give an email) to log in with"
+            )
+        return self
 
     @field_validator("display_name")
     @classmethod
@@ -41,8 +54,23 @@ class SignupIn(InputModel):
 
 
 class LoginIn(InputModel):
-    email: str = Field(min_length=1, max_length=254)
+    """Log in with the email or with the pseudonym (exactly one of them)."""
+
+    email: str | None = Field(default=None, min_length=1, max_length=254)
+    display_name: str | None = Field(default=None, min_length=1, max_length=40)
     password: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _one_login_name(self) -> Self:
+        if (self.email is None) == (self.display_name is None):
+            raise PydanticCustomError(
+                "login_name", "Give your email or your pseudonym (one of them)"
+            )
+        return self
+
+    @property
+    def login_name(self) -> str:
+        return self.email if self.email is not None else f"{self.display_name}"
 
 
 class UserRead(BaseModel):
@@ -55,7 +83,22 @@ class UserRead(BaseModel):
 
 
 class MeRead(UserRead):
-    email: str
+    email: str | None
+    consent_version: str | None
+    consent_at: datetime | None
+    # Whether the accepted consent is the current one (volunteers need it to get tasks).
+    consent_current: bool
+
+
+class ConsentRead(BaseModel):
+    version: str
+    title: str
+    points: list[str]
+
+
+class ConsentIn(InputModel):
+    # The version shown to the person (GET /api/auth/consent): accepting an old text is refused.
+    version: str = Field(min_length=1, max_length=32)
 
 
 class SessionRead(BaseModel):

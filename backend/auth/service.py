@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from backend.auth import throttle
+from backend.auth import consent, throttle
 from backend.auth.models import Credential, CredentialKind, User, UserRole
 from backend.core import security
 from backend.core.db import table_of, transaction
@@ -88,15 +88,46 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
-def find_user(session: Session, email: str) -> User | None:
-    """The account with this login email, if any."""
-    return session.exec(select(User).where(User.email == normalise_email(email))).first()
+def find_user(session: Session, login_name: str) -> User | None:
+    """The account with this login email or (a name without '@') pseudonym, if any;
+    pseudonyms compare case-insensitively, as their uniqueness does."""
+    if "@" in login_name:
+        return session.exec(select(User).where(User.email == normalise_email(login_name))).first()
+    name = login_name.strip().lower()
+    return session.exec(select(User).where(func.lower(User.display_name) == name)).first()
+
+
+def account_key(user: User) -> str:
+    """The throttle key of an account's failed logins, whichever login name was used."""
+    return throttle.account_key(user.email or f"name:{user.display_name.lower()}")
+
+
+def unknown_key(login_name: str) -> str:
+    """The throttle key of an unknown login name (emails and pseudonyms apart)."""
+    if "@" in login_name:
+        return throttle.account_key(normalise_email(login_name))
+    return throttle.account_key(f"name:{login_name.strip().lower()}")
+
+
+def give_consent(
+    *, session: Session, user: User, version: str, now: datetime | None = None
+) -> None:
+    """Record that ``user`` accepted the consent text ``version`` (the current one only)."""
+    if version != consent.VERSION:
+        raise Conflict(
+            f"The consent text has changed (now version {consent.VERSION}); "
+            "reload the page and read it again"
+        )
+    user.consent_version = version
+    user.consent_at = now or utcnow()
+    session.add(user)
+    session.flush()
 
 
 def create_user(
     *,
     session: Session,
-    email: str,
+    email: str | None,
     password: str | None = None,
     password_hash: str | None = None,
     role: UserRole = UserRole.volunteer,
@@ -106,9 +137,10 @@ def create_user(
     pseudonym is taken."""
     if (password is None) == (password_hash is None):
         raise ValueError("give exactly one of password and password_hash")
-    email = normalise_email(email)
-    if session.exec(select(User.id).where(User.email == email)).first() is not None:
-        raise Conflict("An account with this email already exists")
+    if email is not None:
+        email = normalise_email(email)
+        if session.exec(select(User.id).where(User.email == email)).first() is not None:
+            raise Conflict("An account with this email already exists")
     if display_name is not None:
         taken = select(User.id).where(func.lower(User.display_name) == display_name.lower())
         if session.exec(taken).first() is not None:
@@ -166,7 +198,7 @@ def login(
     *,
     engine: Engine,
     gate: HashingGate,
-    email: str,
+    login_name: str,
     password: str,
     address: str,
     device: str | None,
@@ -177,13 +209,13 @@ def login(
 ) -> LoginOK:
     """Check a password under throttling; ``NotAuthenticated`` or ``TooManyAttempts`` if not.
 
-    Unknown emails, wrong passwords and throttled keys answer alike whether or not the account
-    exists: unknown emails are verified against a dummy hash and counted on their own key.
+    ``login_name``: the email or the pseudonym. Unknown names, wrong passwords and throttled
+    keys answer alike whether or not the account exists: unknown names are verified against a
+    dummy hash and counted on their own key; an account's two names count on one key.
     """
     now = now or utcnow()
-    email = normalise_email(email)
     with transaction(engine) as session:
-        user = find_user(session, email)
+        user = find_user(session, login_name)
         user_id = user.id if user is not None else None
         password_hash = user.password_hash if user is not None else _DUMMY_HASH
         device_id = trusted_device(secret_key, user_id, device) if user_id is not None else None
@@ -192,7 +224,8 @@ def login(
         if user_id is not None and device_id is not None:
             counted.append((throttle.device_key(user_id, device_id), policy.free_device))
         else:
-            counted.append((throttle.account_key(email), policy.free_account))
+            key = account_key(user) if user is not None else unknown_key(login_name)
+            counted.append((key, policy.free_account))
         keys = [key for key, _free in counted]
         wait = throttle.wait_seconds(session, keys, now)
     _refuse_if_waiting(wait, "Too many failed sign-in attempts")
@@ -219,7 +252,7 @@ def login(
                 session.add(user)
             secret, credential = open_session(session=session, user=user, hours=session_hours)
     if user is None or user_id is None:
-        raise NotAuthenticated("Wrong email or password")
+        raise NotAuthenticated("Wrong login name or password")
     if not user.is_active:
         raise NotAuthenticated("This account is disabled")
     cookie = device_cookie(secret_key, user_id, device_id)
@@ -230,7 +263,7 @@ def signup(
     *,
     engine: Engine,
     gate: HashingGate,
-    email: str,
+    email: str | None,
     password: str,
     display_name: str | None,
     address: str,
@@ -254,16 +287,16 @@ def signup(
     return user, secret, credential
 
 
-def _existing(session: Session, email: str) -> User:
-    user = find_user(session, email)
+def _existing(session: Session, login_name: str) -> User:
+    user = find_user(session, login_name)
     if user is None:
-        raise NotFound(f"No account with the email {normalise_email(email)}")
+        raise NotFound(f"No account with the login name {login_name.strip()}")
     return user
 
 
 def _unlock(session: Session, user: User) -> int:
     assert user.id is not None
-    cleared = throttle.clear(session, [throttle.account_key(user.email)])
+    cleared = throttle.clear(session, [account_key(user)])
     return cleared + throttle.clear_prefix(session, throttle.devices_prefix(user.id))
 
 
@@ -411,6 +444,19 @@ class Caller:
     id: int
     role: UserRole
     csrf_token: str | None
+    consent_version: str | None = None
+
+    def require_consent(self) -> None:
+        """Volunteers label only under the current consent (staff are exempt: they work
+        under their institution's agreements)."""
+        if self.role is UserRole.volunteer and self.consent_version != consent.VERSION:
+            raise ConsentRequired(
+                "Please read and accept the consent first (GET and POST /api/auth/consent)"
+            )
+
+
+class ConsentRequired(PermissionDenied):
+    """A volunteer has not accepted the current consent text."""
 
 
 @cache
@@ -421,6 +467,7 @@ def _caller_statement() -> Select[Any]:
             users.c.id,
             users.c.role,
             users.c.is_active,
+            users.c.consent_version,
             credentials.c.csrf_token,
             credentials.c.expires_at,
             credentials.c.revoked_at,
@@ -443,7 +490,12 @@ def resolve_caller(
     if row is None:
         raise NotAuthenticated(UNKNOWN_SECRET)
     _ensure_usable(row.revoked_at, row.expires_at, row.is_active, now or utcnow())
-    return Caller(id=row.id, role=UserRole(row.role), csrf_token=row.csrf_token)
+    return Caller(
+        id=row.id,
+        role=UserRole(row.role),
+        csrf_token=row.csrf_token,
+        consent_version=row.consent_version,
+    )
 
 
 def revoke(*, session: Session, credential: Credential) -> None:

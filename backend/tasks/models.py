@@ -80,6 +80,7 @@ class Task(SQLModel, table=True):
 class AssignmentState(StrEnum):
     active = "active"  # leased to the rater until lease_expires_at
     submitted = "submitted"  # the rater's annotation is stored
+    skipped = "skipped"  # released by the rater (skip or problem report): not served to them again
 
 
 class Assignment(SQLModel, table=True):
@@ -107,3 +108,26 @@ class Assignment(SQLModel, table=True):
     # An expert's or admin's lease: their answer is an expert answer (a gold candidate), so it
     # takes no crowd slot and is never counted as a volunteer label.
     expert: bool = False
+
+
+class ReportReason(StrEnum):
+    bad_image = "bad_image"  # unreadable: wrong contrast, cut off, blank
+    artefact = "artefact"  # motion, ringing, bias field, a foreign object
+    unsure = "unsure"  # the volunteer cannot tell: a case for an expert
+    other = "other"
+
+
+class TaskReport(SQLModel, table=True):
+    """A volunteer's "Report a problem" on a leased slice, for experts to look at."""
+
+    __tablename__ = "task_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
+    slice_id: int = Field(foreign_key="slices.id", ondelete="CASCADE", index=True)
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    reason: ReportReason = Field(sa_type=enum_type(ReportReason))
+    note: str = Field(default="", max_length=500)
+    created_at: datetime = created_at_field()
+    # An expert's look at it (None: not yet).
+    resolved_at: datetime | None = timestamp_field(nullable=True)

@@ -3,19 +3,28 @@
 import hashlib
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi import Path as FastPath
 from sqlmodel import Session
 
 from backend.annotations import service as annotations
 from backend.annotations.schemas import AnnotationCreate, AnnotationRead, FeedbackRead
-from backend.auth.deps import CredentialsDep, CurrentUser, authenticate
+from backend.auth.deps import CredentialsDep, CurrentUser, authenticate, require_role
+from backend.auth.models import User, UserRole
 from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import error_responses
 from backend.core.http import json_response
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.tasks import service
-from backend.tasks.schemas import NeighbourRead, SliceRead, TaskRead
+from backend.tasks.models import TaskReport
+from backend.tasks.schemas import (
+    NeighbourRead,
+    ReportIn,
+    ReportListRead,
+    ReportRead,
+    SliceRead,
+    TaskRead,
+)
 from backend.tasks.service import SliceView
 
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
@@ -98,19 +107,31 @@ async def next_task(
     project_id: Annotated[
         int | None, Query(ge=1, le=MAX_DB_ID, description="Only tasks of this project")
     ] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=MAX_DB_ID,
+            description="Prefetch: the lease you are working on; you get another task to show "
+            "after it (at most two leases at a time)",
+        ),
+    ] = None,
 ) -> Response:
-    """Lease one open task you have not labelled; the same task again while the lease lasts.
+    """Lease one open task you have not labelled or skipped; the same task again while the
+    lease lasts. Volunteers need the current consent (``POST /api/auth/consent``) first.
 
     A POST, because it changes state: a cross-site link must not take a lease for you.
     """
 
     def work(session: Session) -> TaskRead | None:
         caller = authenticate(session, credentials)
+        caller.require_consent()
         lease = service.next_task(
             session=session,
             user=caller,
             lease_seconds=settings.lease_seconds,
             project_id=project_id,
+            after=after,
         )
         return None if lease is None else _task_read(lease)
 
@@ -213,3 +234,84 @@ def lease_image(
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(content=storage.get(key), media_type="image/png", headers=headers)
+
+
+@router.post(
+    "/{task_id}/skip",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409, e409="You already labelled this task"),
+)
+def skip_task(task_id: PathId, user: CurrentUser, session: SessionDep) -> None:
+    """Skip your leased task (``task_id``: the lease id): the lease ends now, so the slot is
+    someone else's at once, and the task is not offered to you again."""
+    assert user.id is not None
+    service.release(session=session, user_id=user.id, lease_id=task_id)
+
+
+@router.post(
+    "/{task_id}/report",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReportRead,
+    responses=error_responses(400, 404, 409, e409="You already labelled this task"),
+)
+def report_task(
+    task_id: PathId, body: ReportIn, user: CurrentUser, session: SessionDep
+) -> ReportRead:
+    """Report a problem with your leased slice (a bad image, an artefact, or that you are
+    unsure); experts see it (``GET /api/reports``). Your lease is released, as with skip."""
+    assert user.id is not None
+    report = service.report_problem(
+        session=session, user_id=user.id, lease_id=task_id, reason=body.reason, note=body.note
+    )
+    assert report.id is not None
+    return ReportRead(
+        id=report.id, reason=report.reason, note=report.note, created_at=report.created_at
+    )
+
+
+reports_router = APIRouter(prefix="/reports", tags=["tasks"], responses=error_responses(401, 403))
+ExpertUser = Annotated[User, Depends(require_role(UserRole.expert))]
+
+
+@reports_router.get("", response_model=list[ReportListRead])
+def list_reports(
+    user: ExpertUser,
+    session: SessionDep,
+    project_id: Annotated[int | None, Query(ge=1, le=MAX_DB_ID)] = None,
+    unresolved: Annotated[bool, Query(description="Only reports not yet looked at")] = True,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[ReportListRead]:
+    """Volunteers' problem reports, newest first (experts and admins)."""
+    rows = service.list_reports(
+        session=session, project_id=project_id, unresolved=unresolved, limit=limit
+    )
+    return [_report_list_read(row.report, row) for row in rows]
+
+
+@reports_router.post(
+    "/{report_id}/resolve", response_model=ReportListRead, responses=error_responses(404)
+)
+def resolve_report(report_id: PathId, user: ExpertUser, session: SessionDep) -> ReportListRead:
+    """Mark a report as looked at; it leaves the unresolved list."""
+    report = service.resolve_report(session=session, report_id=report_id)
+    (row,) = service.list_reports(
+        session=session, project_id=None, unresolved=False, limit=1, report_id=report_id
+    )
+    return _report_list_read(report, row)
+
+
+def _report_list_read(report: TaskReport, row: service.ReportRow) -> ReportListRead:
+    assert report.id is not None
+    return ReportListRead(
+        id=report.id,
+        reason=report.reason,
+        note=report.note,
+        created_at=report.created_at,
+        task_id=report.task_id,
+        project_id=row.project_id,
+        case_public_id=row.case_public_id,
+        slice_index=row.slice_index,
+        axis=row.axis,
+        reporter=row.reporter,
+        resolved_at=report.resolved_at,
+    )

@@ -2,7 +2,10 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from backend.core.validation import InputModel
+from backend.tasks.models import ReportReason
 
 
 class SliceRead(BaseModel):
@@ -33,3 +36,29 @@ class TaskRead(BaseModel):
     lease_expires_at: datetime
     # How to send the mask back: see POST /api/tasks/{id}/annotations.
     mask_encodings: list[str] = ["png", "rle"]
+
+
+class ReportIn(InputModel):
+    """ "Report a problem" with the leased slice; the lease is released with it."""
+
+    reason: ReportReason
+    note: str = Field(default="", max_length=500)
+
+
+class ReportRead(BaseModel):
+    id: int
+    reason: ReportReason
+    note: str
+    created_at: datetime
+
+
+class ReportListRead(ReportRead):
+    """A problem report as experts see it: which slice, and who reported it (pseudonym)."""
+
+    task_id: int
+    project_id: int
+    case_public_id: str
+    slice_index: int
+    axis: str
+    reporter: str
+    resolved_at: datetime | None

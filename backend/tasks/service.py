@@ -41,17 +41,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Insert
-from sqlmodel import Session
+from sqlmodel import Session, col
+from sqlmodel import select as sm_select
 
-from backend.auth.models import EXPERT_ROLES, UserRole
+from backend.auth.models import EXPERT_ROLES, User, UserRole
 from backend.core.db import serialize_writers, table_of
-from backend.core.errors import NotFound, PermissionDenied
+from backend.core.errors import Conflict, NotFound, PermissionDenied
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, ConsentScope, CropSize, Slice, SliceAxis
 from backend.projects.models import Project
 from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
-from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
+from backend.tasks.models import (
+    Assignment,
+    AssignmentState,
+    ReportReason,
+    Task,
+    TaskKind,
+    TaskReport,
+    TaskState,
+)
 
 # Slices either side of the leased one sent for scrolling context.
 NEIGHBOUR_REACH = 2
@@ -208,6 +217,7 @@ def _held_statement(in_project: bool) -> Select[Any]:
             ASSIGNMENTS.c.state == const(AssignmentState.active),
             ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
             TASKS.c.state == const(TaskState.open),
+            ASSIGNMENTS.c.id != bindparam("after"),
         )
         .order_by(ASSIGNMENTS.c.leased_at)
         .limit(literal_column("1"))
@@ -222,11 +232,15 @@ def _candidate_statement(
     in_project: bool, restricted_hidden: bool, wait: bool, expert: bool = False
 ) -> Select[Any]:
     """The first open normal task in queue order with a free slot at ``now`` that the user has
-    not answered, locked (``wait``: waiting for a locked one; else passing over locked ones)."""
+    not answered, skipped or holds, locked (``wait``: waiting for a locked one; else passing
+    over locked ones). Their own expired lease does not count: it may be renewed."""
     mine = exists().where(
         ASSIGNMENTS.c.task_id == TASKS.c.id,
         ASSIGNMENTS.c.user_id == bindparam("user"),
-        ASSIGNMENTS.c.state == const(AssignmentState.submitted),
+        or_(
+            ASSIGNMENTS.c.state != const(AssignmentState.active),
+            ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
+        ),
     )
     query = (
         select(*_TASK_COLUMNS)
@@ -413,10 +427,17 @@ def _personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any
 
 @cache
 def _chosen_statement() -> Select[Any]:
-    """Lock a gold or repeat task chosen for the caller, if it is still open."""
+    """Lock a gold or repeat task chosen for the caller, if it is still open and not the one
+    they hold (a prefetch after a repeat task must not get it again)."""
+    held = exists().where(
+        ASSIGNMENTS.c.task_id == TASKS.c.id,
+        ASSIGNMENTS.c.user_id == bindparam("user"),
+        ASSIGNMENTS.c.state == const(AssignmentState.active),
+        ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
+    )
     return (
         select(*_TASK_COLUMNS)
-        .where(TASKS.c.id == bindparam("chosen"), TASKS.c.state == const(TaskState.open))
+        .where(TASKS.c.id == bindparam("chosen"), TASKS.c.state == const(TaskState.open), ~held)
         .with_for_update()
     )
 
@@ -427,13 +448,17 @@ def next_task(
     user: Rater,
     lease_seconds: int,
     project_id: int | None = None,
+    after: int | None = None,
     now: datetime | None = None,
     draw: float | None = None,
 ) -> Lease | None:
-    """Lease the caller one open task they have not labelled, or None when there is none.
+    """Lease the caller one open task they have not labelled or skipped, or None when there is
+    none.
 
     A caller who already holds an unexpired lease gets that task again (a page reload must
-    not take a second slot). Otherwise, in this order: a repeat task of theirs that is due; a
+    not take a second slot). ``after``: the lease the caller is working on, for a prefetch of
+    the task to show next; that lease is then passed over (its task too), so a volunteer holds
+    at most two leases. Otherwise, in this order: a repeat task of theirs that is due; a
     gold task, with the probability their project's gold schedule gives for the answers they
     have given (never a slice they have had before, in any task); else the first normal task
     in queue order with a free slot, passing over tasks other transactions hold locked (None
@@ -448,7 +473,8 @@ def next_task(
     serialize_writers(session)
     dialect = session.get_bind().dialect.name
     clock = now or utcnow()
-    params: dict[str, Any] = {"user": user.id, "now": clock}
+    # Lease ids start at 1: 0 passes over none.
+    params: dict[str, Any] = {"user": user.id, "now": clock, "after": after or 0}
     in_project = project_id is not None
     if in_project:
         params["project"] = project_id
@@ -485,7 +511,7 @@ def next_task(
             chosen = me.gold_task
     row = None
     if chosen is not None:
-        row = session.execute(_chosen_statement(), {"chosen": chosen}).first()
+        row = session.execute(_chosen_statement(), {**params, "chosen": chosen}).first()
     if row is None:
         row = session.execute(
             _candidate_statement(in_project, hide_restricted, False), params
@@ -562,3 +588,133 @@ def lease_image_key(
     if key is None:
         raise NotFound(f"No {contrast!r} image at offset {offset} of a lease {lease_id} of yours")
     return str(key)
+
+
+@dataclass(frozen=True)
+class Released:
+    task_id: int
+    slice_id: int
+
+
+def release(
+    *, session: Session, user_id: int, lease_id: int, now: datetime | None = None
+) -> Released:
+    """Give back the caller's lease ``lease_id`` now (Skip): its slot is free for someone else
+    at once, and the task is not served to the caller again. ``NotFound`` for a lease that is
+    not theirs; ``Conflict`` once it is answered."""
+    serialize_writers(session)
+    row = session.execute(
+        select(ASSIGNMENTS.c.id, ASSIGNMENTS.c.state, TASKS.c.id, TASKS.c.slice_id)
+        .select_from(ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id))
+        .where(ASSIGNMENTS.c.id == lease_id, ASSIGNMENTS.c.user_id == user_id)
+        .with_for_update(of=TASKS)
+    ).first()
+    if row is None:
+        raise NotFound(f"You have no lease {lease_id}")
+    _lease, state, task_id, slice_id = row
+    if state == AssignmentState.submitted:
+        raise Conflict("You already labelled this task; it cannot be skipped")
+    if state == AssignmentState.active:
+        session.execute(
+            update(ASSIGNMENTS)
+            .where(ASSIGNMENTS.c.id == lease_id)
+            .values(state=const(AssignmentState.skipped), lease_expires_at=now or utcnow())
+        )
+        refresh_slots(session, task_id)
+    return Released(task_id=task_id, slice_id=slice_id)
+
+
+def report_problem(
+    *,
+    session: Session,
+    user_id: int,
+    lease_id: int,
+    reason: ReportReason,
+    note: str,
+    now: datetime | None = None,
+) -> TaskReport:
+    """Store the caller's problem report on the slice of their lease and release the lease
+    (a reported slice is not theirs to label any more). A second report on the same lease is
+    stored too: nothing is lost, experts see both."""
+    released = release(session=session, user_id=user_id, lease_id=lease_id, now=now)
+    report = TaskReport(
+        task_id=released.task_id,
+        slice_id=released.slice_id,
+        user_id=user_id,
+        reason=reason,
+        note=note.strip(),
+        created_at=now or utcnow(),
+    )
+    session.add(report)
+    session.flush()
+    return report
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    report: TaskReport
+    project_id: int
+    case_public_id: str
+    slice_index: int
+    axis: str
+    reporter: str
+
+
+def list_reports(
+    *,
+    session: Session,
+    project_id: int | None,
+    unresolved: bool,
+    limit: int,
+    report_id: int | None = None,
+) -> list[ReportRow]:
+    """Problem reports, newest first, with their slice and reporter's pseudonym (or the one
+    report ``report_id``)."""
+    reports, users = table_of(TaskReport), table_of(User)
+    query = (
+        select(
+            reports.c.id,
+            TASKS.c.project_id,
+            CASES.c.public_id,
+            SLICES.c.index,
+            SLICES.c.axis,
+            users.c.display_name,
+        )
+        .select_from(
+            reports.join(TASKS, TASKS.c.id == reports.c.task_id)
+            .join(SLICES, SLICES.c.id == reports.c.slice_id)
+            .join(CASES, CASES.c.id == SLICES.c.case_id)
+            .join(users, users.c.id == reports.c.user_id)
+        )
+        .order_by(reports.c.created_at.desc(), reports.c.id.desc())
+        .limit(limit)
+    )
+    if project_id is not None:
+        query = query.where(TASKS.c.project_id == project_id)
+    if unresolved:
+        query = query.where(reports.c.resolved_at.is_(None))
+    if report_id is not None:
+        query = query.where(reports.c.id == report_id)
+    rows = session.execute(query).all()
+    found = {
+        r.id: r
+        for r in session.exec(
+            sm_select(TaskReport).where(col(TaskReport.id).in_([row[0] for row in rows]))
+        )
+    }
+    return [
+        ReportRow(found[row[0]], row[1], row[2], row[3], SliceAxis(row[4]).value, row[5])
+        for row in rows
+    ]
+
+
+def resolve_report(*, session: Session, report_id: int, now: datetime | None = None) -> TaskReport:
+    """Mark a report as looked at by an expert (again: keeps the first time)."""
+    report = session.get(TaskReport, report_id)
+    if report is None:
+        raise NotFound(f"No report {report_id}")
+    if report.resolved_at is None:
+        report.resolved_at = now or utcnow()
+        session.add(report)
+        session.flush()
+    return report

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from backend.auth import consent
 from backend.auth import service as auth
 from backend.auth.models import UserRole
 from tests.factories import PASSWORD, create_token
@@ -26,10 +27,16 @@ POLICY = {
     ("GET", "/api/auth/tokens"): USER,
     ("POST", "/api/auth/tokens"): USER,
     ("DELETE", "/api/auth/tokens/{token_id}"): USER,
+    ("GET", "/api/auth/consent"): PUBLIC,
+    ("POST", "/api/auth/consent"): USER,
     ("GET", "/api/projects"): USER,
     ("POST", "/api/projects"): ADMIN,
     ("POST", "/api/tasks/next"): USER,
     ("POST", "/api/tasks/{task_id}/annotations"): USER,
+    ("POST", "/api/tasks/{task_id}/skip"): USER,
+    ("POST", "/api/tasks/{task_id}/report"): USER,
+    ("GET", "/api/reports"): EXPERT,
+    ("POST", "/api/reports/{report_id}/resolve"): EXPERT,
     ("GET", "/api/tasks/{lease_id}/images/{offset}/{contrast}.png"): USER,
     ("GET", "/api/slices/{slice_id}/images/{contrast}.png"): USER,
     ("GET", "/api/slices/{slice_id}/reference.png"): EXPERT,
@@ -101,6 +108,7 @@ def _tokens(engine: Engine) -> dict[UserRole, dict[str, str]]:
                 session=session, email=f"{role.value}@example.org", password=PASSWORD
             )
             user.role = role
+            user.consent_version = consent.VERSION  # the consent gate has its own tests
             session.add(user)
             headers[role] = {"Authorization": f"Bearer {create_token(session, user)}"}
         session.commit()

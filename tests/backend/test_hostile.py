@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from backend.annotations.models import Annotation
+from backend.auth import consent
 from backend.auth.models import UserRole
 from backend.core.storage import Storage
 from backend.main import MAX_BODY_BYTES
@@ -220,6 +221,7 @@ def test_every_reproduction_of_issue_17_against_a_live_server(pg_url: str, tmp_p
             "/api/auth/signup", json={"email": "v@example.org", "password": PASSWORD}
         )
         http.headers["X-CSRF-Token"] = signed.json()["csrf_token"]
+        http.post("/api/auth/consent", json={"version": consent.VERSION}).raise_for_status()
         rle: dict[str, Any] = {"encoding": "rle", "width": WIDTH, "height": HEIGHT}
         # 1. The segfault payload, without and with a lease.
         crash = {"mask": {**rle, "counts": CRASH_COUNTS}}

@@ -110,7 +110,7 @@ def test_enter_in_the_login_form_logs_in_and_never_signs_up(
     page.wait_for_function(
         "() => document.querySelector('[data-testid=login-error]').textContent.length > 0"
     )
-    assert page.inner_text("[data-testid=login-error]") == "Wrong email or password"
+    assert page.inner_text("[data-testid=login-error]") == "Wrong login name or password"
     engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
     with Session(engine) as session:
         assert session.exec(select(User)).all() == []  # no account was created

@@ -74,7 +74,7 @@ def test_login_logout_round_trip(client: TestClient) -> None:
     assert client.get("/api/auth/me").status_code == 401
     wrong = client.post("/api/auth/login", json={"email": "lo@example.org", "password": "nope"})
     assert wrong.status_code == 401
-    assert wrong.json()["detail"] == "Wrong email or password"
+    assert wrong.json()["detail"] == "Wrong login name or password"
     ok = client.post("/api/auth/login", json={"email": "lo@example.org", "password": PASSWORD})
     assert ok.status_code == 200
     csrf = ok.json()["csrf_token"]

@@ -55,7 +55,7 @@ def test_guessing_throttles_the_account_for_new_browsers_but_not_the_owners(
     with TestClient(app_client.app) as attacker:
         answers = _attempts(attacker, "owner@example.org", 7)
         # Five free failures, then the account waits for browsers that never signed in to it.
-        assert answers[:5] == [(401, "Wrong email or password")] * 5
+        assert answers[:5] == [(401, "Wrong login name or password")] * 5
         assert answers[6][0] == 429
         refused = attacker.post(
             "/api/auth/login", json={"email": "owner@example.org", "password": PASSWORD}

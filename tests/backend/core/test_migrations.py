@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 
 import backend.models  # noqa: F401  (registers every table)
-from backend.auth.models import User
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
 from backend.imaging.models import Case
 
@@ -19,6 +18,7 @@ TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
 TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rounds"}
+TABLES |= {"task_reports"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -120,12 +120,16 @@ def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine
         case = Case(project_id=1, public_id="c", source_sha256="h", source="s", licence="CC0")
         session.add(case)
         session.flush()
-        users = [
-            User(email=f"u{n}@example.org", display_name=f"u{n}", password_hash="x")
-            for n in (1, 2, 3, 4)
-        ]
-        session.add_all(users)
-        session.flush()
+        # Users as 0003 knew them (0010 added the consent columns the model has).
+        for n in (1, 2, 3, 4):
+            session.execute(
+                text(
+                    "INSERT INTO users (id, email, display_name, password_hash, role, "
+                    f"is_active, created_at) VALUES ({n}, 'u{n}@example.org', 'u{n}', 'x', "
+                    "'volunteer', true, CURRENT_TIMESTAMP)"
+                )
+            )
+        users = [SimpleNamespace(id=n) for n in (1, 2, 3, 4)]
         # Slices as 0003 knew them (later revisions added columns the model has).
         for n in (1, 2, 3):
             session.execute(

@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import Session, select
 
 from backend.annotations.models import Annotation
+from backend.auth import consent
 from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from backend.tasks.models import Task, TaskState
@@ -27,6 +28,7 @@ def _volunteer(base: str, n: int, errors: list[BaseException]) -> None:
             )
             signed.raise_for_status()
             client.headers["X-CSRF-Token"] = signed.json()["csrf_token"]
+            client.post("/api/auth/consent", json={"version": consent.VERSION}).raise_for_status()
             while True:
                 leased = client.post("/api/tasks/next")
                 if leased.status_code == 204:
