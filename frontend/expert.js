@@ -252,7 +252,43 @@ async function showRater(r) {
 
 // --- set-up -------------------------------------------------------------------------------
 
-const TABS = { "tab-gold": ["gold", loadGold], "tab-review": ["review", loadReview], "tab-raters": ["raters", loadRaters] };
+// --- problem reports ----------------------------------------------------------------------
+
+const REASONS = {
+  bad_image: "Unreadable image",
+  artefact: "Artefact",
+  unsure: "Unsure: needs an expert",
+  other: "Something else",
+};
+
+async function loadReports() {
+  const reports = await api("GET", `/api/reports?project_id=${state.project}`);
+  $("report-list").replaceChildren(
+    ...reports.map((r) =>
+      element(
+        "div",
+        { class: "card", "data-testid": "report-item" },
+        element("div", { class: "images" }, image(`/api/slices/${r.slice_id}/images/flair.png`, "FLAIR")),
+        element("p", { text: `${REASONS[r.reason] || r.reason}: case ${r.case_public_id}, slice ${r.slice_index}` }),
+        element("p", { text: r.note ? `"${r.note}"` : "No note." }),
+        element("p", { class: "hint", text: `${r.reporter}, ${new Date(r.created_at).toLocaleString()}` }),
+        button("Mark as seen", async () => {
+          await api("POST", `/api/reports/${r.id}/resolve`);
+          say("Report marked as seen.");
+          await loadReports();
+        }),
+      ),
+    ),
+  );
+  if (!reports.length) $("report-list").append(element("p", { text: "No open report." }));
+}
+
+const TABS = {
+  "tab-gold": ["gold", loadGold],
+  "tab-review": ["review", loadReview],
+  "tab-raters": ["raters", loadRaters],
+  "tab-reports": ["reports", loadReports],
+};
 
 function selectTab(id) {
   for (const [tab, [panel]] of Object.entries(TABS)) {

@@ -10,12 +10,10 @@ TITLE = "Before you start"
 POINTS = (
     "The images are brain MRI slices of people with multiple sclerosis, shared for research "
     "without names or faces. Do not try to find out who they are.",
-    "You paint the lesions you see. Your labels are combined with other volunteers' labels, "
-    "checked against experts' labels, and used to train and test computer models that find "
-    "lesions.",
-    "Your labels may be shared in research datasets that anyone can download, under your "
-    "pseudonym or with no name at all; never under your email.",
-    "Labelling is voluntary. You can stop at any time; labels you have already given stay in "
-    "the data.",
-    "This is not medical advice, and no result will be sent to you or to the people scanned.",
+    "Your labels are combined with other volunteers', checked against experts', and used to "
+    "train and test computer models that find lesions.",
+    "Your labels may be shared in research datasets anyone can download, under your pseudonym "
+    "or no name; never with your email.",
+    "Taking part is voluntary; you can stop at any time. Labels already given stay in the data.",
+    "This is not medical advice: no result goes to you or to the people scanned.",
 )

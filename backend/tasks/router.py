@@ -308,6 +308,7 @@ def _report_list_read(report: TaskReport, row: service.ReportRow) -> ReportListR
         note=report.note,
         created_at=report.created_at,
         task_id=report.task_id,
+        slice_id=report.slice_id,
         project_id=row.project_id,
         case_public_id=row.case_public_id,
         slice_index=row.slice_index,

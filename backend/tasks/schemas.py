@@ -56,6 +56,7 @@ class ReportListRead(ReportRead):
     """A problem report as experts see it: which slice, and who reported it (pseudonym)."""
 
     task_id: int
+    slice_id: int
     project_id: int
     case_public_id: str
     slice_index: int
