@@ -4,8 +4,9 @@
 Training draws lesion-centred patches (``data.PatchSampler``), augments them with MONAI's
 transforms (flips, a small affine, bias field, intensity scaling, noise), and minimises
 MONAI's Dice + cross-entropy loss against the soft targets (crowd P(lesion), or 0/1 expert
-masks; the Dice term over the whole batch) until the time budget or the step limit. On CUDA
-it runs in bfloat16 autocast with channels-last tensors; on the CPU in float32.
+masks; the Dice term over the whole batch) with AdamW under a polynomial learning-rate decay
+until the time budget or the step limit. On CUDA it runs in bfloat16 autocast with
+channels-last tensors; on the CPU in float32.
 
 Prediction segments every axial slice of a case, keeps the brain, thresholds at 0.5 and
 removes components smaller than ``min_lesion_pixels`` voxels (specks the lesion-wise metric
@@ -37,6 +38,10 @@ from ml.config import TrainConfig
 from ml.data import CaseArrays, PatchSampler, stack
 from ml.models import build_model, mc_probabilities
 from ml.uncertainty import SliceScores, score_slice
+
+
+# The learning rate never decays below this share of the config's.
+MIN_LR_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,17 @@ def train(
         images, labels = images.to(device), labels.to(device)
         if cuda:
             images = images.contiguous(memory_format=torch.channels_last)
+        # Polynomial decay (nnU-Net's) towards whichever ends training first, the step limit
+        # or the time budget (projected from the pace so far): the last steps refine instead
+        # of jumping between minima. When the step limit comes first the schedule is the same
+        # in every run, so a seeded training stays reproducible.
+        elapsed = time.monotonic() - began
+        total = config.max_steps
+        if elapsed > 0 and step > 1:
+            total = min(total, max(step, int(budget * (step - 1) / elapsed)))
+        done = (step - 1) / total
+        for group in optimiser.param_groups:
+            group["lr"] = config.learning_rate * max(1.0 - min(done, 1.0), MIN_LR_SHARE) ** 0.9
         optimiser.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda):
             loss = loss_of(model(images).float(), labels)
