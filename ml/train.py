@@ -39,7 +39,6 @@ from ml.data import CaseArrays, PatchSampler, stack
 from ml.models import build_model, mc_probabilities
 from ml.uncertainty import SliceScores, score_slice
 
-
 # The learning rate never decays below this share of the config's.
 MIN_LR_SHARE = 0.02
 
