@@ -155,6 +155,20 @@ def _drag(page: Page, points: list[tuple[int, int]]) -> None:
     page.mouse.up()
 
 
+def _on_one_screen(page: Page, width: int, height: int) -> None:
+    """No scrolling either way; the slice, Submit and No lesions visible together."""
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    assert page.evaluate("() => document.documentElement.scrollHeight") <= height
+    for selector in ("#view", "[data-testid=submit]", "[data-testid=no-lesions]"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None
+        assert box["x"] >= 0
+        assert box["x"] + box["width"] <= width
+        assert box["y"] >= 0
+        assert box["y"] + box["height"] <= height, selector
+    assert page.locator("#view").bounding_box()["height"] >= height * 0.45  # the slice is big
+
+
 def _mask(page: Page) -> np.ndarray:
     values = page.evaluate("() => Array.from(document.querySelector('#view').viewer.mask)")
     return np.asarray(values, dtype=np.uint8).reshape(H, W).astype(bool)
@@ -316,15 +330,7 @@ def test_a_phone_with_touch_paints_with_one_finger_and_zooms_with_two(
     base, data_dir = site
     page, errors = _page(browser, 360, 640, has_touch=True, is_mobile=True, device_scale_factor=2)
     _volunteer(page, base, "Phone User")
-    # One screen: no horizontal scrolling, the slice and both answers visible together.
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= 360
-    for selector in ("#view", "[data-testid=submit]", "[data-testid=no-lesions]"):
-        box = page.locator(selector).bounding_box()
-        assert box is not None
-        assert box["x"] >= 0
-        assert box["x"] + box["width"] <= 360
-        assert box["y"] >= 0
-        assert box["y"] + box["height"] <= 640, selector
+    _on_one_screen(page, 360, 640)
     cdp = page.context.new_cdp_session(page)
 
     def touch(kind: str, points: list[tuple[float, float]]) -> None:
@@ -476,6 +482,7 @@ def test_accessibility_scan_finds_no_serious_violations(
         found[f"{size} consent"] = _axe(page)
         page.click("[data-testid=consent-accept]")
         _wait_slice(page)
+        _on_one_screen(page, *size)
         found[f"{size} studio"] = _axe(page)
         page.click("#help-open")
         found[f"{size} help"] = _axe(page)
