@@ -202,6 +202,8 @@ def load_weights(data: bytes, device: torch.device) -> tuple[nn.Module, TrainCon
     stored = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     values = dict(stored["config"])
     values["features"] = tuple(values["features"])
+    # Versions trained before ``norm`` was configurable used MONAI's default, instance norm.
+    values.setdefault("norm", "instance")
     config = TrainConfig(**values)
     model = build_model(config)
     model.load_state_dict(stored["state_dict"])

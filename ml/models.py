@@ -10,7 +10,8 @@ from ml.config import TrainConfig
 
 def build_model(config: TrainConfig) -> nn.Module:
     """A 2-D BasicUNet taking ``config.channels`` inputs (FLAIR, T1, T2 of the slice and its
-    neighbours) and giving one logit per pixel (lesion), with dropout in every block."""
+    neighbours) and giving one logit per pixel (lesion), with dropout in every block and
+    ``config.norm`` normalisation."""
     torch.manual_seed(config.seed)
     model: nn.Module = BasicUNet(
         spatial_dims=2,
@@ -18,6 +19,7 @@ def build_model(config: TrainConfig) -> nn.Module:
         out_channels=1,
         features=config.features,
         dropout=config.dropout,
+        norm=config.norm,
     )
     return model
 

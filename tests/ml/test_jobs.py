@@ -3,11 +3,13 @@ the tiny config (one case held out) registers a version with its snapshot and he
 figures, and ``mscrowd predict`` writes a mask on the case's own FLAIR grid even when that
 grid is not RAS."""
 
+import io
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -21,7 +23,9 @@ from backend.imaging.service import CaseMeta, import_source
 from backend.imaging.synthetic import synthesize_case
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
 from ml import jobs
+from ml.config import get_config
 from ml.jobs import to_own_grid
+from ml.models import build_model
 from tests.factories import create_project
 
 
@@ -158,3 +162,22 @@ def test_masks_go_back_onto_the_flair_files_own_grid() -> None:
         image = nib.Nifti1Image(data, affine)
         canonical = np.asarray(nib.as_closest_canonical(image).dataobj)
         assert np.array_equal(to_own_grid(canonical, image), data), codes
+
+
+def test_weights_round_trip_and_older_versions_load_with_instance_norm() -> None:
+    """A version stored before ``norm`` was a config field was trained with MONAI's default,
+    instance norm, and loads as such; a new one keeps its own."""
+    cpu = torch.device("cpu")
+    current = get_config("tiny")
+    model, config = jobs.load_weights(jobs.save_weights(build_model(current), current), cpu)
+    assert config == current
+    assert config.norm == "batch"
+    old = get_config("tiny", norm="instance")
+    stored = jobs.save_weights(build_model(old), old)
+    values = torch.load(io.BytesIO(stored), weights_only=True)
+    del values["config"]["norm"]
+    buffer = io.BytesIO()
+    torch.save(values, buffer)
+    model, config = jobs.load_weights(buffer.getvalue(), cpu)
+    assert config.norm == "instance"
+    assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())

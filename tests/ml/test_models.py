@@ -52,3 +52,21 @@ def test_model_shapes_seed_and_mc_dropout() -> None:
         for chunk in (1, 3, 100):
             again = mc_probabilities(plain, images, samples=3, chunk=chunk)
             assert torch.allclose(again, expected.expand(3, -1, -1, -1), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu"])
+def test_in_evaluation_a_pixel_depends_on_its_neighbourhood_only(name: str) -> None:
+    """Normalisation from training's statistics, not each image's own (instance norm): a
+    change far away leaves a pixel's output exactly as it was, so a whole slice is segmented
+    as the patches training saw were."""
+    config = get_config(name)
+    model = build_model(config).eval()
+    images = torch.randn(1, config.channels, 64, 512)
+    changed = images.clone()
+    changed[..., 320:] = 5.0
+    with torch.no_grad():
+        difference = (model(images) - model(changed)).abs()[0, 0]
+    assert float(difference[:, :64].max()) == 0.0
+    assert float(difference[:, 320:].max()) > 0.0
+    with pytest.raises(ValueError, match="norm is one of"):
+        TrainConfig(name="bad", norm="layer")

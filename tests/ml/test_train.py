@@ -1,13 +1,19 @@
 """Training on the CPU with the tiny config: the loss falls on an easy synthetic case, a seed
 gives the same model twice, progress is reported, prediction keeps the grid and the brain, and
-evaluation scores with the platform's metrics."""
+evaluation scores with the platform's metrics; a small model trained on one synthetic case
+segments another."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from ml.config import get_config
+from backend.imaging.preprocess import prepare_case
+from backend.imaging.synthetic import synthesize_case
+from ml.config import TrainConfig, get_config
 from ml.data import CaseArrays
+from ml.jobs import arrays_for_prediction
 from ml.train import Progress, clean, evaluate, pick_device, predict_case, train
 
 CPU = torch.device("cpu")
@@ -78,3 +84,30 @@ def test_clean_removes_specks_and_devices_are_checked() -> None:
         with pytest.raises(ValueError, match="no CUDA"):
             pick_device("cuda")
         assert pick_device("auto").type == "cpu"
+
+
+def _synthetic(seed: int) -> CaseArrays:
+    """A demo-generator case as the import prepares it, every slice labelled by its mask."""
+    prepared = prepare_case(synthesize_case(seed, lesion_count=10).source)
+    assert prepared.reference is not None
+    arrays = arrays_for_prediction(f"synthetic{seed}", prepared)
+    labelled = np.ones(prepared.shape[2], dtype=bool)
+    return replace(arrays, label=prepared.reference.astype(np.float32), labelled=labelled)
+
+
+def test_trained_on_patches_it_segments_whole_slices_of_an_unseen_case() -> None:
+    """Training sees 64-pixel patches, prediction whole slices: the normalisation must treat
+    both alike. With instance norm (each image's own statistics) this model reached Dice
+    0.03 here; with batch norm 0.77 (150 steps, seeded)."""
+    config = TrainConfig(
+        name="learns",
+        features=(8, 8, 16, 32, 64, 8),
+        patch=64,
+        batch_size=8,
+        minutes=10.0,
+        max_steps=150,
+    )
+    model = train([_synthetic(1)], config, CPU).model
+    (score,) = evaluate(model, [_synthetic(2)], config, CPU)
+    assert score.dice > 0.6
+    assert score.lesion_f1 > 0.6
