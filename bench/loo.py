@@ -13,12 +13,19 @@ Anchors, measured in the same run on the same held-out case: FLAIR-percentile th
 inside the brain (97th, 98th, 99th). The issue's other anchor, a plain 2.5-D BasicUNet trained
 8 CPU minutes on both cases, was measured on a third case (Dice 0.30, lesion F1 0.10).
 
-    .venv/bin/python bench/loo.py [--minutes 8] [--config cpu]
+With ``--plant K`` the training case is joined by K semi-synthetic copies of itself, each with
+the lesions of one of K expert masks of lesion_masks_mni (other patients of the same database,
+same MNI grid; neither open case is among them) planted with the contrast of the training
+case's own lesions (``ml.data.plant_lesions``): more lesion loads, shapes and places than one
+real case holds. The held-out case is never touched.
+
+    .venv/bin/python bench/loo.py [--minutes 8] [--config cpu] [--plant 8]
 """
 
 import argparse
 import time
 
+import nibabel as nib
 import numpy as np
 import torch
 from mlbench import ROOT, device_name, prepared_case, write_section
@@ -27,9 +34,11 @@ from backend.imaging.preprocess import prepare_case
 from backend.imaging.service import load_case
 from backend.quality.metrics import dice, lesion_detection
 from ml.config import timed
+from ml.data import CaseArrays, plant_lesions
 from ml.train import clean, predict_case, train
 
-OPEN = ROOT.parent / "shared" / "data" / "open_ms_data" / "cross_sectional_mni"
+DATA = ROOT.parent / "shared" / "data" / "open_ms_data"
+OPEN = DATA / "cross_sectional_mni"
 CASES = ("patient07", "patient19")
 
 
@@ -38,11 +47,28 @@ def _score(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, fl
     return dice(truth, mask), found.f1, found.sensitivity, found.ppv, int(mask.sum())
 
 
+def planted(case: CaseArrays, count: int, seed: int) -> list[CaseArrays]:
+    """``count`` copies of ``case``, each with one more patient's lesions (lesion_masks_mni,
+    chosen by ``seed``) planted; the masks are made RAS as the import makes images."""
+    files = sorted((DATA / "lesion_masks_mni").glob("patient*.nii.gz"))
+    if len(files) < count:
+        raise SystemExit(f"--plant {count}: only {len(files)} masks in lesion_masks_mni")
+    rng = np.random.default_rng(seed)
+    chosen = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
+    copies = []
+    for path in chosen:
+        mask = np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj) > 0.5
+        copies.append(plant_lesions(case, mask, rng))
+    print(f"planted into {case.name}: {', '.join(p.name.split('.')[0] for p in chosen)}")
+    return copies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="cpu")
     parser.add_argument("--minutes", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plant", type=int, default=0, help="semi-synthetic training copies")
     args = parser.parse_args()
     if not OPEN.is_dir():
         raise SystemExit(f"{OPEN} is absent: this benchmark needs the open MS data")
@@ -52,7 +78,14 @@ def main() -> None:
     cases = {p: prepared_case(prepare_case(load_case(OPEN / p)), p).arrays for p in CASES}
     lines = [
         f"Leave-one-out on the open cases: config {config.name}, {args.minutes:g} minutes of "
-        f"training per direction, seed {args.seed}; {device_name(device)}.",
+        f"training per direction, seed {args.seed}; "
+        + (
+            f"the training case and {args.plant} semi-synthetic copies with other patients' "
+            "lesions planted; "
+            if args.plant
+            else "the training case alone; "
+        )
+        + f"{device_name(device)}.",
         "",
         "| train -> test | method | Dice | lesion F1 | sensitivity | PPV | voxels (truth) |",
         "|---|---|---|---|---|---|---|",
@@ -64,7 +97,8 @@ def main() -> None:
     ]
     for source, target in ((CASES[0], CASES[1]), (CASES[1], CASES[0])):
         start = time.perf_counter()
-        trained = train([cases[source]], config, device)
+        training = [cases[source], *planted(cases[source], args.plant, args.seed)]
+        trained = train(training, config, device)
         probability = predict_case(trained.model, cases[target], config, device)
         truth = cases[target].label >= 0.5
         name = f"{source} -> {target}"
@@ -100,7 +134,7 @@ def main() -> None:
     )
     text = "\n".join(lines + study)
     print(text)
-    write_section("leave-one-out", text)
+    write_section("leave-one-out-planted" if args.plant else "leave-one-out", text)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ where it ends). Pure numpy: no torch, no storage.
 Patches: lesions cover well under 1 % of a slice, so a share of the patches (``lesion_share``)
 is centred on a random lesion pixel and the rest on a random brain pixel of a labelled slice:
 the class balance the anchor's plain whole-slice training lacked.
+
+Semi-synthetic cases (``plant_lesions``): another patient's expert lesion mask on the same
+grid planted into a case's images, with the contrast the case's own lesions show: more lesion
+loads, shapes and places to learn from than one or two real cases hold.
 """
 
 from collections.abc import Sequence
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 CONTRASTS = ("flair", "t1", "t2")
 # z-scores are clipped here: a few extreme voxels must not dominate a batch.
@@ -160,3 +165,53 @@ def sample_patches(
     """``count`` training patches from ``cases`` (``PatchSampler``; index once and call its
     ``sample`` when drawing many batches)."""
     return PatchSampler(cases).sample(count, size, neighbours, lesion_share, rng)
+
+
+# Planted lesions' offsets from their surroundings, in brain z-scores, when the case has no
+# lesions of its own to measure them on: bright on FLAIR and T2, dark on T1.
+DEFAULT_LESION_CONTRAST = (2.5, -1.0, 2.0)
+
+
+def lesion_contrast(case: CaseArrays) -> tuple[float, float, float]:
+    """How far the case's own lesions (label >= 0.5) stand out, per contrast: the median
+    z-score inside them minus the median of the brain ring 2 to 4 voxels around them;
+    ``DEFAULT_LESION_CONTRAST`` when the case has fewer than 50 lesion voxels."""
+    lesion = case.label >= 0.5
+    if lesion.sum() < 50:
+        return DEFAULT_LESION_CONTRAST
+    ring = (
+        ndimage.binary_dilation(lesion, iterations=4)
+        & ~ndimage.binary_dilation(lesion, iterations=1)
+        & case.brain
+    )
+    offsets = [float(np.median(image[lesion]) - np.median(image[ring])) for image in case.images]
+    return offsets[0], offsets[1], offsets[2]
+
+
+def plant_lesions(
+    case: CaseArrays,
+    mask: NDArray[np.bool_],
+    rng: np.random.Generator,
+    contrast: tuple[float, float, float] | None = None,
+) -> CaseArrays:
+    """A semi-synthetic copy of ``case`` with the lesions of ``mask`` (another patient's
+    expert mask on the same grid, e.g. MNI space) added to its images: each contrast is
+    offset by ``contrast`` (default: the case's own lesions', ``lesion_contrast``) inside
+    them, with soft edges (a Gaussian of 0.7 voxels) and a smooth 15 % variation, over the
+    case's own texture. Planted only inside the brain; the label is the union of both."""
+    if mask.shape != case.brain.shape:
+        raise ValueError(f"the mask {mask.shape} is not on the case's grid {case.brain.shape}")
+    planted = mask & case.brain
+    weight = ndimage.gaussian_filter(planted.astype(np.float32), 0.7)
+    weight = np.clip(weight / max(float(weight.max()), 1e-6), 0.0, 1.0) * case.brain
+    variation = (
+        1.0
+        + 0.15
+        * ndimage.gaussian_filter(rng.standard_normal(case.brain.shape).astype(np.float32), 2.0)
+        / 0.056
+    )  # a 2-voxel Gaussian of 3-D white noise has a standard deviation near 0.056
+    offsets = contrast or lesion_contrast(case)
+    images = case.images + np.stack([o * weight * variation for o in offsets]).astype(np.float32)
+    images = np.where(case.brain, np.clip(images, -CLIP, CLIP), 0.0).astype(np.float32)
+    label = np.maximum(case.label, planted.astype(np.float32))
+    return CaseArrays(case.name, images, case.brain, label, case.labelled)

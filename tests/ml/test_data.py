@@ -4,7 +4,17 @@ normalisation, class balance and determinism under a seed."""
 import numpy as np
 import pytest
 
-from ml.data import CLIP, CaseArrays, PatchSampler, normalise, sample_patches, stack
+from ml.data import (
+    CLIP,
+    DEFAULT_LESION_CONTRAST,
+    CaseArrays,
+    PatchSampler,
+    lesion_contrast,
+    normalise,
+    plant_lesions,
+    sample_patches,
+    stack,
+)
 
 
 def _case(seed: int = 0) -> CaseArrays:
@@ -74,3 +84,36 @@ def test_a_case_must_share_one_grid() -> None:
         CaseArrays("bad", case.images[:, :-1], case.brain, case.label, case.labelled)
     with pytest.raises(ValueError, match="one flag per axial slice"):
         CaseArrays("bad", case.images, case.brain, case.label, case.labelled[:-1])
+
+
+def test_planted_lesions_take_the_cases_own_contrast_and_join_the_label() -> None:
+    case = _case()
+    rng = np.random.default_rng(0)
+    label = np.zeros(case.brain.shape, dtype=np.float32)
+    label[8:14, 18:24, 4:9] = 1.0  # the case's own lesion (180 voxels): bright on FLAIR
+    flair = case.images[0] + 3.0 * label
+    case = CaseArrays(
+        case.name, np.stack([flair, *case.images[1:]]), case.brain, label, case.labelled
+    )
+    offsets = lesion_contrast(case)
+    assert offsets[0] > 2.5
+    assert abs(offsets[1]) < 0.5
+    mask = np.zeros(case.brain.shape, dtype=bool)
+    mask[25:31, 30:36, 3:9] = True  # another patient's lesion, elsewhere
+    mask[0:3, 0:3, :] = True  # outside the brain: not planted
+    planted = plant_lesions(case, mask, rng)
+    inside = mask & case.brain
+    lift = planted.images[0][inside] - case.images[0][inside]
+    assert float(np.median(lift)) > 2.0  # the case's own FLAIR contrast, soft at the edges
+    assert float(np.abs(planted.images[1][inside] - case.images[1][inside]).mean()) < 0.5
+    far = np.zeros(case.brain.shape, dtype=bool)
+    far[4:18, 4:18, :] = True
+    far &= case.label < 0.5
+    assert np.array_equal(planted.images[:, far], case.images[:, far])
+    assert not planted.images[:, ~case.brain].any()
+    assert np.array_equal(planted.label >= 0.5, (case.label >= 0.5) | inside)
+    assert planted.labelled.all()
+    # A case with too few lesion voxels to measure falls back on the textbook contrast.
+    assert lesion_contrast(_case()) == DEFAULT_LESION_CONTRAST
+    with pytest.raises(ValueError, match="not on the case's grid"):
+        plant_lesions(case, mask[:-1], rng)
