@@ -23,7 +23,9 @@ real case holds. The held-out case is never touched.
 """
 
 import argparse
+import functools
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -47,6 +49,13 @@ def _score(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, fl
     return dice(truth, mask), found.f1, found.sensitivity, found.ppv, int(mask.sum())
 
 
+@functools.cache
+def _mask(path: Path) -> np.ndarray:
+    """A lesion_masks_mni mask made RAS as the import makes images (read once a run: both
+    directions plant the same masks)."""
+    return np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj) > 0.5
+
+
 def planted(case: CaseArrays, count: int, seed: int) -> list[CaseArrays]:
     """``count`` copies of ``case``, each with one more patient's lesions (lesion_masks_mni,
     chosen by ``seed``) planted; the masks are made RAS as the import makes images."""
@@ -55,10 +64,7 @@ def planted(case: CaseArrays, count: int, seed: int) -> list[CaseArrays]:
         raise SystemExit(f"--plant {count}: only {len(files)} masks in lesion_masks_mni")
     rng = np.random.default_rng(seed)
     chosen = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
-    copies = []
-    for path in chosen:
-        mask = np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj) > 0.5
-        copies.append(plant_lesions(case, mask, rng))
+    copies = [plant_lesions(case, _mask(path), rng) for path in chosen]
     print(f"planted into {case.name}: {', '.join(p.name.split('.')[0] for p in chosen)}")
     return copies
 

@@ -17,7 +17,7 @@ from backend.imaging.preprocess import PreparedCase, prepare_case  # noqa: E402
 from backend.imaging.synthetic import synthesize_case  # noqa: E402
 from ml.config import TrainConfig  # noqa: E402
 from ml.data import CaseArrays  # noqa: E402
-from ml.jobs import arrays_for_prediction  # noqa: E402
+from ml.jobs import arrays_with_reference  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 Box = tuple[int, int, int, int]
@@ -32,15 +32,8 @@ class BenchCase:
 
 
 def prepared_case(prepared: PreparedCase, name: str) -> BenchCase:
-    arrays = arrays_for_prediction(name, prepared)
-    assert prepared.reference is not None
-    labelled = replace(
-        arrays,
-        label=prepared.reference.astype(np.float32),
-        labelled=np.ones(prepared.shape[2], dtype=bool),
-    )
     return BenchCase(
-        arrays=labelled,
+        arrays=arrays_with_reference(name, prepared),
         slices=[s.index for s in prepared.slices],
         box=prepared.crop,
         candidates={s.index: s.candidate_fraction for s in prepared.slices},

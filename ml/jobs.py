@@ -18,7 +18,7 @@ import gzip
 import io
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -348,6 +348,19 @@ def arrays_for_prediction(name: str, prepared: PreparedCase) -> CaseArrays:
         for contrast, data in prepared.volumes.items()
     }
     return arrays_from_volumes(name, stored)
+
+
+def arrays_with_reference(name: str, prepared: PreparedCase) -> CaseArrays:
+    """``arrays_for_prediction`` labelled on every axial slice with the case's reference mask
+    (benchmarks and tests: a case as an expert-labelled training or held-out case)."""
+    if prepared.reference is None:
+        raise ValueError(f"case {name} has no reference mask")
+    arrays = arrays_for_prediction(name, prepared)
+    return replace(
+        arrays,
+        label=prepared.reference.astype(np.float32),
+        labelled=np.ones(prepared.shape[2], dtype=bool),
+    )
 
 
 def to_own_grid(data: NDArray[np.generic], image: Any) -> NDArray[np.generic]:

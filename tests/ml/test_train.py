@@ -3,8 +3,6 @@ gives the same model twice, progress is reported, prediction keeps the grid and 
 evaluation scores with the platform's metrics; a small model trained on one synthetic case
 segments another."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 import torch
@@ -13,7 +11,7 @@ from backend.imaging.preprocess import prepare_case
 from backend.imaging.synthetic import synthesize_case
 from ml.config import TrainConfig, get_config
 from ml.data import CaseArrays
-from ml.jobs import arrays_for_prediction
+from ml.jobs import arrays_with_reference
 from ml.train import Progress, clean, evaluate, pick_device, predict_case, train
 
 CPU = torch.device("cpu")
@@ -89,10 +87,7 @@ def test_clean_removes_specks_and_devices_are_checked() -> None:
 def _synthetic(seed: int) -> CaseArrays:
     """A demo-generator case as the import prepares it, every slice labelled by its mask."""
     prepared = prepare_case(synthesize_case(seed, lesion_count=10).source)
-    assert prepared.reference is not None
-    arrays = arrays_for_prediction(f"synthetic{seed}", prepared)
-    labelled = np.ones(prepared.shape[2], dtype=bool)
-    return replace(arrays, label=prepared.reference.astype(np.float32), labelled=labelled)
+    return arrays_with_reference(f"synthetic{seed}", prepared)
 
 
 def test_trained_on_patches_it_segments_whole_slices_of_an_unseen_case() -> None:
