@@ -5,8 +5,9 @@ Training draws lesion-centred patches (``data.PatchSampler``), augments them wit
 transforms (flips, a small affine, bias field, intensity scaling, noise), and minimises
 MONAI's Dice + cross-entropy loss against the soft targets (crowd P(lesion), or 0/1 expert
 masks; the Dice term over the whole batch) with AdamW under a polynomial learning-rate decay
-until the time budget or the step limit. On CUDA it runs in bfloat16 autocast with
-channels-last tensors; on the CPU in float32.
+until the time budget or the step limit, keeping an exponential moving average of the weights
+(``config.ema``; PyTorch's ``AveragedModel``), which is the model returned. On CUDA it runs
+in bfloat16 autocast with channels-last tensors; on the CPU in float32.
 
 Prediction segments every axial slice of a case, keeps the brain, thresholds at 0.5 and
 removes components smaller than ``min_lesion_pixels`` voxels (specks the lesion-wise metric
@@ -32,6 +33,7 @@ from monai.transforms.spatial.dictionary import RandAffined, RandFlipd
 from numpy.typing import NDArray
 from scipy import ndimage
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from backend.quality.metrics import dice, lesion_detection
 from ml.config import TrainConfig
@@ -113,6 +115,21 @@ def _augment(
     return torch.stack(images), torch.stack(labels).clamp(0.0, 1.0)
 
 
+def _ema(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
+    """The moving average's update with TensorFlow's warm-up: the decay is
+    min(decay, (1 + n) / (10 + n)) at update n, so a short training is averaged over its own
+    last steps rather than pulled towards its random start."""
+
+    def update(
+        averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int
+    ) -> torch.Tensor:
+        count = float(n)
+        rate = min(decay, (1.0 + count) / (10.0 + count))
+        return averaged + (current - averaged) * (1.0 - rate)
+
+    return update
+
+
 def train(
     cases: Sequence[CaseArrays],
     config: TrainConfig,
@@ -130,6 +147,9 @@ def train(
     if cuda:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    averaged = (
+        AveragedModel(model, avg_fn=_ema(config.ema), use_buffers=True) if config.ema else None
+    )
     # Dice over the whole batch (nnU-Net's batch Dice), not per patch: a patch without lesion
     # then still teaches the model to say "none" (its per-patch Dice is a constant), which
     # halved the false-positive voxels on held-out synthetic cases at 600 steps.
@@ -172,7 +192,8 @@ def train(
             progress(Progress(step, config.max_steps, elapsed, budget, eta, losses[-1]))
         if elapsed >= budget:
             break
-    return Trained(model, step, time.monotonic() - began, losses, device.type)
+    final: nn.Module = model if averaged is None else averaged.module
+    return Trained(final, step, time.monotonic() - began, losses, device.type)
 
 
 def _padded_stacks(

@@ -12,7 +12,7 @@ from backend.imaging.synthetic import synthesize_case
 from ml.config import TrainConfig, get_config
 from ml.data import CaseArrays
 from ml.jobs import arrays_with_reference
-from ml.train import Progress, clean, evaluate, pick_device, predict_case, train
+from ml.train import Progress, _ema, clean, evaluate, pick_device, predict_case, train
 
 CPU = torch.device("cpu")
 
@@ -46,6 +46,35 @@ def test_tiny_training_learns_and_is_seeded() -> None:
     again = train([_case(0)], config, CPU)
     pairs = zip(first.model.parameters(), again.model.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_the_moving_average_warms_up_then_keeps_its_decay() -> None:
+    update = _ema(0.999)
+    old, new = torch.zeros(3), torch.ones(3)
+    # Update 0 weighs the new weights 0.9 (decay 1/10), update 90 about 0.09 (91/100), and
+    # from update 8,991 on the decay is the config's: 0.001 of the new weights.
+    assert torch.allclose(update(old, new, 0), torch.full((3,), 0.9))
+    assert torch.allclose(update(old, new, 90), torch.full((3,), 0.09))
+    assert torch.allclose(update(old, new, 100_000), torch.full((3,), 0.001))
+    assert torch.allclose(update(old, new, torch.tensor(90)), torch.full((3,), 0.09))
+
+
+def test_the_trained_model_is_the_moving_average() -> None:
+    raw = get_config("tiny", max_steps=12, minutes=10.0, ema=0.0)
+    config = get_config("tiny", max_steps=12, minutes=10.0)
+    last = train([_case(0)], raw, CPU).model  # the same seeded steps, without the average
+    averaged = train([_case(0)], config, CPU).model
+    differences = [
+        float((a - b).abs().max())
+        for a, b in zip(averaged.state_dict().values(), last.state_dict().values(), strict=True)
+        if a.is_floating_point()
+    ]
+    assert max(differences) > 1e-4  # weights and normalisation statistics are averaged
+    again = train([_case(0)], config, CPU).model
+    pairs = zip(averaged.state_dict().values(), again.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(ValueError, match="ema"):
+        get_config("tiny", ema=1.0)
 
 
 def test_the_time_budget_stops_training() -> None:
