@@ -184,6 +184,8 @@ def train(
             loss = loss_of(model(images).float(), labels)
         loss.backward()
         optimiser.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         losses.append(float(loss.detach()))
         elapsed = time.monotonic() - began
         if progress is not None:

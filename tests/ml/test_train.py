@@ -12,6 +12,7 @@ from backend.imaging.synthetic import synthesize_case
 from ml.config import TrainConfig, get_config
 from ml.data import CaseArrays
 from ml.jobs import arrays_with_reference
+from ml.models import build_model
 from ml.train import Progress, _ema, clean, evaluate, pick_device, predict_case, train
 
 CPU = torch.device("cpu")
@@ -70,6 +71,17 @@ def test_the_trained_model_is_the_moving_average() -> None:
         if a.is_floating_point()
     ]
     assert max(differences) > 1e-4  # weights and normalisation statistics are averaged
+    # ... over the training's last steps: far nearer the last step's state than the start's.
+    start = build_model(config).state_dict()
+
+    def distance(state: dict[str, torch.Tensor]) -> float:
+        return sum(
+            float((value - last.state_dict()[key]).abs().sum())
+            for key, value in state.items()
+            if value.is_floating_point()
+        )
+
+    assert distance(averaged.state_dict()) < 0.2 * distance(start)
     again = train([_case(0)], config, CPU).model
     pairs = zip(averaged.state_dict().values(), again.state_dict().values(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
