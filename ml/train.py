@@ -115,17 +115,28 @@ def _augment(
     return torch.stack(images), torch.stack(labels).clamp(0.0, 1.0)
 
 
-def _ema(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | int], torch.Tensor]:
-    """The moving average's update with TensorFlow's warm-up: the decay is
-    min(decay, (1 + n) / (10 + n)) at update n, so a short training is averaged over its own
-    last steps rather than pulled towards its random start."""
+# AveragedModel's parameter lists.
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 
-    def update(
-        averaged: torch.Tensor, current: torch.Tensor, n: torch.Tensor | int
-    ) -> torch.Tensor:
+
+def _ema(
+    decay: float,
+) -> Callable[[Tensors, Tensors, torch.Tensor | int], None]:
+    """The moving average's update (``AveragedModel``'s ``multi_avg_fn``: called once per
+    device and dtype group, so the rate is read once a step, not once a tensor, which on
+    CUDA would wait on the device for every tensor) with TensorFlow's warm-up: the decay is
+    min(decay, (1 + n) / (10 + n)) at update n, so a short training is averaged over its own
+    last steps rather than pulled towards its random start. Integer buffers (batch norm's
+    step counters) take the latest value."""
+
+    def update(averaged: Tensors, current: Tensors, n: torch.Tensor | int) -> None:
         count = float(n)
-        rate = min(decay, (1.0 + count) / (10.0 + count))
-        return averaged + (current - averaged) * (1.0 - rate)
+        weight = 1.0 - min(decay, (1.0 + count) / (10.0 + count))
+        for mean, value in zip(averaged, current, strict=True):
+            if mean.is_floating_point():
+                mean.lerp_(value, weight)
+            else:
+                mean.copy_(value)
 
     return update
 
@@ -148,7 +159,9 @@ def train(
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     averaged = (
-        AveragedModel(model, avg_fn=_ema(config.ema), use_buffers=True) if config.ema else None
+        AveragedModel(model, multi_avg_fn=_ema(config.ema), use_buffers=True)
+        if config.ema
+        else None
     )
     # Dice over the whole batch (nnU-Net's batch Dice), not per patch: a patch without lesion
     # then still teaches the model to say "none" (its per-patch Dice is a constant), which

@@ -51,13 +51,19 @@ def test_tiny_training_learns_and_is_seeded() -> None:
 
 def test_the_moving_average_warms_up_then_keeps_its_decay() -> None:
     update = _ema(0.999)
-    old, new = torch.zeros(3), torch.ones(3)
+
+    def step(n: torch.Tensor | int) -> list[torch.Tensor]:
+        averaged = [torch.zeros(3), torch.zeros(2, dtype=torch.long)]
+        update(averaged, [torch.ones(3), torch.full((2,), 7, dtype=torch.long)], n)
+        assert torch.equal(averaged[1], torch.full((2,), 7))  # counters: the latest value
+        return averaged
+
     # Update 0 weighs the new weights 0.9 (decay 1/10), update 90 about 0.09 (91/100), and
     # from update 8,991 on the decay is the config's: 0.001 of the new weights.
-    assert torch.allclose(update(old, new, 0), torch.full((3,), 0.9))
-    assert torch.allclose(update(old, new, 90), torch.full((3,), 0.09))
-    assert torch.allclose(update(old, new, 100_000), torch.full((3,), 0.001))
-    assert torch.allclose(update(old, new, torch.tensor(90)), torch.full((3,), 0.09))
+    assert torch.allclose(step(0)[0], torch.full((3,), 0.9))
+    assert torch.allclose(step(90)[0], torch.full((3,), 0.09))
+    assert torch.allclose(step(100_000)[0], torch.full((3,), 0.001))
+    assert torch.allclose(step(torch.tensor(90))[0], torch.full((3,), 0.09))
 
 
 def test_the_trained_model_is_the_moving_average() -> None:
@@ -73,10 +79,11 @@ def test_the_trained_model_is_the_moving_average() -> None:
     assert max(differences) > 1e-4  # weights and normalisation statistics are averaged
     # ... over the training's last steps: far nearer the last step's state than the start's.
     start = build_model(config).state_dict()
+    final = last.state_dict()
 
     def distance(state: dict[str, torch.Tensor]) -> float:
         return sum(
-            float((value - last.state_dict()[key]).abs().sum())
+            float((value - final[key]).abs().sum())
             for key, value in state.items()
             if value.is_floating_point()
         )
