@@ -87,14 +87,14 @@ def main() -> None:
     config = timed(args.config, args.minutes, seed=args.seed)
     began = time.perf_counter()
     cases = {p: prepared_case(prepare_case(load_case(OPEN / p)), p).arrays for p in CASES}
+    length = (
+        f"{config.max_steps:,} steps (at most {config.minutes:g} minutes)"
+        if args.minutes is None
+        else f"{args.minutes:g} minutes of training"
+    )
     lines = [
-        f"Leave-one-out on the open cases: config {config.name}, "
-        + (
-            f"{args.minutes:g} minutes of training"
-            if args.minutes
-            else f"{config.max_steps:,} steps (at most {config.minutes:g} minutes)"
-        )
-        + f" per direction, seed {args.seed}; "
+        f"Leave-one-out on the open cases: config {config.name}, {length} per direction, "
+        f"seed {args.seed}; "
         + (
             f"the training case and {args.plant} semi-synthetic copies with other patients' "
             "lesions planted; "
