@@ -23,6 +23,8 @@ QUEUES = ("default", "gpu")
 # How often a worker started with --beat relays the outbox and looks for stalled rounds.
 OUTBOX_RELAY_SECONDS = 30.0
 RESUME_ROUNDS_SECONDS = 60.0
+# How often it deletes the login and sign-up throttle rows that no longer count.
+PRUNE_THROTTLE_SECONDS = 3600.0
 # Modules whose jobs the backend worker runs; a worker consuming ``gpu`` adds ``ml.jobs``.
 BACKEND_JOBS = ["backend.fusion.jobs", "backend.rounds.jobs"]
 ML_JOBS = "ml.jobs"
@@ -50,12 +52,17 @@ def create_celery(settings: Settings) -> Celery:
         # Modules whose jobs a worker runs (imported when the worker starts).
         include=list(BACKEND_JOBS),
         # With --beat: send the outbox rows their committing process did not (core.outbox),
-        # and re-send the jobs of rounds whose worker died (rounds.service).
+        # re-send the jobs of rounds whose worker died (rounds.service), and delete the
+        # throttle rows that no longer count (auth.throttle.prune).
         beat_schedule={
             "relay-outbox": {"task": "system.relay_outbox", "schedule": OUTBOX_RELAY_SECONDS},
             "resume-rounds": {
                 "task": "rounds.resume_stalled",
                 "schedule": RESUME_ROUNDS_SECONDS,
+            },
+            "prune-throttle": {
+                "task": "system.prune_throttle",
+                "schedule": PRUNE_THROTTLE_SECONDS,
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
@@ -95,5 +102,21 @@ def relay_outbox() -> int:
     engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         return Relay(engine, lambda name, args: celery_app.send_task(name, args=args)).relay()
+    finally:
+        engine.dispose()
+
+
+@celery_app.task(name="system.prune_throttle")  # type: ignore[untyped-decorator]
+def prune_throttle() -> int:
+    """Delete the auth throttle rows that no longer count (``throttle.prune``); how many."""
+    from backend.auth import throttle
+    from backend.core.db import create_db_engine, transaction
+    from backend.core.timeutil import utcnow
+
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url, pool_size=1, max_overflow=0)
+    try:
+        with transaction(engine) as session:
+            return throttle.prune(session, throttle.Policy.from_settings(settings), utcnow())
     finally:
         engine.dispose()

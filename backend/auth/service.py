@@ -275,7 +275,7 @@ def signup(
     now = now or utcnow()
     with transaction(engine) as session:
         key = throttle.signup_key(address)
-        wait = throttle.take(session, key, limit=per_hour, window=timedelta(hours=1), now=now)
+        wait = throttle.take(session, key, limit=per_hour, window=throttle.SIGNUP_WINDOW, now=now)
     _refuse_if_waiting(wait, "Too many new accounts from this address")
     with gate.slot():
         password_hash = security.hash_password(password)

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -144,5 +144,28 @@ def clear_prefix(session: Session, prefix: str) -> int:
     """Forget every key starting with ``prefix`` (an account's devices)."""
     result = session.execute(
         delete(AuthThrottle).where(col(AuthThrottle.key).startswith(prefix, autoescape=True))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# Sign-up counts reset after an hour; login counts after ``Policy.window`` (24 h by default).
+SIGNUP_WINDOW = timedelta(hours=1)
+
+
+def prune(session: Session, policy: Policy, now: datetime) -> int:
+    """Delete the rows that no longer count: no event for longer than the longest window
+    (``policy.window`` or the sign-up hour) and no wait still owed. Such a row is reset on
+    its next use anyway, so deleting it changes no answer; without this the table keeps a
+    row for every address and email ever tried. Returns how many were deleted."""
+    horizon = now - max(policy.window, SIGNUP_WINDOW)
+    result = session.execute(
+        delete(AuthThrottle)
+        .where(col(AuthThrottle.last_failure_at) < horizon)
+        .where(
+            or_(
+                col(AuthThrottle.blocked_until).is_(None),
+                col(AuthThrottle.blocked_until) <= now,
+            )
+        )
     )
     return int(getattr(result, "rowcount", 0) or 0)

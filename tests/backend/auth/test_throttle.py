@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from backend.auth import throttle
 from backend.auth.deps import DEVICE_COOKIE
 from backend.auth.models import AuthThrottle
-from backend.core.config import Settings
+from backend.core.config import Settings, get_settings
 from backend.core.errors import ServiceBusy
 from backend.core.security import HashingGate
 from backend.core.timeutil import utcnow
@@ -116,6 +116,50 @@ def test_failures_are_forgotten_after_the_window(migrated_engine: Engine) -> Non
             timedelta(0)
         )
         session.commit()
+
+
+def test_prune_deletes_only_rows_that_no_longer_count(
+    migrated_engine: Engine, settings_env: pytest.MonkeyPatch, db_url: str
+) -> None:
+    policy = throttle.Policy(free_account=1, window=timedelta(hours=24))
+    now = utcnow()
+    old, recent = now - timedelta(hours=25), now - timedelta(hours=23)
+    keys = {
+        "stale": throttle.account_key("stale@example.org"),
+        "recent": throttle.account_key("recent@example.org"),
+        "still-waiting": throttle.address_key("10.0.0.9"),
+        "stale-signup": throttle.signup_key("10.0.0.8"),
+    }
+    with Session(migrated_engine) as session:
+        throttle.record_failure(session, keys["stale"], free=5, policy=policy, now=old)
+        throttle.record_failure(session, keys["recent"], free=5, policy=policy, now=recent)
+        throttle.take(session, keys["stale-signup"], limit=3, window=timedelta(hours=1), now=old)
+        for _ in range(12):  # a wait past the cap's end: 15 minutes from an old failure...
+            throttle.record_failure(session, keys["still-waiting"], free=1, policy=policy, now=old)
+        waiting = session.get(AuthThrottle, keys["still-waiting"])
+        assert waiting is not None
+        waiting.blocked_until = now + timedelta(minutes=5)  # ...made to end after ``now``
+        session.add(waiting)
+        session.commit()
+    with Session(migrated_engine) as session:
+        assert throttle.prune(session, policy, now) == 2
+        session.commit()
+        left = set(session.exec(select(AuthThrottle.key)).all())
+    assert left == {keys["recent"], keys["still-waiting"]}
+    # The periodic job prunes with the settings' policy (24 h by default): the rest go
+    # once their time has passed; a second run finds nothing.
+    from backend.worker import prune_throttle
+
+    with Session(migrated_engine) as session:
+        row = session.get(AuthThrottle, keys["still-waiting"])
+        assert row is not None
+        row.blocked_until = old
+        session.add(row)
+        session.commit()
+    settings_env.setenv("MSCROWD_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    assert prune_throttle() == 1
+    assert prune_throttle() == 0
 
 
 def test_hashing_gate_bounds_work_and_answers_busy_beyond_its_queue() -> None:
