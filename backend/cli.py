@@ -455,6 +455,17 @@ def train_command(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    plant_from: Annotated[
+        Path | None,
+        typer.Option(
+            help="A folder of expert lesion masks on the cases' grid (e.g. lesion_masks_mni): "
+            "planted into copies of the training cases when their lesion load is below the "
+            "masks' median."
+        ),
+    ] = None,
+    plant: Annotated[
+        int, typer.Option(min=0, help="How many planted copies (with --plant-from).")
+    ] = 4,
 ) -> None:
     """Train the lesion segmenter and register a model version (ML worker; needs torch)."""
     import time
@@ -474,6 +485,10 @@ def train_command(
     except ValueError as exc:
         raise _fail(str(exc)) from exc
     chosen = timed(base.name, minutes, seed=seed)
+    try:
+        library = None if plant_from is None else jobs.read_library(plant_from)
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
     settings = get_settings()
     engine = _migrated_engine(settings)
     started = time.perf_counter()
@@ -497,6 +512,8 @@ def train_command(
                 device=chosen_device,
                 holdout=holdout or [],
                 progress=progress,
+                library=library,
+                plant=plant,
             )
     except DomainError as exc:
         raise _fail(exc.message) from exc
@@ -508,6 +525,14 @@ def train_command(
         if "dice" in metrics
         else "no held-out case"
     )
+    planted = version.snapshot.get("planted")
+    if planted is not None:
+        typer.echo(
+            f"Planted {', '.join(planted['masks'])} into copies of the training cases."
+            if planted["masks"]
+            else "The training cases' lesion load is at or above the library's median: "
+            "nothing planted."
+        )
     typer.echo(
         f"Model version {version.id} ({version.status.value}): {metrics['steps']} steps in "
         f"{time.perf_counter() - started:.0f} s on {version.device}, {held}."

@@ -167,6 +167,27 @@ def sample_patches(
     return PatchSampler(cases).sample(count, size, neighbours, lesion_share, rng)
 
 
+def lesion_load(case: CaseArrays) -> float:
+    """Lesion voxels (label >= 0.5) per labelled axial slice: a load that partly labelled
+    cases and whole masks can be compared by."""
+    slices = int(case.labelled.sum())
+    return float((case.label[:, :, case.labelled] >= 0.5).sum()) / slices if slices else 0.0
+
+
+def lightly_loaded(cases: Sequence[CaseArrays], library: Sequence[NDArray[np.bool_]]) -> bool:
+    """Whether the training ``cases``' median lesion load (``lesion_load``) is below the
+    median of the ``library``'s expert masks (voxels per axial slice): the rule for
+    planting library lesions into a training set (``bench/loo.py --when light``). A case
+    whose lesions are few and small teaches a model that lesions are few and small;
+    planting the library's larger loads into a case already heavier than the library's
+    median adds more of what it has plenty of. Training data and library only: the case to
+    be segmented is never looked at."""
+    if not cases or not library:
+        raise ValueError("the rule needs training cases and library masks")
+    typical = float(np.median([mask.sum() / mask.shape[2] for mask in library]))
+    return float(np.median([lesion_load(case) for case in cases])) < typical
+
+
 # Planted lesions' offsets from their surroundings, in brain z-scores, when the case has no
 # lesions of its own to measure them on: bright on FLAIR and T2, dark on T1.
 DEFAULT_LESION_CONTRAST = (2.5, -1.0, 2.0)
@@ -215,3 +236,23 @@ def plant_lesions(
     images = np.where(case.brain, np.clip(images, -CLIP, CLIP), 0.0).astype(np.float32)
     label = np.maximum(case.label, planted.astype(np.float32))
     return CaseArrays(case.name, images, case.brain, label, case.labelled)
+
+
+def plant_library(
+    cases: Sequence[CaseArrays],
+    library: Sequence[NDArray[np.bool_]],
+    count: int,
+    rng: np.random.Generator,
+) -> tuple[list[CaseArrays], list[int]]:
+    """Semi-synthetic training copies under the load rule: when ``cases`` are lightly loaded
+    (``lightly_loaded``), ``count`` copies, the k-th of ``cases[k % len(cases)]`` with the
+    lesions of one ``library`` mask (chosen by ``rng`` without repeats, in library order)
+    planted (``plant_lesions``); otherwise none. Returns the copies and the library indices
+    planted."""
+    if count < 0 or count > len(library):
+        raise ValueError(f"cannot plant {count} of a library of {len(library)} masks")
+    if not count or not lightly_loaded(cases, library):
+        return [], []
+    chosen = sorted(int(i) for i in rng.choice(len(library), size=count, replace=False))
+    copies = [plant_lesions(cases[k % len(cases)], library[i], rng) for k, i in enumerate(chosen)]
+    return copies, chosen

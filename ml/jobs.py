@@ -18,7 +18,7 @@ import gzip
 import io
 import time
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,7 @@ from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round,
 from backend.tasks.models import Task, TaskKind
 from backend.worker import celery_app, job_resources
 from ml.config import TrainConfig, pick, timed
-from ml.data import CONTRASTS, CaseArrays
+from ml.data import CONTRASTS, CaseArrays, lightly_loaded, plant_library
 from ml.models import build_model
 from ml.train import (
     Progress,
@@ -220,6 +220,65 @@ def _summary(scores: list[Any]) -> dict[str, Any]:
     }
 
 
+# Semi-synthetic copies planted from a library when the training cases are lightly loaded.
+PLANT_COPIES = 4
+
+
+@dataclass(frozen=True)
+class Library:
+    """Expert lesion masks to plant into training cases (``mscrowd train --plant-from``)."""
+
+    folder: str
+    names: list[str]
+    masks: list[NDArray[np.bool_]]
+
+
+def read_library(folder: Path) -> Library:
+    """Every NIfTI mask of ``folder`` (voxels > 0.5), made RAS as the import makes images."""
+    if not folder.is_dir():
+        raise InvalidInput(f"{folder} is not a folder of lesion masks")
+    files = sorted(p for p in folder.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+    if not files:
+        raise InvalidInput(f"{folder} holds no .nii or .nii.gz lesion mask")
+    masks = []
+    for path in files:
+        try:
+            data = np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj)
+        except Exception as exc:
+            raise InvalidInput(f"{path.name} is not a readable NIfTI mask: {exc}") from exc
+        if data.ndim != 3:
+            raise InvalidInput(f"{path.name} is not a 3-D mask (shape {data.shape})")
+        masks.append(data > 0.5)
+    names = [p.name.removesuffix(".gz").removesuffix(".nii") for p in files]
+    return Library(str(folder), names, masks)
+
+
+def planted_copies(
+    training: Sequence[CaseArrays], library: Library, count: int, seed: int
+) -> tuple[list[CaseArrays], dict[str, Any]]:
+    """``ml.data.plant_library`` on the training cases (seeded by ``seed``), and what the
+    version's snapshot records of it: the library, whether the rule planted, which masks."""
+    grids = {c.brain.shape for c in training}
+    wrong = [n for n, m in zip(library.names, library.masks, strict=True) if {m.shape} != grids]
+    if wrong:
+        raise InvalidInput(
+            f"Library mask(s) {', '.join(wrong[:5])} are not on the training cases' grid "
+            f"{', '.join(str(g) for g in sorted(grids))}: planting needs masks in the cases' "
+            "space (e.g. MNI for cross_sectional_mni)"
+        )
+    try:
+        copies, chosen = plant_library(training, library.masks, count, np.random.default_rng(seed))
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+    return copies, {
+        "library": library.folder,
+        "rule": "planted only when the training cases' median lesion load is below the "
+        "library's median",
+        "lightly_loaded": lightly_loaded(training, library.masks),
+        "masks": [library.names[i] for i in chosen],
+    }
+
+
 def project_id_of(session: Session, name: str) -> int:
     project = session.exec(select(Project).where(Project.name == name)).first()
     if project is None or project.id is None:
@@ -238,11 +297,14 @@ def train_version(
     holdout: Sequence[str] = (),
     round_id: int | None = None,
     progress: Callable[[Progress], None] | None = None,
+    library: "Library | None" = None,
+    plant: int = PLANT_COPIES,
 ) -> ModelVersion:
     """Train on the project's cases (minus ``holdout``) with ``labels``, evaluate on the
     held-out cases, store the weights and register the version; a failure is registered too
-    (status ``failed``) and raised."""
-    with transaction(engine) as session:
+    (status ``failed``) and raised. With a ``library`` of expert masks, ``plant`` copies of
+    lightly loaded training cases get its lesions planted (``planted_copies``)."""
+    with Session(engine) as session:
         project = session.get(Project, project_id)
         if project is None:
             raise NotFound(f"Project {project_id} does not exist")
@@ -251,16 +313,21 @@ def train_version(
         training = [c for c in cases.values() if c.labelled.any()]
         if not training:
             raise InvalidInput(f"Project {project.name!r} has no {labels.value} labels to train on")
+    snapshot: dict[str, Any] = {
+        "cases": {c.name: int(c.labelled.sum()) for c in training},
+        "holdout": list(holdout),
+    }
+    if library is not None:
+        copies, snapshot["planted"] = planted_copies(training, library, plant, config.seed)
+        training += copies
+    with transaction(engine) as session:
         version = ModelVersion(
             project_id=project_id,
             round_id=round_id,
             labels=labels,
             config=asdict(config),
             device=device.type,
-            snapshot={
-                "cases": {c.name: int(c.labelled.sum()) for c in training},
-                "holdout": list(holdout),
-            },
+            snapshot=snapshot,
         )
         session.add(version)
         current = session.exec(

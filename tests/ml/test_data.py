@@ -10,6 +10,8 @@ from ml.data import (
     CaseArrays,
     PatchSampler,
     lesion_contrast,
+    lesion_load,
+    lightly_loaded,
     normalise,
     plant_lesions,
     sample_patches,
@@ -117,3 +119,26 @@ def test_planted_lesions_take_the_cases_own_contrast_and_join_the_label() -> Non
     assert lesion_contrast(_case()) == DEFAULT_LESION_CONTRAST
     with pytest.raises(ValueError, match="not on the case's grid"):
         plant_lesions(case, mask[:-1], rng)
+
+
+def test_lesion_load_counts_labelled_slices_only_and_the_rule_compares_medians() -> None:
+    case = _case()  # 48 lesion voxels over 12 labelled slices
+    assert lesion_load(case) == pytest.approx(4.0)
+    half = np.zeros(12, dtype=bool)
+    half[:6] = True  # slices 0-5 hold the lesion's slice 5 only: 16 voxels over 6 slices
+    assert lesion_load(CaseArrays(**{**case.__dict__, "labelled": half})) == pytest.approx(16 / 6)
+    assert lesion_load(CaseArrays(**{**case.__dict__, "labelled": np.zeros(12, bool)})) == 0.0
+    library = [np.zeros(case.brain.shape, dtype=bool) for _ in range(3)]
+    for mask, voxels in zip(library, (24, 60, 600), strict=True):
+        mask.reshape(-1)[:voxels] = True  # 2, 5 and 50 voxels per slice: median 5
+    assert lightly_loaded([case], library)  # 4 < 5
+    heavy = np.zeros(case.brain.shape, dtype=np.float32)
+    heavy[10:20, 10:20, :] = 1.0  # 100 per slice
+    loaded = CaseArrays(**{**case.__dict__, "label": heavy})
+    assert not lightly_loaded([loaded], library)
+    assert lightly_loaded([case, case, loaded], library)  # the median case decides
+    assert not lightly_loaded([case, loaded, loaded], library)
+    # Mutation check: the rule reads the library (a lighter library flips it).
+    assert not lightly_loaded([case], library[:1])
+    with pytest.raises(ValueError, match="needs training cases"):
+        lightly_loaded([], library)

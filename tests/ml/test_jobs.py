@@ -24,6 +24,7 @@ from backend.imaging.synthetic import synthesize_case
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
 from ml import jobs
 from ml.config import get_config
+from ml.data import lesion_load
 from ml.jobs import to_own_grid
 from ml.models import build_model
 from tests.factories import create_project
@@ -181,3 +182,83 @@ def test_weights_round_trip_and_older_versions_load_with_instance_norm() -> None
     model, config = jobs.load_weights(buffer.getvalue(), cpu)
     assert config.norm == "instance"
     assert any(isinstance(m, torch.nn.InstanceNorm2d) for m in model.modules())
+
+
+@pytest.mark.usefixtures("settings_env")
+def test_train_plants_a_librarys_lesions_only_into_lightly_loaded_cases(tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    storage = Storage(settings.storage_url)
+    with transaction(engine) as session:
+        project = create_project(session, name="light")
+        import_source(
+            session=session,
+            storage=storage,
+            project=project,
+            source=synthesize_case(4, lesion_count=3).source,
+            meta=CaseMeta("synthetic", "CC0-1.0"),
+        )
+    with Session(engine) as session:
+        (case,) = jobs.load_cases(session, storage, project.id or 0, LabelSource.reference).values()
+    shape, load = case.brain.shape, lesion_load(case)
+    inside = np.argwhere(case.brain)
+
+    def library(folder: Path, per_slice: float) -> Path:
+        """Three masks on the case's grid, ``per_slice`` lesion voxels per axial slice."""
+        folder.mkdir()
+        for n in range(3):
+            mask = np.zeros(shape, dtype=np.uint8)
+            x, y, z = inside[
+                np.random.default_rng(n).choice(len(inside), int(per_slice * shape[2]))
+            ].T
+            mask[x, y, z] = 1
+            nib.save(nib.Nifti1Image(mask, np.eye(4)), folder / f"mask{n}.nii.gz")
+        return folder
+
+    def train(*extra: str) -> str:
+        result = runner.invoke(
+            app,
+            ["train", "--project", "light", "--labels", "reference", "--config", "tiny"]
+            + ["--device", "cpu", *extra],
+        )
+        return f"{result.exit_code}: {result.output}"
+
+    heavy = library(tmp_path / "heavy", per_slice=10 * load + 10)
+    output = train("--plant-from", str(heavy), "--plant", "2")
+    assert output.startswith("0: "), output
+    assert "into copies of the training cases" in output
+    light = library(tmp_path / "light", per_slice=load / 10)
+    output = train("--plant-from", str(light), "--plant", "2")
+    assert output.startswith("0: "), output
+    assert "nothing planted" in output
+    with Session(engine) as session:
+        planted, unplanted = (
+            v.snapshot["planted"]
+            for v in session.exec(select(ModelVersion).order_by(ModelVersion.id))
+        )
+    assert planted["lightly_loaded"]
+    assert len(planted["masks"]) == 2
+    assert set(planted["masks"]) <= {"mask0", "mask1", "mask2"}
+    assert planted["library"] == str(heavy)
+    assert not unplanted["lightly_loaded"]
+    assert unplanted["masks"] == []
+
+    # Bad libraries get a clear error and register nothing.
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), wrong / "small.nii")
+    (tmp_path / "empty").mkdir()
+    for extra, message in (
+        (["--plant-from", str(wrong)], "are not on the training cases' grid"),
+        (["--plant-from", str(tmp_path / "empty")], "holds no .nii or .nii.gz"),
+        (["--plant-from", str(tmp_path / "nowhere")], "is not a folder"),
+        (["--plant-from", str(heavy)], "cannot plant 4 of a library of 3"),  # 4: the default
+    ):
+        output = train(*extra)
+        assert output.startswith("1: "), output
+        assert message in output
+    with Session(engine) as session:
+        assert len(session.exec(select(ModelVersion)).all()) == 2
+    engine.dispose()
