@@ -3,6 +3,8 @@ gives the same model twice, progress is reported, prediction keeps the grid and 
 evaluation scores with the platform's metrics; a small model trained on one synthetic case
 segments another."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -94,6 +96,29 @@ def test_the_trained_model_is_the_moving_average() -> None:
     assert all(torch.equal(a, b) for a, b in pairs)
     with pytest.raises(ValueError, match="ema"):
         get_config("tiny", ema=1.0)
+
+
+def test_a_slow_start_does_not_change_a_step_limited_training(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A budget that the step limit comes well within leaves the learning-rate schedule to
+    the step limit, however slow the first steps were: the same seed gives the same model."""
+    config = get_config("tiny", max_steps=40, minutes=1.0, learning_rate=1e-2)
+    steady = train([_case(0)], config, CPU)
+    clock = {"now": 0.0, "calls": 0}
+
+    def slow_first_step() -> float:  # the first step takes 10 s, every later one 0.01 s
+        clock["calls"] += 1
+        clock["now"] += 10.0 if clock["calls"] == 2 else 0.005
+        return clock["now"]
+
+    import ml.train
+
+    monkeypatch.setattr(ml.train, "time", SimpleNamespace(monotonic=slow_first_step))
+    slow = train([_case(0)], config, CPU)
+    assert slow.steps == steady.steps == 40
+    pairs = zip(steady.model.parameters(), slow.model.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_the_time_budget_stops_training() -> None:
