@@ -49,7 +49,24 @@ def test_random_fg_favours_slices_with_candidates() -> None:
     picked = np.concatenate([select("random_fg", pool, 30, seed=s) for s in range(20)])
     plain = np.concatenate([select("random", pool, 30, seed=s) for s in range(20)])
     share = dict(zip(pool.ids.tolist(), pool.foreground.tolist(), strict=True))
-    assert np.mean([share[i] for i in picked]) > 2 * np.mean([share[i] for i in plain])
+    # Weights cap at the pool's 95th percentile of shares (an artefact-bright slice must not
+    # take every round), so the top shares are favoured alike: 2.0x here, 2.3x uncapped.
+    assert np.mean([share[i] for i in picked]) > 1.8 * np.mean([share[i] for i in plain])
+
+
+def test_random_fg_favours_candidates_at_real_shares_and_survives_none() -> None:
+    """Real slices have about 0 to 1.6 % of their brain hyperintense, most of them none: the
+    bias must hold at that scale (it did not while a floor was added to the raw shares)."""
+    rng = np.random.default_rng(1)
+    n = 600
+    shares = np.where(rng.random(n) < 0.3, rng.random(n) * 0.016, 0.0)
+    pool = Pool(np.arange(n), np.zeros(n, dtype=np.int64), np.arange(n), shares)
+    picked = np.concatenate([select("random_fg", pool, 8, seed=s) for s in range(30)])
+    with_candidates = np.mean(shares[picked] > 0)
+    assert with_candidates > 0.8  # 30 % of the pool has candidates
+    flat = Pool(pool.ids, pool.cases, pool.indices, np.zeros(n))
+    assert len(set(select("random_fg", flat, 20, seed=0))) == 20  # no candidates: random
+    assert select("cold_start", pool, 8, seed=4) == select("random_fg", pool, 8, seed=4)
 
 
 def test_bald_diverse_spreads_over_cases_and_skips_neighbours() -> None:
