@@ -20,10 +20,10 @@ inside the brain (97th, 98th, 99th). The issue's other anchor, a plain 2.5-D Bas
 With ``--plant K`` the training case is joined by K semi-synthetic copies of itself, each with
 the lesions of one of K expert masks of lesion_masks_mni (other patients of the same database,
 same MNI grid; neither open case is among them) planted with the contrast of the training
-case's own lesions (``ml.data.plant_lesions``): more lesion loads, shapes and places than one
+case's own lesions (``ml.data.plant_copies``): more lesion loads, shapes and places than one
 real case holds. The held-out case is never touched. With ``--when light`` the copies are
 planted only where the training case's lesion load is below the median load of
-lesion_masks_mni (``ml.data.plant_library``, as ``mscrowd train --plant-from`` plants:
+lesion_masks_mni (``ml.data.lightly_loaded``, as ``mscrowd train --plant-from`` plants:
 training data and library only); otherwise the case trains alone. That rule was conceived
 after both directions had been measured with and without planting (planting helped the
 lightly loaded patient07 and hurt the heavily loaded patient19), so its figures here confirm
@@ -37,10 +37,8 @@ figures for the same seed.
 """
 
 import argparse
-import functools
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -51,7 +49,7 @@ from backend.imaging.preprocess import prepare_case
 from backend.imaging.service import load_case
 from backend.quality.metrics import dice, lesion_detection
 from ml.config import timed
-from ml.data import CaseArrays, plant_lesions, plant_library
+from ml.data import lightly_loaded, plant_copies
 from ml.train import clean, predict_case, train
 
 DATA = ROOT.parent / "shared" / "data" / "open_ms_data"
@@ -65,30 +63,11 @@ def _score(truth: np.ndarray, mask: np.ndarray) -> tuple[float, float, float, fl
     return dice(truth, mask), found.f1, found.sensitivity, found.ppv, int(mask.sum())
 
 
-@functools.cache
-def _mask(path: Path) -> np.ndarray:
-    """A lesion_masks_mni mask made RAS as the import makes images (read once a run: both
-    directions plant the same masks)."""
-    return np.asarray(nib.as_closest_canonical(nib.load(path)).dataobj) > 0.5
-
-
-def _library() -> list[Path]:
-    return sorted((DATA / "lesion_masks_mni").glob("patient*.nii.gz"))
-
-
-def planted(case: CaseArrays, count: int, seed: int) -> list[CaseArrays]:
-    """``count`` copies of ``case``, each with one more patient's lesions (lesion_masks_mni,
-    chosen by ``seed``) planted; the masks are made RAS as the import makes images."""
-    if not count:
-        return []
-    files = _library()
-    if len(files) < count:
-        raise SystemExit(f"--plant {count}: only {len(files)} masks in lesion_masks_mni")
-    rng = np.random.default_rng(seed)
-    chosen = [files[i] for i in sorted(rng.choice(len(files), size=count, replace=False))]
-    copies = [plant_lesions(case, _mask(path), rng) for path in chosen]
-    print(f"planted into {case.name}: {', '.join(p.name.split('.')[0] for p in chosen)}")
-    return copies
+def _library() -> tuple[list[str], list[np.ndarray]]:
+    """lesion_masks_mni's names and masks, made RAS as the import makes images."""
+    files = sorted((DATA / "lesion_masks_mni").glob("patient*.nii.gz"))
+    masks = [np.asarray(nib.as_closest_canonical(nib.load(p)).dataobj) > 0.5 for p in files]
+    return [p.name.split(".")[0] for p in files], masks
 
 
 def main() -> None:
@@ -118,6 +97,9 @@ def main() -> None:
         # and a busy machine hitting it would make the figures depend on the load.
         config = replace(config, minutes=UNCAPPED_MINUTES)
     began = time.perf_counter()
+    names, masks = _library() if args.plant else ([], [])
+    if args.plant > len(masks):
+        raise SystemExit(f"--plant {args.plant}: only {len(masks)} masks in lesion_masks_mni")
     cases = {p: prepared_case(prepare_case(load_case(OPEN / p)), p).arrays for p in CASES}
     length = (
         f"{config.max_steps:,} steps (the time cap lifted)"
@@ -163,16 +145,15 @@ def main() -> None:
         studied: dict[tuple[float, int], list[tuple[float, float, float, float, int]]] = {}
         for seed in seeds:
             start = time.perf_counter()
-            if args.when == "light":
-                # What ``mscrowd train --plant-from`` does: ml.data.plant_library, alike seeded.
-                library = [_mask(path) for path in _library()]
-                copies, chosen = plant_library(
-                    [cases[source]], library, args.plant, np.random.default_rng(seed)
-                )
-                names = ", ".join(_library()[i].name.split(".")[0] for i in chosen)
-                print(f"{source}: " + (f"planted {names}" if chosen else "heavier than library"))
-            else:
-                copies = planted(cases[source], args.plant, seed)
+            # What ``mscrowd train --plant-from`` does (ml.jobs.planted_copies), alike seeded;
+            # ``--when always`` skips the load rule.
+            light = args.when == "always" or lightly_loaded([cases[source]], masks)
+            copies, chosen = plant_copies(
+                [cases[source]], masks, args.plant if light else 0, np.random.default_rng(seed)
+            )
+            if args.plant:
+                planted = ", ".join(names[i] for i in chosen) or "nothing (heavier than library)"
+                print(f"{source}: planted {planted}", flush=True)
             trained = train([cases[source], *copies], replace(config, seed=seed), device)
             probability = predict_case(trained.model, cases[target], config, device)
             ours.append(_score(truth, clean(probability, config.min_lesion_pixels)))

@@ -177,7 +177,7 @@ def lesion_load(case: CaseArrays) -> float:
 def lightly_loaded(cases: Sequence[CaseArrays], library: Sequence[NDArray[np.bool_]]) -> bool:
     """Whether the training ``cases``' median lesion load (``lesion_load``) is below the
     median of the ``library``'s expert masks (voxels per axial slice): the rule for
-    planting library lesions into a training set (``bench/loo.py --when light``). A case
+    planting library lesions into a training set (``mscrowd train --plant-from``). A case
     whose lesions are few and small teaches a model that lesions are few and small;
     planting the library's larger loads into a case already heavier than the library's
     median adds more of what it has plenty of. Training data and library only: the case to
@@ -238,20 +238,19 @@ def plant_lesions(
     return CaseArrays(case.name, images, case.brain, label, case.labelled)
 
 
-def plant_library(
+def plant_copies(
     cases: Sequence[CaseArrays],
     library: Sequence[NDArray[np.bool_]],
     count: int,
     rng: np.random.Generator,
 ) -> tuple[list[CaseArrays], list[int]]:
-    """Semi-synthetic training copies under the load rule: when ``cases`` are lightly loaded
-    (``lightly_loaded``), ``count`` copies, the k-th of ``cases[k % len(cases)]`` with the
-    lesions of one ``library`` mask (chosen by ``rng`` without repeats, in library order)
-    planted (``plant_lesions``); otherwise none. Returns the copies and the library indices
-    planted."""
+    """``count`` semi-synthetic copies: the k-th of ``cases[k % len(cases)]`` with the lesions
+    of one ``library`` mask (chosen by ``rng`` without repeats, in library order) planted
+    (``plant_lesions``). Returns the copies and the library indices planted. Whether to plant
+    at all is the caller's (``lightly_loaded``)."""
     if count < 0 or count > len(library):
         raise ValueError(f"cannot plant {count} of a library of {len(library)} masks")
-    if not count or not lightly_loaded(cases, library):
+    if not count:
         return [], []
     chosen = sorted(int(i) for i in rng.choice(len(library), size=count, replace=False))
     copies = [plant_lesions(cases[k % len(cases)], library[i], rng) for k, i in enumerate(chosen)]

@@ -57,7 +57,7 @@ from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round,
 from backend.tasks.models import Task, TaskKind
 from backend.worker import celery_app, job_resources
 from ml.config import TrainConfig, pick, timed
-from ml.data import CONTRASTS, CaseArrays, lightly_loaded, plant_library
+from ml.data import CONTRASTS, CaseArrays, lightly_loaded, plant_copies
 from ml.models import build_model
 from ml.train import (
     Progress,
@@ -256,8 +256,10 @@ def read_library(folder: Path) -> Library:
 def planted_copies(
     training: Sequence[CaseArrays], library: Library, count: int, seed: int
 ) -> tuple[list[CaseArrays], dict[str, Any]]:
-    """``ml.data.plant_library`` on the training cases (seeded by ``seed``), and what the
-    version's snapshot records of it: the library, whether the rule planted, which masks."""
+    """``count`` copies of the training cases with library lesions planted
+    (``ml.data.plant_copies``, seeded by ``seed``) when they are lightly loaded
+    (``ml.data.lightly_loaded``), else none; and what the version's snapshot records of it:
+    the library, whether the rule planted, which masks."""
     grids = {c.brain.shape for c in training}
     wrong = [n for n, m in zip(library.names, library.masks, strict=True) if {m.shape} != grids]
     if wrong:
@@ -266,15 +268,16 @@ def planted_copies(
             f"{', '.join(str(g) for g in sorted(grids))}: planting needs masks in the cases' "
             "space (e.g. MNI for cross_sectional_mni)"
         )
-    try:
-        copies, chosen = plant_library(training, library.masks, count, np.random.default_rng(seed))
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
+    if count > len(library.masks):
+        raise InvalidInput(f"cannot plant {count} of a library of {len(library.masks)} masks")
+    light = lightly_loaded(training, library.masks)
+    rng = np.random.default_rng(seed)
+    copies, chosen = plant_copies(training, library.masks, count, rng) if light else ([], [])
     return copies, {
         "library": library.folder,
         "rule": "planted only when the training cases' median lesion load is below the "
         "library's median",
-        "lightly_loaded": lightly_loaded(training, library.masks),
+        "lightly_loaded": light,
         "masks": [library.names[i] for i in chosen],
     }
 
