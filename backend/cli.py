@@ -308,6 +308,24 @@ def demo(
         raise _fail(f"{failed} demo case(s) failed")
 
 
+@app.command("holdout")
+def holdout_command(
+    project: Annotated[str, typer.Option(help="Name of the project.")],
+    cases: Annotated[
+        list[str] | None,
+        typer.Argument(help="Public ids of the cases to hold out (none: hold none out)."),
+    ] = None,
+) -> None:
+    """Hold cases out for evaluating models: never served to volunteers, never gold, never
+    trained on (replaces the project's list)."""
+    from backend.projects import service as projects
+
+    with _unit_of_work() as (_settings, session):
+        chosen = projects.set_holdout(session=session, project_name=project, case_ids=cases or [])
+        held = ", ".join(chosen.holdout_cases) or "none"
+    typer.echo(f"Held out of {project!r}: {held}.")
+
+
 @users_app.command("unlock")
 def users_unlock(email: Annotated[str, typer.Argument(help="Login email of the account.")]) -> None:
     """Forget the failed sign-ins counted against an account, so it may sign in at once."""
@@ -367,6 +385,7 @@ def fuse(
     import time
 
     from backend.fusion import service as fusion
+    from backend.fusion.adaptive import redundancy_summary
     from backend.projects.models import Project
 
     with _unit_of_work() as (settings, session):
@@ -387,12 +406,12 @@ def fuse(
                 min_answers=min_answers,
                 progress=progress,
             )
-        summary = fusion.redundancy_summary(session, found.id)
+        summary = redundancy_summary(session, found.id)
     state = "converged" if run.converged else "not converged"
     typer.echo(
         f"Fused {run.slices} task(s) of {project} in {time.perf_counter() - started:.1f} s: "
         f"run {run.id}, {run.iterations} iterations ({state}), "
-        f"{len(run.rater_rates)} rater(s), {len(run.excluded)} suspended left out."
+        f"{len(run.rater_rates)} rater(s), {len(run.excluded)} excluded left out."
     )
     per_task = summary.labels_per_retired
     typer.echo(

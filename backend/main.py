@@ -12,16 +12,21 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from backend import __version__
-from backend.annotations.masks import MAX_PNG_BASE64
+from backend.annotations.masks import MAX_MASK_BODY_BYTES
+from backend.annotations.schemas import AnnotationCreate
+from backend.auth.guard import SignedInUploads
 from backend.auth.router import router as auth_router
 from backend.core.admission import Admission
+from backend.core.body import SMALL_BODY_BYTES, document_bodies
 from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine, pooled_connections
 from backend.core.deps import Database
 from backend.core.errors import DomainError, error_responses
 from backend.core.http import (
+    JsonErrors,
     SecurityHeaders,
     domain_error_handler,
     http_error_handler,
@@ -41,9 +46,10 @@ from backend.tasks.router import reports_router
 from backend.tasks.router import router as tasks_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
-# Largest request body accepted at all (a PNG mask in base64 plus a little JSON). Counted as
-# the body streams in, so a chunked upload without Content-Length is cut off at this size too.
-MAX_BODY_BYTES = MAX_PNG_BASE64 + 64 * 1024
+# Largest request body accepted at all, by the routes that take a mask; every other route
+# accepts SMALL_BODY_BYTES (auth routes less). Counted as the body streams in, so a chunked
+# upload without Content-Length is cut off at the limit too.
+MAX_BODY_BYTES = MAX_MASK_BODY_BYTES
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -81,7 +87,6 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         version=__version__,
         summary="Crowd labelling of multiple sclerosis lesions on MRI.",
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
         # Any operation may be refused for its size or for invalid parameters.
         responses=error_responses(413, 422, 503),
     )
@@ -98,6 +103,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.add_exception_handler(DomainError, domain_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    # Innermost first. The default body limit; routes raise or lower it with their own
+    # max_body_size, which Starlette applies to this same counter. Here rather than
+    # FastAPI(max_body_size=...), whose 413 is plain text sent outside every user middleware.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=SMALL_BODY_BYTES)
+    # A body that may be large is read only once the caller is known: inside admission (it
+    # uses a connection), outside the limit (whose counter would turn its 401 into a 413).
+    app.add_middleware(SignedInUploads, database=app.state.database, small=SMALL_BODY_BYTES)
     app.add_middleware(
         Admission,
         limit=admitted,
@@ -105,11 +117,16 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         wait=settings.request_wait_seconds,
         server_timing=settings.server_timing,
     )
-    # Added last, so outermost: the headers are on every answer, 503s from admission included.
+    app.add_middleware(JsonErrors)
+    # Added last, so outermost: the headers are on every answer, 503s and 500s included.
     app.add_middleware(SecurityHeaders, hsts=bool(settings.cookie_secure))
     routers = (health_router, auth_router, projects_router, tasks_router, imaging_router)
-    for router in (*routers, reports_router, quality_router, fusion_router, rounds_router):
+    for router in (*routers, reports_router, fusion_router, rounds_router):
         app.include_router(router, prefix="/api")
+    # Experts paint gold masks (POST /api/quality/slices/{id}/gold) at the mask routes' size.
+    app.include_router(quality_router, prefix="/api", max_body_size=MAX_BODY_BYTES)
+    # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
+    document_bodies(app, AnnotationCreate)
     app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
 
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)

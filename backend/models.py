@@ -6,7 +6,14 @@ from backend.core.outbox import OutboxJob
 from backend.fusion.models import FusionResult, FusionRun
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
-from backend.quality.models import GoldScore, GoldVersion, RaterAction, RaterStats, RepeatScore
+from backend.quality.models import (
+    ConsensusScore,
+    GoldScore,
+    GoldVersion,
+    RaterAction,
+    RaterStats,
+    RepeatScore,
+)
 from backend.rounds.models import ModelVersion
 from backend.tasks.models import (
     Assignment,
@@ -24,6 +31,7 @@ __all__ = [
     "Assignment",
     "AssignmentState",
     "Case",
+    "ConsensusScore",
     "ConsentScope",
     "Contrast",
     "Credential",

@@ -23,10 +23,12 @@ QUEUES = ("default", "gpu")
 # How often a worker started with --beat relays the outbox and looks for stalled rounds.
 OUTBOX_RELAY_SECONDS = 30.0
 RESUME_ROUNDS_SECONDS = 60.0
+# How often it looks for projects whose pooled fusion rates are stale.
+REFRESH_RATES_SECONDS = 300.0
 # How often it deletes the login and sign-up throttle rows that no longer count.
 PRUNE_THROTTLE_SECONDS = 3600.0
 # Modules whose jobs the backend worker runs; a worker consuming ``gpu`` adds ``ml.jobs``.
-BACKEND_JOBS = ["backend.fusion.jobs", "backend.rounds.jobs"]
+BACKEND_JOBS = ["backend.fusion.jobs", "backend.quality.jobs", "backend.rounds.jobs"]
 ML_JOBS = "ml.jobs"
 
 
@@ -52,8 +54,9 @@ def create_celery(settings: Settings) -> Celery:
         # Modules whose jobs a worker runs (imported when the worker starts).
         include=list(BACKEND_JOBS),
         # With --beat: send the outbox rows their committing process did not (core.outbox),
-        # re-send the jobs of rounds whose worker died (rounds.service), and delete the
-        # throttle rows that no longer count (auth.throttle.prune).
+        # re-send the jobs of rounds whose worker died (rounds.service), delete the
+        # throttle rows that no longer count (auth.throttle.prune), and refit the pooled
+        # fusion rates of projects where they are stale (fusion.jobs.refresh_rates).
         beat_schedule={
             "relay-outbox": {"task": "system.relay_outbox", "schedule": OUTBOX_RELAY_SECONDS},
             "resume-rounds": {
@@ -63,6 +66,10 @@ def create_celery(settings: Settings) -> Celery:
             "prune-throttle": {
                 "task": "system.prune_throttle",
                 "schedule": PRUNE_THROTTLE_SECONDS,
+            },
+            "refresh-fusion-rates": {
+                "task": "fusion.refresh_rates",
+                "schedule": REFRESH_RATES_SECONDS,
             },
         },
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),

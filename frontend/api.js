@@ -21,6 +21,7 @@ export async function api(method, path, body, headers = {}) {
   if (!response.ok) {
     const error = new Error(describeError(response, data));
     error.status = response.status;
+    error.code = data.code || null; // machine-readable reason ("rater_suspended", ...)
     throw error;
   }
   return data;

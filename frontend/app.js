@@ -29,7 +29,7 @@ const viewer = new Viewer($("view"), { onChange: masked, onHint: (text) => toast
 $("view").viewer = viewer;
 
 function show(section) {
-  for (const id of ["auth", "consent", "studio", "empty"]) $(id).hidden = id !== section;
+  for (const id of ["auth", "consent", "studio", "empty", "paused"]) $(id).hidden = id !== section;
   document.body.dataset.section = section;
 }
 
@@ -173,6 +173,10 @@ async function lease(after) {
   try {
     return await api("POST", after ? `/api/tasks/next?after=${after}` : "/api/tasks/next");
   } catch (error) {
+    if (error.code === "rater_suspended") {
+      paused(error.message);
+      return null;
+    }
     if (error.status === 403) {
       status(error.message);
       return null;
@@ -195,11 +199,19 @@ function prefetch() {
     .catch(() => null);
 }
 
+// A suspended volunteer sees why and what to do, not "all caught up".
+function paused(message) {
+  state.paused = true;
+  state.task = null;
+  $("paused-reason").textContent = message;
+  show("paused");
+}
+
 async function loadTask(task) {
   clearTimeout(state.saveTimer);
   if (!task) {
     state.task = null;
-    show("empty");
+    if (!state.paused) show("empty");
     return;
   }
   state.task = task;
@@ -360,8 +372,13 @@ async function submit(empty) {
     await saveDraft(record);
     const result = await send(record);
     if (result.error) {
+      if (result.error.code === "rater_suspended") {
+        paused(result.error.message);
+        return;
+      }
+      // Said plainly, never dropped in silence: why this answer could not count.
       status(`Not saved: ${result.error.message}`);
-      await advance("That slice could not be saved; here is another one.");
+      await advance(`Your answer on that slice was not saved: ${result.error.message}. Here is another slice.`);
       return;
     }
     state.done += 1;

@@ -192,26 +192,37 @@ async function loadRaters() {
   const rows = await api("GET", `/api/quality/raters?project_id=${state.project}`);
   $("rater-rows").replaceChildren(
     ...rows.map((r) => {
+      const DONE = { suspend: "suspended", reinstate: "reinstated", "clear-flag": "cleared" };
       const decide = async (verb) => {
-        const reason = window.prompt(`Why ${verb} ${r.display_name}? (shown to them)`);
+        const reason = window.prompt(`Why ${verb.replace("-", " ")} ${r.display_name}? (shown to them)`);
         if (!reason) return;
         await api("POST", `/api/quality/raters/${r.user_id}/${verb}`, { project_id: state.project, reason });
-        say(`${r.display_name}: ${verb === "suspend" ? "suspended" : "reinstated"}.`);
+        say(`${r.display_name}: ${DONE[verb]}.`);
         await loadRaters();
       };
       const verb = r.trust === "suspended" ? "reinstate" : "suspend";
+      const flagged = r.flagged_reason !== null;
+      const why = r.suspended_reason || r.flagged_reason || "";
       const row = element(
         "tr",
-        { class: r.trust, "data-testid": "rater-row" },
+        { class: flagged ? `${r.trust} flagged` : r.trust, "data-testid": "rater-row" },
         element("td", {}, button(r.display_name, () => showRater(r), { class: "secondary" })),
-        element("td", { text: r.trust, title: r.suspended_reason || "" }),
+        element("td", { text: flagged ? `${r.trust}, flagged` : r.trust }),
+        element("td", { text: String(r.answered) }),
         element("td", { text: String(r.gold) }),
         element("td", { text: `${percent(r.sensitivity.mean)} (${percent(r.sensitivity.low)}–${percent(r.sensitivity.high)})` }),
         element("td", { text: percent(r.lesion_f1) }),
         element("td", { text: percent(r.consistency) }),
         element("td", { text: r.mean_seconds === null ? "–" : `${r.mean_seconds.toFixed(1)} s` }),
         element("td", { text: percent(r.quality) }),
-        element("td", {}, button(verb === "suspend" ? "Suspend" : "Reinstate", () => decide(verb), { "data-testid": verb })),
+        element("td", { text: new Date(r.last_active).toLocaleString() }),
+        element("td", { class: "why", text: why || "–" }),
+        element(
+          "td",
+          {},
+          button(verb === "suspend" ? "Suspend" : "Reinstate", () => decide(verb), { "data-testid": verb }),
+          ...(flagged ? [button("Clear flag", () => decide("clear-flag"), { "data-testid": "clear-flag" })] : []),
+        ),
       );
       return row;
     }),
@@ -241,7 +252,20 @@ async function showRater(r) {
     label.textContent = d.toFixed(1);
     return [make("line", { x1: left, x2: left + width, y1: y(d), y2: y(d) }), label];
   });
-  svg.replaceChildren(...axis, make("polyline", { points }));
+  // One answer draws no line: every answer is also a dot, titled with its Dice.
+  const dots = history.map((h, i) => {
+    const dot = make("circle", { cx: x(i), cy: y(h.dice), r: 3 });
+    const title = make("title", {});
+    title.textContent = `Gold answer ${i + 1}: Dice ${h.dice.toFixed(2)}`;
+    dot.append(title);
+    return dot;
+  });
+  svg.replaceChildren(...axis, make("polyline", { points }), ...dots);
+  if (!history.length) {
+    const none = make("text", { x: left + 10, y: top + height / 2 });
+    none.textContent = "No gold answer yet";
+    svg.append(none);
+  }
   $("rater-actions").replaceChildren(
     ...actions.map((a) =>
       element("li", { text: `${a.created_at.slice(0, 16)}: ${a.action} by ${a.by_user_id === null ? "the rules" : `user ${a.by_user_id}`}: ${a.reason}` }),

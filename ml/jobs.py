@@ -4,9 +4,11 @@ folders. The algorithms it calls (``ml.data``, ``ml.train``) are pure.
 
 Labels:
 - ``reference``: the imported expert masks, every axial slice labelled;
-- ``fused``: the newest fused soft label of every crowd task (P(lesion), mapped from the
-  slice's display geometry back onto the volume), plus the current gold masks; only those
-  slices are labelled.
+- ``fused``: the newest fused soft label of every complete crowd task (``training_labels``:
+  never a task still collecting answers or in the experts' review queue, never a withdrawn
+  version), P(lesion) mapped from the slice's display geometry back onto the volume, plus the
+  current gold masks; only those slices are labelled. Each version records the fused versions
+  it used (``snapshot["fused_results"]``, result ids).
 
 Held-out cases (``holdout``, by public id) are never trained on; the version is evaluated on
 their expert masks and promoted only when its overall Dice is not below the current promoted
@@ -35,8 +37,8 @@ from backend.core.db import transaction
 from backend.core.errors import InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
+from backend.fusion.labels import read_soft
 from backend.fusion.models import FusionResult
-from backend.fusion.service import read_soft
 from backend.imaging.models import Case, Contrast, Slice, Volume
 from backend.imaging.preprocess import (
     FloatArray,
@@ -48,13 +50,13 @@ from backend.imaging.preprocess import (
 )
 from backend.imaging.service import load_case
 from backend.projects.models import Project
-from backend.quality import service as quality
+from backend.quality.gold import read_mask
 from backend.quality.models import GoldVersion
 from backend.rounds import SCORE_POOL, TRAIN_ROUND
 from backend.rounds import service as rounds
 from backend.rounds.jobs import Reporter, run_stage
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
-from backend.tasks.models import Task, TaskKind
+from backend.tasks.models import Task, TaskKind, TaskState
 from backend.worker import celery_app, job_resources
 from ml.config import TrainConfig, pick, timed
 from ml.data import CONTRASTS, CaseArrays, lightly_loaded, plant_copies
@@ -91,18 +93,26 @@ def _read_nifti(storage: Storage, key: str) -> FloatArray:
     return _decode_nifti(storage.get(key))
 
 
-def _fused_labels(
-    session: Session, storage: Storage, case: Case, shape: tuple[int, ...]
-) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-    """The case's newest fused soft labels and current gold masks on its volume grid."""
-    label = np.zeros(shape, dtype=np.float32)
-    labelled = np.zeros(shape[2], dtype=bool)
+@dataclass(frozen=True)
+class FusedLabel:
+    """A fused version training may use: its id, case and slice, and its soft label's key."""
+
+    result_id: int
+    case_id: int
+    slice_: Slice
+    soft_key: str
+
+
+def training_labels(session: Session, project_id: int) -> list[FusedLabel]:
+    """The fused labels of a project that training may use, in result id order: the newest
+    version of each complete crowd task (not open, not in review, not retired), unless that
+    version is withdrawn (an older version may carry an excluded rater: never used)."""
     newest = (
         select(FusionResult.task_id, func.max(FusionResult.version).label("version"))
         .group_by(col(FusionResult.task_id))
         .subquery()
     )
-    fused = session.exec(
+    rows = session.exec(
         select(FusionResult, Slice)
         .join(
             newest,
@@ -111,20 +121,37 @@ def _fused_labels(
         )
         .join(Task, col(Task.id) == col(FusionResult.task_id))
         .join(Slice, col(Slice.id) == col(FusionResult.slice_id))
-        .where(Slice.case_id == case.id, Task.kind == TaskKind.normal)
+        .where(Task.project_id == project_id, Task.kind == TaskKind.normal)
+        .where(Task.state == TaskState.complete, col(FusionResult.withdrawn).is_(False))
+        .order_by(col(FusionResult.id))
     ).all()
+    return [
+        FusedLabel(result.id or 0, slice_.case_id, slice_, result.soft_key)
+        for result, slice_ in rows
+        if result.soft_key is not None
+    ]
+
+
+def _fused_labels(
+    session: Session,
+    storage: Storage,
+    case: Case,
+    shape: tuple[int, ...],
+    fused: Sequence[FusedLabel],
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """The case's ``fused`` soft labels and current gold masks on its volume grid."""
+    label = np.zeros(shape, dtype=np.float32)
+    labelled = np.zeros(shape[2], dtype=bool)
     gold = session.exec(
         select(GoldVersion, Slice)
         .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
         .where(Slice.case_id == case.id, col(GoldVersion.retired_at).is_(None))
     ).all()
     planes: list[tuple[Slice, NDArray[np.float64]]] = [
-        (slice_, read_soft(storage, result.soft_key)) for result, slice_ in fused
+        (f.slice_, read_soft(storage, f.soft_key)) for f in fused if f.case_id == case.id
     ]
     # Gold after the crowd: an expert's mask wins on a slice that has both.
-    planes += [
-        (slice_, quality.read_mask(storage, g.mask_key).astype(np.float64)) for g, slice_ in gold
-    ]
+    planes += [(slice_, read_mask(storage, g.mask_key).astype(np.float64)) for g, slice_ in gold]
     for slice_, plane in planes:
         label[slice_.crop_x0 : slice_.crop_x1, slice_.crop_y0 : slice_.crop_y1, slice_.index] = (
             from_display(plane)
@@ -141,11 +168,15 @@ def load_cases(
     *,
     only: Collection[str] | None = None,
     skip: Collection[str] = (),
+    fused: Sequence[FusedLabel] | None = None,
 ) -> dict[str, CaseArrays]:
     """The project's cases by public id, with ``labels`` (reference: cases that have one;
-    None: images only, no label read); ``only`` these public ids when given, never those in
-    ``skip`` (their volumes are not read at all)."""
+    fused: ``fused``, by default ``training_labels``; None: images only, no label read);
+    ``only`` these public ids when given, never those in ``skip`` (their volumes are not read
+    at all)."""
     found: dict[str, CaseArrays] = {}
+    if labels is LabelSource.fused and fused is None:
+        fused = training_labels(session, project_id)
     query = select(Case).where(Case.project_id == project_id).order_by(col(Case.id))
     if only is not None:
         query = query.where(col(Case.public_id).in_(list(only)))
@@ -173,7 +204,7 @@ def load_cases(
         elif labels is None:
             found[case.public_id] = arrays_from_volumes(case.public_id, volumes)
         else:
-            label, labelled = _fused_labels(session, storage, case, shape)
+            label, labelled = _fused_labels(session, storage, case, shape, fused or [])
             found[case.public_id] = arrays_from_volumes(case.public_id, volumes, label, labelled)
     return found
 
@@ -312,14 +343,27 @@ def train_version(
         if project is None:
             raise NotFound(f"Project {project_id} does not exist")
         held = load_holdout(session, storage, project_id, holdout)
-        cases = load_cases(session, storage, project_id, labels, skip=holdout)
+        fused = training_labels(session, project_id) if labels is LabelSource.fused else None
+        cases = load_cases(session, storage, project_id, labels, skip=holdout, fused=fused)
         training = [c for c in cases.values() if c.labelled.any()]
         if not training:
             raise InvalidInput(f"Project {project.name!r} has no {labels.value} labels to train on")
+        trained_on = set(
+            session.exec(
+                select(Case.id).where(
+                    Case.project_id == project_id,
+                    col(Case.public_id).in_([c.name for c in training]),
+                )
+            ).all()
+        )
     snapshot: dict[str, Any] = {
         "cases": {c.name: int(c.labelled.sum()) for c in training},
         "holdout": list(holdout),
     }
+    if fused is not None:
+        # The fused versions trained on (result ids): what a later exclusion can be checked
+        # against.
+        snapshot["fused_results"] = [f.result_id for f in fused if f.case_id in trained_on]
     if library is not None:
         copies, snapshot["planted"] = planted_copies(training, library, plant, config.seed)
         training += copies

@@ -1,5 +1,8 @@
 """Small builders for test data: ``create_x(session, **overrides)``, no giant factory files."""
 
+import struct
+import zlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,9 +13,8 @@ from sqlmodel import Session, select
 
 from backend.annotations import service as annotations
 from backend.annotations.masks import RleMask
-from backend.auth import consent
-from backend.auth import service as auth
-from backend.auth.models import CredentialKind, User, UserRole
+from backend.auth import consent, tokens
+from backend.auth.models import CredentialKind, TokenScope, User, UserRole
 from backend.core.storage import Storage
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
@@ -26,7 +28,14 @@ WIDTH, HEIGHT = 24, 16
 
 def create_project(session: Session, **overrides: Any) -> Project:
     # No repeats unless a test asks: they are extra tasks the foundation's counts do not expect.
-    fields = {"name": f"p{np.random.randint(1_000_000)}", "repeat_rate": 0.0, **overrides}
+    # No speed rule either (fast_ms 0): test raters answer in milliseconds as the server times
+    # them; the tests of the rule set it.
+    fields = {
+        "name": f"p{np.random.randint(1_000_000)}",
+        "repeat_rate": 0.0,
+        "fast_ms": 0,
+        **overrides,
+    }
     fields.setdefault("max_labels", max(7, fields.get("min_labels", 3)))
     project = Project(**fields)
     session.add(project)
@@ -85,14 +94,19 @@ def create_tasks(
     return tasks
 
 
-def create_token(session: Session, user: User, name: str = "test") -> str:
-    """A bearer token secret for ``user``, valid a day (no browser session needed)."""
-    secret, _credential = auth._issue(
+def create_token(
+    session: Session, user: User, name: str = "test", scopes: Sequence[TokenScope] | None = None
+) -> str:
+    """A bearer token secret for ``user``, valid a day (no browser session needed), with
+    ``scopes`` (every scope unless given: role tests want the role, not the scope, to decide).
+    """
+    secret, _credential = tokens.issue_credential(
         session=session,
         user=user,
         kind=CredentialKind.token,
         name=name,
         lifetime=timedelta(days=1),
+        scopes=tuple(TokenScope) if scopes is None else scopes,
     )
     return secret
 
@@ -146,3 +160,21 @@ def set_role(engine: Engine, role: UserRole) -> None:
         user.role = role
         session.add(user)
         session.commit()
+
+
+def png_bomb(side: int = 16384) -> bytes:
+    """A valid 65-byte PNG header declaring ``side`` x ``side`` greyscale pixels (a
+    decompression bomb: Pillow refuses to open it beyond its pixel limit)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return (
+        signature
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )

@@ -40,10 +40,9 @@ class FeedbackRead(BaseModel):
     lesions_found: int
     lesions_missed: int
     false_alarms: int
-    # Your mask over the expert's: hits, misses and false alarms in distinct colours.
+    # Your mask over the expert's: hits, misses and false alarms in distinct colours. The
+    # expert's mask alone is never served to volunteers (it would be a reusable answer key).
     overlay_url: str
-    # The expert's mask (white on black).
-    gold_url: str
 
 
 class AnnotationRead(BaseModel):

@@ -22,9 +22,12 @@ from backend.fusion import FUSE_TASK
 from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import service as quality
+from backend.quality.models import RaterStats
 from backend.quality.reliability import Thresholds
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
-from backend.tasks.service import Rater, const, has_free_slot, refresh_slots
+from backend.tasks.queue import suspended_in
+from backend.tasks.service import Rater, RaterSuspended, paused_message
+from backend.tasks.slots import const, has_free_slot, refresh_slots
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def submit(
             feedback = None if score is None else quality.feedback_of(score)
             return Submission(stored, lease_id, replayed=True, feedback=feedback)
         raise Conflict("You already labelled this task")
+    if row.suspended is not None and not row.expert:
+        # Before "skipped": a suspension ends the rater's leases by marking them so.
+        raise RaterSuspended(paused_message(row.suspended))
     if row.assignment_state == AssignmentState.skipped:
         raise Conflict("You skipped this task; ask POST /api/tasks/next for another one")
     if row.key_reused:
@@ -94,9 +100,16 @@ def submit(
             "This Idempotency-Key was already used for another submission; use a new key"
         )
     late = row.lease_expires_at <= now
-    if late and not row.expert and not has_free_slot(TaskState(row.state), row.full_until, now):
+    # Only crowd tasks have slots to lose: a gold or repeat task is the rater's to answer
+    # whoever else holds it (a refusal there would tell gold from the rest).
+    slotted = not row.expert and TaskKind(row.kind) is TaskKind.normal
+    if late and slotted and not has_free_slot(TaskState(row.state), row.full_until, now):
         # The slot may have gone to someone else meanwhile; take it back only if one is free.
-        raise Conflict("Your lease on this task expired and it was given to someone else")
+        raise Conflict(
+            "Your time on this slice ran out and other volunteers took its places meanwhile, "
+            "so this answer cannot be counted",
+            code="lease_lost",
+        )
 
     mask = decode(mask_in, width=row.width, height=row.height, max_bytes=max_mask_bytes)
     key = f"annotations/{task_id}/{user.id}-{uuid.uuid4().hex}.png"
@@ -132,6 +145,10 @@ def submit(
     if row.expert:
         # An expert answer: a gold candidate, not a volunteer label (no totals, no repeats).
         return Submission(annotation, lease_id, replayed=False, feedback=None)
+    # The time on the task as the server saw it: from the later of the lease and the rater's
+    # previous answer in the project (a prefetched lease starts when the last answer ends).
+    started = row.leased_at if row.last_answer is None else max(row.leased_at, row.last_answer)
+    server_ms = max(0, int((now - started).total_seconds() * 1000))
     feedback = quality.record_answer(
         session=session,
         storage=storage,
@@ -146,11 +163,13 @@ def submit(
             limits=Thresholds.of(row),
             repeat_rate=row.repeat_rate,
             repeat_gap=row.repeat_gap,
+            gold_reveals=row.gold_reveals,
         ),
         user_id=user.id,
         annotation_id=stored_id,
         mask=mask,
         duration_ms=duration_ms,
+        server_ms=server_ms,
         now=now,
     )
     return Submission(annotation, lease_id, replayed=False, feedback=feedback)
@@ -173,6 +192,12 @@ def _lock_statement(with_key: bool) -> Select[Any]:
         if with_key
         else literal(False)
     )
+    stats = table_of(RaterStats)
+    last_answer = (
+        core_select(stats.c.updated_at)
+        .where(stats.c.user_id == bindparam("user"), stats.c.project_id == tasks.c.project_id)
+        .scalar_subquery()
+    )
     return (
         core_select(
             tasks.c.id.label("task_id"),
@@ -192,13 +217,17 @@ def _lock_statement(with_key: bool) -> Select[Any]:
             projects.c.fast_ms,
             projects.c.repeat_rate,
             projects.c.repeat_gap,
+            projects.c.gold_reveals,
             assignments.c.id.label("assignment_id"),
             assignments.c.state.label("assignment_state"),
+            assignments.c.leased_at,
             assignments.c.lease_expires_at,
             assignments.c.idempotency_key,
             assignments.c.request_sha256,
             assignments.c.expert,
             key_reused.label("key_reused"),
+            suspended_in(tasks.c.project_id).label("suspended"),
+            last_answer.label("last_answer"),
         )
         .select_from(
             assignments.join(tasks, tasks.c.id == assignments.c.task_id)

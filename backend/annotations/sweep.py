@@ -58,7 +58,9 @@ def check(
         "annotations": mask_keys,
         "gold": set(session.exec(select(GoldVersion.mask_key)).all()),
         "feedback": set(session.exec(select(GoldScore.overlay_key)).all()),
-        "fusion": set(session.exec(select(FusionResult.soft_key)).all()),
+        "fusion": {
+            key for key in session.exec(select(FusionResult.soft_key)).all() if key is not None
+        },  # withdrawn versions have no file
     }
     for prefix, keys in owned.items():
         for key in storage.list(prefix):

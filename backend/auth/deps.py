@@ -1,4 +1,5 @@
-"""Who is calling: a session cookie (with CSRF check) or a bearer token, and their role."""
+"""Who is calling: a session cookie (with CSRF check) or a bearer token (within its scopes),
+and their role."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from backend.auth import service
-from backend.auth.models import Credential, CredentialKind, User, UserRole
+from backend.auth.models import Credential, CredentialKind, TokenScope, User, UserRole
+from backend.auth.tokens import check_scope
 from backend.core import security
 from backend.core.deps import SessionDep
 from backend.core.errors import NotAuthenticated, PermissionDenied
@@ -51,6 +53,21 @@ def read_credentials(request: Request) -> Credentials:
     return Credentials(cookie, CredentialKind.session, csrf)
 
 
+def required_scope(method: str, path: str) -> TokenScope | None:
+    """The scope a bearer token needs for a request: ``read`` for every GET, ``tasks`` for
+    the labelling loop (``POST /api/tasks/...``), none for the account's own POSTs (a token
+    may always log itself out; consent and new tokens need a browser session, which those
+    endpoints check with a clearer answer), and ``manage`` for every other change. The one
+    table of it, so no route can forget."""
+    if method in SAFE_METHODS:
+        return TokenScope.read
+    if path.startswith("/api/tasks/"):
+        return TokenScope.tasks
+    if method == "POST" and path.startswith("/api/auth/"):
+        return None
+    return TokenScope.manage
+
+
 def check_csrf(credentials: Credentials, expected: str | None) -> None:
     """Cookie sessions must echo their CSRF token on unsafe methods."""
     if credentials.csrf_sent is None:
@@ -70,15 +87,20 @@ def current_principal(request: Request, session: SessionDep) -> Principal:
         session=session, secret=credentials.secret, kind=credentials.kind
     )
     check_csrf(credentials, credential.csrf_token)
+    check_scope(credential.scopes, required_scope(request.method, request.scope["path"]))
     return Principal(user, credential)
 
 
-def authenticate(session: Session, credentials: Credentials) -> service.Caller:
-    """The caller behind ``credentials`` (for endpoints that run in one ``Database.run``)."""
+def authenticate(
+    session: Session, credentials: Credentials, scope: TokenScope | None
+) -> service.Caller:
+    """The caller behind ``credentials`` (for endpoints that run in one ``Database.run``),
+    refused unless a token has ``scope``."""
     caller = service.resolve_caller(
         session=session, secret=credentials.secret, kind=credentials.kind
     )
     check_csrf(credentials, caller.csrf_token)
+    check_scope(caller.scopes, scope)
     return caller
 
 

@@ -38,6 +38,19 @@ class User(SQLModel, table=True):
     consent_at: datetime | None = timestamp_field(nullable=True)
 
 
+class TokenScope(StrEnum):
+    """What a bearer token may do (browser sessions may do everything their role allows)."""
+
+    tasks = "tasks"  # lease, submit, skip and report tasks (POST /api/tasks/...)
+    read = "read"  # every GET
+    manage = "manage"  # staff changes: projects, gold, raters, rounds, reports (other POSTs)
+    releases = "releases"  # reserved for the coming export API
+
+
+# What a token created without scopes may do: a volunteer's labelling script.
+DEFAULT_SCOPES = (TokenScope.tasks, TokenScope.read)
+
+
 class CredentialKind(StrEnum):
     session = "session"  # browser cookie; unsafe requests also need the CSRF token
     token = "token"  # bearer token for scripts; no CSRF (never sent automatically by browsers)
@@ -54,6 +67,8 @@ class Credential(SQLModel, table=True):
     secret_sha256: str = Field(max_length=64, unique=True, index=True)
     csrf_token: str | None = Field(default=None, max_length=64)
     name: str = Field(default="", max_length=100)
+    # A token's scopes, space-separated (``TokenScope`` values); None for browser sessions.
+    scopes: str | None = Field(default=None, max_length=100)
     created_at: datetime = created_at_field()
     expires_at: datetime | None = timestamp_field(nullable=True)
     revoked_at: datetime | None = timestamp_field(nullable=True)

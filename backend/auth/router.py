@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response, status
 
-from backend.auth import consent, service, throttle
+from backend.auth import consent, service, throttle, tokens
 from backend.auth.deps import (
     CSRF_COOKIE,
     DEVICE_COOKIE,
@@ -24,12 +24,14 @@ from backend.auth.schemas import (
     TokenRead,
     UserRead,
 )
+from backend.core.body import AUTH_BODY_BYTES
 from backend.core.config import Settings
 from backend.core.deps import EngineDep, HashingDep, SessionDep, SettingsDep
 from backend.core.errors import error_responses
 from backend.core.validation import PathId
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+# Every body here is a few short strings: 3.7 MB of JSON keys is refused before it is parsed.
+router = APIRouter(prefix="/auth", tags=["auth"], max_body_size=AUTH_BODY_BYTES)
 SIGNED_IN = error_responses(401, 403)
 
 
@@ -73,7 +75,14 @@ def _trust_device(response: Response, settings: Settings, cookie: str) -> None:
     status_code=status.HTTP_201_CREATED,
     response_model=SessionRead,
     responses=error_responses(
-        400, 409, 429, 503, e409="The email or display name is taken", e429="Too many sign-ups"
+        400,
+        409,
+        422,
+        429,
+        503,
+        e409="The email or display name is taken",
+        e422="Invalid input, or a reserved pseudonym (code reserved_name)",
+        e429="Too many sign-ups",
     ),
 )
 def signup(
@@ -85,6 +94,7 @@ def signup(
     settings: SettingsDep,
 ) -> SessionRead:
     """Create a volunteer account and sign it in (a limited number per address and hour).
+    Pseudonyms that read as the site's staff or system ("admin", "expert team") are refused.
 
     This browser becomes a trusted device of the account (see ``POST /login``).
     """
@@ -147,7 +157,7 @@ def login(
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=SIGNED_IN)
 def logout(principal: PrincipalDep, response: Response, session: SessionDep) -> None:
     """End this session (or withdraw this bearer token)."""
-    service.revoke(session=session, credential=principal.credential)
+    tokens.revoke(session=session, credential=principal.credential)
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
 
@@ -178,12 +188,27 @@ def consent_text() -> ConsentRead:
 @router.post(
     "/consent",
     response_model=MeRead,
-    responses={**SIGNED_IN, **error_responses(400, 409, e409="Not the current consent text")},
+    responses={
+        **SIGNED_IN,
+        **error_responses(
+            400,
+            403,
+            409,
+            e403="Not from a browser session (code session_required): tokens cannot consent",
+            e409="Not the current consent text",
+        ),
+    },
 )
-def give_consent(body: ConsentIn, user: CurrentUser, session: SessionDep) -> MeRead:
-    """Accept the consent text of ``version`` (the current one); stored with its time."""
-    service.give_consent(session=session, user=user, version=body.version)
-    return me_read(user)
+def give_consent(body: ConsentIn, principal: PrincipalDep, session: SessionDep) -> MeRead:
+    """Accept the consent text of ``version`` (the current one); stored with its time. Only
+    from a signed-in browser session, where the text is read: not with a bearer token."""
+    service.give_consent(
+        session=session,
+        user=principal.user,
+        version=body.version,
+        kind=principal.credential.kind,
+    )
+    return me_read(principal.user)
 
 
 @router.post(
@@ -202,14 +227,16 @@ def give_consent(body: ConsentIn, user: CurrentUser, session: SessionDep) -> MeR
 def create_token(
     body: TokenCreate, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
 ) -> TokenRead:
-    """A bearer token for scripts (``Authorization: Bearer ...``); shown only once."""
-    secret, credential = service.issue_token(
+    """A bearer token for scripts (``Authorization: Bearer ...``); shown only once. It may do
+    what its ``scopes`` say; created without scopes, it gets ``tasks`` and ``read``."""
+    secret, credential = tokens.issue_token(
         session=session,
         principal=principal.credential,
         user=principal.user,
         name=body.name,
         days=body.expires_in_days,
         max_tokens=settings.max_tokens_per_user,
+        scopes=body.scopes,
     )
     return TokenRead(**TokenInfo.model_validate(credential).model_dump(), token=secret)
 
@@ -217,7 +244,7 @@ def create_token(
 @router.get("/tokens", response_model=list[TokenInfo], responses=SIGNED_IN)
 def list_tokens(user: CurrentUser, session: SessionDep) -> list[TokenInfo]:
     """Your bearer tokens that still work (names and expiry; never the secrets)."""
-    return [TokenInfo.model_validate(t) for t in service.list_tokens(session=session, user=user)]
+    return [TokenInfo.model_validate(t) for t in tokens.list_tokens(session=session, user=user)]
 
 
 @router.delete(
@@ -227,4 +254,4 @@ def list_tokens(user: CurrentUser, session: SessionDep) -> list[TokenInfo]:
 )
 def revoke_token(token_id: PathId, user: CurrentUser, session: SessionDep) -> None:
     """Withdraw one of your bearer tokens."""
-    service.revoke_token(session=session, user=user, token_id=token_id)
+    tokens.revoke_token(session=session, user=user, token_id=token_id)

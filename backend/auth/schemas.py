@@ -2,18 +2,28 @@
 
 import re
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from backend.auth.models import UserRole
+from backend.auth.models import TokenScope, UserRole
+from backend.auth.names import normalise_name
 from backend.core.validation import InputModel
 
 # Deliberately loose: the address is only a login name; nothing is mailed to it.
 EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{1,38}[A-Za-z0-9]$")
 MIN_PASSWORD = 10
+
+
+def _normalised_name(value: Any) -> Any:
+    return normalise_name(value) if isinstance(value, str) else value
+
+
+# A pseudonym as typed, normalised (NFC, no invisible or direction-changing characters) before
+# its checks: "Ada\u200b" is "Ada", and logs in as "Ada".
+Pseudonym = Annotated[str, BeforeValidator(_normalised_name)]
 
 
 class SignupIn(InputModel):
@@ -24,7 +34,7 @@ class SignupIn(InputModel):
     password: str = Field(min_length=MIN_PASSWORD, max_length=256)
     # Public pseudonym; one is generated when left out (then the email is needed to log in).
     # Never use a real name here.
-    display_name: str | None = Field(default=None, max_length=40)
+    display_name: Pseudonym | None = Field(default=None, max_length=40)
 
     @field_validator("email")
     @classmethod
@@ -57,7 +67,7 @@ class LoginIn(InputModel):
     """Log in with the email or with the pseudonym (exactly one of them)."""
 
     email: str | None = Field(default=None, min_length=1, max_length=254)
-    display_name: str | None = Field(default=None, min_length=1, max_length=40)
+    display_name: Pseudonym | None = Field(default=None, min_length=1, max_length=40)
     password: str = Field(min_length=1, max_length=256)
 
     @model_validator(mode="after")
@@ -113,6 +123,17 @@ class TokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=100)
     # Every token expires; a year at most.
     expires_in_days: int = Field(default=90, ge=1, le=365)
+    scopes: list[TokenScope] | None = Field(
+        default=None,
+        max_length=len(TokenScope),
+        description="What the token may do: tasks (lease, submit, skip, report), read (GET), "
+        "manage (staff changes), releases (the export API, coming). Left out or empty: tasks "
+        "and read.",
+    )
+
+
+def _scope_list(value: Any) -> Any:
+    return value.split() if isinstance(value, str) else value
 
 
 class TokenInfo(BaseModel):
@@ -122,6 +143,7 @@ class TokenInfo(BaseModel):
 
     id: int
     name: str
+    scopes: Annotated[list[TokenScope], BeforeValidator(_scope_list)]
     created_at: datetime
     expires_at: datetime
 

@@ -1,4 +1,5 @@
-"""Accounts and credentials: sign-up, password login, sessions, bearer tokens.
+"""Accounts: sign-up, password login, consent, and who is calling (sessions and bearer tokens
+are issued in ``backend.auth.tokens``).
 
 Password hashing runs between short transactions, never inside one: an argon2 hash takes tens
 of milliseconds, and a database connection held across it is one the rest of the app waits for.
@@ -6,7 +7,7 @@ of milliseconds, and a database connection held across it is one the rest of the
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -14,10 +15,11 @@ from sqlalchemy import Engine, Select, bindparam, func, update
 from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from backend.auth import consent, throttle
 from backend.auth.models import Credential, CredentialKind, User, UserRole
+from backend.auth.names import check_pseudonym, normalise_name, random_pseudonym
+from backend.auth.tokens import SessionRequired, open_session
 from backend.core import security
 from backend.core.db import table_of, transaction
 from backend.core.errors import (
@@ -30,54 +32,10 @@ from backend.core.errors import (
 from backend.core.security import HashingGate
 from backend.core.timeutil import utcnow
 
-_ADJECTIVES = (
-    "amber",
-    "brisk",
-    "calm",
-    "deft",
-    "eager",
-    "fleet",
-    "gentle",
-    "keen",
-    "lucid",
-    "merry",
-    "nimble",
-    "quiet",
-    "rapid",
-    "steady",
-    "sunny",
-    "vivid",
-    "wise",
-    "zesty",
-)
-_ANIMALS = (
-    "otter",
-    "heron",
-    "lynx",
-    "finch",
-    "badger",
-    "marten",
-    "wren",
-    "ibex",
-    "gecko",
-    "puffin",
-    "osprey",
-    "tapir",
-    "koala",
-    "bison",
-    "egret",
-    "newt",
-    "vole",
-    "crane",
-)
-
 
 def _pseudonym(session: Session) -> str:
     for _ in range(20):
-        name = (
-            f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_ANIMALS)}-"
-            f"{secrets.randbelow(10_000):04d}"
-        )
+        name = random_pseudonym()
         if session.exec(select(User.id).where(User.display_name == name)).first() is None:
             return name
     return f"rater-{secrets.token_hex(6)}"
@@ -93,7 +51,7 @@ def find_user(session: Session, login_name: str) -> User | None:
     pseudonyms compare case-insensitively, as their uniqueness does."""
     if "@" in login_name:
         return session.exec(select(User).where(User.email == normalise_email(login_name))).first()
-    name = login_name.strip().lower()
+    name = normalise_name(login_name).lower()
     return session.exec(select(User).where(func.lower(User.display_name) == name)).first()
 
 
@@ -106,13 +64,24 @@ def unknown_key(login_name: str) -> str:
     """The throttle key of an unknown login name (emails and pseudonyms apart)."""
     if "@" in login_name:
         return throttle.account_key(normalise_email(login_name))
-    return throttle.account_key(f"name:{login_name.strip().lower()}")
+    return throttle.account_key(f"name:{normalise_name(login_name).lower()}")
 
 
 def give_consent(
-    *, session: Session, user: User, version: str, now: datetime | None = None
+    *,
+    session: Session,
+    user: User,
+    version: str,
+    kind: CredentialKind = CredentialKind.session,
+    now: datetime | None = None,
 ) -> None:
-    """Record that ``user`` accepted the consent text ``version`` (the current one only)."""
+    """Record that ``user`` accepted the consent text ``version`` (the current one only).
+
+    Only from a browser session (``kind``), where the person reads the text: a script's
+    token cannot agree on their behalf.
+    """
+    if kind is not CredentialKind.session:
+        raise SessionRequired("Consent is given in the browser, after reading it; not by a token")
     if version != consent.VERSION:
         raise Conflict(
             f"The consent text has changed (now version {consent.VERSION}); "
@@ -142,6 +111,7 @@ def create_user(
         if session.exec(select(User.id).where(User.email == email)).first() is not None:
             raise Conflict("An account with this email already exists")
     if display_name is not None:
+        display_name = normalise_name(display_name)
         taken = select(User.id).where(func.lower(User.display_name) == display_name.lower())
         if session.exec(taken).first() is not None:
             raise Conflict(f"The display name {display_name!r} is taken")
@@ -271,7 +241,12 @@ def signup(
     session_hours: float,
     now: datetime | None = None,
 ) -> tuple[User, str, Credential]:
-    """A new volunteer, signed in; at most ``per_hour`` sign-ups per client address."""
+    """A new volunteer, signed in; at most ``per_hour`` sign-ups per client address.
+
+    ``ReservedName`` for a pseudonym that reads as the site's staff or system.
+    """
+    if display_name is not None:
+        check_pseudonym(display_name)
     now = now or utcnow()
     with transaction(engine) as session:
         key = throttle.signup_key(address)
@@ -322,92 +297,6 @@ def set_password(*, session: Session, email: str, password: str) -> int:
     return int(getattr(ended, "rowcount", 0) or 0)
 
 
-def _issue(
-    *, session: Session, user: User, kind: CredentialKind, name: str, lifetime: timedelta
-) -> tuple[str, Credential]:
-    secret = security.new_secret()
-    assert user.id is not None
-    credential = Credential(
-        user_id=user.id,
-        kind=kind,
-        secret_sha256=security.digest(secret),
-        csrf_token=security.new_secret() if kind is CredentialKind.session else None,
-        name=name,
-        expires_at=utcnow() + lifetime,
-    )
-    session.add(credential)
-    session.flush()
-    return secret, credential
-
-
-def open_session(*, session: Session, user: User, hours: float) -> tuple[str, Credential]:
-    """A browser session: the cookie secret and its stored record (with the CSRF token)."""
-    return _issue(
-        session=session,
-        user=user,
-        kind=CredentialKind.session,
-        name="browser",
-        lifetime=timedelta(hours=hours),
-    )
-
-
-def _active_tokens(user_id: int, now: datetime) -> SelectOfScalar[Credential]:
-    return (
-        select(Credential)
-        .where(
-            Credential.user_id == user_id,
-            Credential.kind == CredentialKind.token,
-            col(Credential.revoked_at).is_(None),
-            col(Credential.expires_at) > now,
-        )
-        .order_by(col(Credential.id))
-    )
-
-
-def issue_token(
-    *,
-    session: Session,
-    principal: Credential,
-    user: User,
-    name: str,
-    days: int,
-    max_tokens: int,
-) -> tuple[str, Credential]:
-    """A bearer token for scripts, minted from a browser session; the secret is returned once."""
-    if principal.kind is not CredentialKind.session:
-        raise PermissionDenied("Tokens are created from a signed-in browser session, not a token")
-    assert user.id is not None
-    held = session.exec(
-        select(func.count()).select_from(_active_tokens(user.id, utcnow()).subquery())
-    ).one()
-    if held >= max_tokens:
-        raise Conflict(f"You already hold {held} active tokens; revoke one first")
-    return _issue(
-        session=session,
-        user=user,
-        kind=CredentialKind.token,
-        name=name,
-        lifetime=timedelta(days=days),
-    )
-
-
-def list_tokens(*, session: Session, user: User) -> list[Credential]:
-    """The caller's tokens that still work, oldest first (secrets are never shown again)."""
-    assert user.id is not None
-    return list(session.exec(_active_tokens(user.id, utcnow())).all())
-
-
-def revoke_token(*, session: Session, user: User, token_id: int) -> None:
-    """Withdraw one of the caller's tokens; ``NotFound`` for anyone else's or a spent one."""
-    assert user.id is not None
-    credential = session.exec(
-        _active_tokens(user.id, utcnow()).where(Credential.id == token_id)
-    ).first()
-    if credential is None:
-        raise NotFound(f"You have no active token {token_id}")
-    revoke(session=session, credential=credential)
-
-
 def _ensure_usable(
     revoked_at: datetime | None, expires_at: datetime | None, is_active: bool, now: datetime
 ) -> None:
@@ -445,6 +334,8 @@ class Caller:
     role: UserRole
     csrf_token: str | None
     consent_version: str | None = None
+    # A token's scopes, space-separated; None for a browser session.
+    scopes: str | None = None
 
     def require_consent(self) -> None:
         """Volunteers label only under the current consent (staff are exempt: they work
@@ -469,6 +360,7 @@ def _caller_statement() -> Select[Any]:
             users.c.is_active,
             users.c.consent_version,
             credentials.c.csrf_token,
+            credentials.c.scopes,
             credentials.c.expires_at,
             credentials.c.revoked_at,
         )
@@ -495,10 +387,5 @@ def resolve_caller(
         role=UserRole(row.role),
         csrf_token=row.csrf_token,
         consent_version=row.consent_version,
+        scopes=row.scopes,
     )
-
-
-def revoke(*, session: Session, credential: Credential) -> None:
-    """End a session or withdraw a token."""
-    credential.revoked_at = utcnow()
-    session.add(credential)

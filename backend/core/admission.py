@@ -12,11 +12,12 @@ room is full, or a request has waited too long, it gets a fast 503 with Retry-Af
 """
 
 import asyncio
-import json
 import time
 from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.core.errors import ErrorRead
 
 
 class FairGate:
@@ -131,7 +132,8 @@ def _timed(send: Send, arrived: float, admitted: float) -> Send:
 
 
 async def _busy(send: Send) -> None:
-    body = json.dumps({"detail": "The server is busy; retry in a moment", "errors": []}).encode()
+    busy = ErrorRead(detail="The server is busy; retry in a moment", code="server_busy")
+    body = busy.model_dump_json().encode()
     await send(
         {
             "type": "http.response.start",

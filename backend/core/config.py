@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     signups_per_address_per_hour: int = Field(default=20, ge=1)
     # Active bearer tokens one account may hold.
     max_tokens_per_user: int = Field(default=20, ge=1)
+    # Pooled fusion rates are refitted (``fusion.fuse_project``, sent by the beat worker's
+    # ``fusion.refresh_rates``) once this many crowd tasks were fused complete since a
+    # project's latest project-wide run.
+    fuse_project_every: int = Field(default=50, ge=1)
+    # Problem reports one account may file per hour (and one per task, always).
+    reports_per_user_per_hour: int = Field(default=30, ge=1)
 
     @model_validator(mode="after")
     def _fill_defaults_and_refuse_unsafe(self) -> "Settings":

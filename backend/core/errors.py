@@ -4,20 +4,34 @@ Every error answer has the same JSON shape, ``ErrorRead``: a human-readable ``de
 invalid input, one entry per offending field. Submitted values are never echoed back.
 """
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
 
 
+def snake_case(name: str) -> str:
+    """``RaterSuspended`` -> ``rater_suspended``: an error class's machine-readable code."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 class DomainError(Exception):
-    """Base class for errors that services raise and the API reports as JSON."""
+    """Base class for errors that services raise and the API reports as JSON.
+
+    ``code`` is the machine-readable reason clients branch on (``rater_suspended``,
+    ``consent_required``); by default the class name in snake case.
+    """
 
     status_code = 400
+    code: str | None = None
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, headers: dict[str, str] | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers
+        self.code = code or type(self).code or snake_case(type(self).__name__)
 
 
 class SchemaNotCurrent(DomainError):
@@ -84,9 +98,11 @@ class FieldError(BaseModel):
 
 
 class ErrorRead(BaseModel):
-    """Every error answer: a sentence for people, plus per-field errors for invalid input."""
+    """Every error answer: a sentence for people, a machine-readable ``code``, plus per-field
+    errors for invalid input."""
 
     detail: str
+    code: str = "error"
     errors: list[FieldError] = []
 
 
@@ -97,6 +113,7 @@ _DESCRIPTIONS = {
     404: "Not found",
     409: "Conflicts with the current state",
     413: "The request body is too large",
+    415: "The body must be JSON (Content-Type: application/json)",
     422: "Invalid input; `errors` names each offending field (values are never echoed)",
     429: "Too many attempts; retry after the `Retry-After` header's seconds",
     503: "At capacity or unavailable; retry after the `Retry-After` header's seconds",

@@ -1,6 +1,7 @@
 """HTTP hygiene for every response: security headers, no caching by default, safe error bodies."""
 
 from collections.abc import Sequence
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
@@ -29,6 +30,20 @@ DOCS_CSP = (
     "frame-ancestors 'none'"
 )
 DOCS_PATHS = ("/docs", "/redoc")
+# Machine-readable codes of the framework's own errors.
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+}
+# Field errors listed in a 422 (the count of the rest is given), and the longest name of a
+# field shown in one (an unknown key may be kilobytes long).
+MAX_FIELD_ERRORS = 50
+MAX_FIELD_NAME = 64
+INTERNAL_ERROR = "Something went wrong on our side; it has been logged. Please try again later"
 
 
 class SecurityHeaders:
@@ -69,6 +84,72 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def error_body(status: int, detail: str | None = None, code: str | None = None) -> bytes:
+    """The ``ErrorRead`` JSON of a framework error: the status's phrase unless ``detail``."""
+    if detail is None:
+        detail = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    code = code or HTTP_CODES.get(status, f"http_{status}")
+    return ErrorRead(detail=detail, code=code).model_dump_json().encode()
+
+
+class JsonErrors:
+    """Pure ASGI middleware: every error answer is ``ErrorRead`` JSON, whoever produced it.
+
+    Sits inside ``SecurityHeaders``, so its answers carry the headers too. An exception that
+    escapes the app becomes a JSON 500 that says nothing about it (Starlette's own 500 is
+    plain text and outside every user middleware) and is raised on to be logged. A plain-text
+    error from the framework (Starlette's 413 when a declared Content-Length is over the
+    limit, say) is replaced by its JSON equivalent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        held: Message | None = None  # the start of a non-JSON error answer, being replaced
+
+        async def send_json_errors(message: Message) -> None:
+            nonlocal started, held
+            if message["type"] == "http.response.start":
+                started = True
+                status = int(message["status"])
+                content_type = MutableHeaders(scope=message).get("content-type", "")
+                if status >= 400 and not content_type.startswith("application/json"):
+                    held = message
+                    return
+            elif message["type"] == "http.response.body" and held is not None:
+                if message.get("more_body", False):
+                    return  # the framework's text is dropped, whatever its length
+                await _send_error(send, int(held["status"]), headers=held)
+                held = None
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_json_errors)
+        except Exception:
+            if started:
+                raise
+            await _send_error(send, 500, INTERNAL_ERROR)
+            raise  # logged by the server (Starlette's handler sees the answer already sent)
+
+
+async def _send_error(
+    send: Send, status: int, detail: str | None = None, *, headers: Message | None = None
+) -> None:
+    body = error_body(status, detail)
+    kept = [] if headers is None else MutableHeaders(scope=headers).raw
+    # The replaced answer's own headers (Retry-After, Allow) stay; its body's do not.
+    raw = [(k, v) for k, v in kept if k not in (b"content-type", b"content-length")]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
 def json_response(
     model: BaseModel, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
@@ -86,17 +167,30 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "request"
 
 
+def _short(loc: Sequence[Any]) -> list[str | int]:
+    return [part if isinstance(part, int) else str(part)[:MAX_FIELD_NAME] for part in loc]
+
+
+def validation_error_read(raw: Sequence[Any], total: int | None = None) -> ErrorRead:
+    """The 422 body of validation errors: the first ``MAX_FIELD_ERRORS`` of them (``total``
+    counted, when more were left unbuilt), never the values sent."""
+    total = len(raw) if total is None else total
+    errors = [
+        FieldError(loc=_short(error.get("loc", ())), msg=str(error["msg"]), type=str(error["type"]))
+        for error in raw[:MAX_FIELD_ERRORS]
+    ]
+    detail = "; ".join(f"{_field(e.loc)}: {e.msg}" for e in errors[:10])
+    if total > 10:
+        detail += f"; and {total - 10} more" if errors else f"{total} invalid values"
+    return ErrorRead(detail=detail or "Invalid request", code="invalid_input", errors=errors)
+
+
 async def validation_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     """422 with one line per field; the submitted values (passwords above all) are left out."""
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        FieldError(loc=list(error.get("loc", ())), msg=str(error["msg"]), type=str(error["type"]))
-        for error in exc.errors()
-    ]
-    detail = "; ".join(f"{_field(e.loc)}: {e.msg}" for e in errors[:10])
-    if len(errors) > 10:
-        detail += f"; and {len(errors) - 10} more"
-    body = ErrorRead(detail=detail or "Invalid request", errors=errors[:50])
+    # Bodies read by hand (``backend.core.body``) count the errors they did not build.
+    total: int | None = getattr(exc, "total", None)
+    body = validation_error_read(exc.errors(), total)
     return JSONResponse(status_code=422, content=body.model_dump())
 
 
@@ -105,7 +199,7 @@ async def domain_error_handler(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, DomainError)
     return JSONResponse(
         status_code=exc.status_code,
-        content=ErrorRead(detail=exc.message).model_dump(),
+        content=ErrorRead(detail=exc.message, code=exc.code or "error").model_dump(),
         headers=exc.headers,
     )
 
@@ -116,9 +210,10 @@ async def http_error_handler(_request: Request, exc: Exception) -> Response:
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=getattr(exc, "headers", None))
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+    code = HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     return JSONResponse(
         status_code=exc.status_code,
-        content=ErrorRead(detail=detail).model_dump(),
+        content=ErrorRead(detail=detail, code=code).model_dump(),
         headers=getattr(exc, "headers", None),
     )
 

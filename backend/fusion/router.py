@@ -11,7 +11,7 @@ from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.http import no_store_png
 from backend.core.validation import PathId
-from backend.fusion import service
+from backend.fusion import adaptive, labels
 from backend.fusion.models import FusionResult, FusionRun
 from backend.fusion.schemas import FusionResultRead, RaterRates, RedundancyRead
 from backend.imaging.preprocess import encode_png
@@ -25,7 +25,7 @@ Version = Annotated[int | None, Query(ge=1, le=1_000_000, description="Default: 
 def _result(
     session: SessionDep, task_id: int, version: int | None
 ) -> tuple[FusionResult, list[int]]:
-    versions = service.results(session, task_id)
+    versions = labels.results(session, task_id)
     chosen = versions[0] if versions and version is None else None
     if version is not None:
         chosen = next((r for r in versions if r.version == version), None)
@@ -35,12 +35,24 @@ def _result(
     return chosen, [r.version for r in versions]
 
 
+def _soft_key(session: SessionDep, task_id: int, version: int | None) -> str:
+    """The storage key of a version's soft label; withdrawn versions have none."""
+    result, _ = _result(session, task_id, version)
+    if result.soft_key is None:
+        raise NotFound(
+            f"Version {result.version} of task {task_id}'s fused label is withdrawn: too few "
+            "usable answers remained once raters were excluded"
+        )
+    return result.soft_key
+
+
 @router.get("/tasks/{task_id}", response_model=FusionResultRead)
 def fused_label(
     task_id: PathId, user: LabelReader, session: SessionDep, version: Version = None
 ) -> FusionResultRead:
     """A task's fused label (the newest version unless ``version``), its provenance and the
-    rates used; experts also get the URLs of each rater's mask."""
+    rates used; experts also get the URLs of each rater's mask. A withdrawn version says so
+    and has no label URLs."""
     result, versions = _result(session, task_id, version)
     run = session.get(FusionRun, result.run_id)
     assert run is not None
@@ -62,12 +74,14 @@ def fused_label(
             )
             for r in result.raters
         ],
+        excluded=list(run.excluded),
+        withdrawn=result.withdrawn,
         hard_pixels=result.hard_pixels,
         uncertainty=result.uncertainty,
         decision=result.decision,
         created_at=result.created_at,
-        soft_url=f"{base}/soft.png{query}",
-        hard_url=f"{base}/hard.png{query}",
+        soft_url=None if result.withdrawn else f"{base}/soft.png{query}",
+        hard_url=None if result.withdrawn else f"{base}/hard.png{query}",
         answer_mask_urls=[f"/api/quality/annotations/{a}/mask.png" for a in result.annotation_ids]
         if user.role in EXPERT_ROLES
         else None,
@@ -83,8 +97,7 @@ def soft_label(
     version: Version = None,
 ) -> Response:
     """The soft label: round(255 * P(lesion)) per pixel."""
-    result, _ = _result(session, task_id, version)
-    return no_store_png(storage.get(result.soft_key))
+    return no_store_png(storage.get(_soft_key(session, task_id, version)))
 
 
 @router.get("/tasks/{task_id}/hard.png", response_class=Response, responses=PNG)
@@ -96,8 +109,7 @@ def hard_label(
     version: Version = None,
 ) -> Response:
     """The hard label: 255 where P(lesion) >= 0.5, else 0."""
-    result, _ = _result(session, task_id, version)
-    soft = service.read_soft(storage, result.soft_key)
+    soft = labels.read_soft(storage, _soft_key(session, task_id, version))
     return no_store_png(encode_png(np.where(soft >= 0.5, 255, 0).astype(np.uint8)))
 
 
@@ -105,7 +117,7 @@ def hard_label(
 def redundancy(project_id: PathId, _user: LabelReader, session: SessionDep) -> RedundancyRead:
     """Adaptive redundancy of a project: labels per retired task, tasks asking for more
     labels and tasks escalated to the experts."""
-    summary = service.redundancy_summary(session, project_id)
+    summary = adaptive.redundancy_summary(session, project_id)
     return RedundancyRead(
         project_id=project_id,
         min_labels=summary.policy.min_labels,

@@ -12,7 +12,8 @@ class RaterRates(BaseModel):
 
 
 class FusionResultRead(BaseModel):
-    """A version of a task's fused label, with how it was made."""
+    """A version of a task's fused label, with how it was made; a withdrawn version has no
+    label (its raters were excluded and too few usable answers remained)."""
 
     task_id: int
     slice_id: int
@@ -22,14 +23,17 @@ class FusionResultRead(BaseModel):
     method: str
     prior: float
     raters: list[RaterRates]  # the raters fused and the rates used for each
+    excluded: list[int]  # raters whose answers were left out (suspended, flagged)
+    withdrawn: bool  # no label: nothing to serve, train on or export
     hard_pixels: int
-    uncertainty: float  # bits: the least certain lesion candidate (redundancy.uncertainty)
+    # Bits: the least certain lesion candidate (redundancy.uncertainty); None: withdrawn.
+    uncertainty: float | None
     # What adaptive redundancy decided from this version: retire, extend, escalate or wait
     # (None: fused while the task was still collecting labels).
     decision: str | None
     created_at: datetime
-    soft_url: str  # 8-bit PNG: round(255 * P(lesion))
-    hard_url: str  # 8-bit PNG: 255 where P(lesion) >= 0.5
+    soft_url: str | None  # 8-bit PNG: round(255 * P(lesion)) (None: withdrawn)
+    hard_url: str | None  # 8-bit PNG: 255 where P(lesion) >= 0.5 (None: withdrawn)
     answer_mask_urls: list[str] | None  # experts and admins: each rater's mask, same order
 
 

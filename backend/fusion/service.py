@@ -1,32 +1,41 @@
-"""Fusing a project's or a task's volunteer answers and storing versioned results."""
+"""Fusing a project's or a task's volunteer answers into versioned fused labels, re-fusing a
+rater's tasks when they are excluded or reinstated, and telling when pooled rates are stale.
 
-import io
+Excluded raters (``quality.service.RaterPrior.excluded``: suspended, flagged for review) never
+count: every fusion leaves their answers out, and ``refuse_rater`` re-fuses the tasks of a
+rater whose exclusion changed, so the newest version of a task never carries an excluded
+rater. A task left with fewer usable answers than a label needs (``usable_minimum``) gets a
+withdrawn version (no label: nothing served, trained on or exported) and collects answers
+again.
+"""
+
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from functools import partial
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
-from sqlalchemy import case, func, update
+from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from backend.annotations.models import Annotation
-from backend.core.db import on_rollback, serialize_writers, table_of
+from backend.core.db import serialize_writers
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
-from backend.fusion import crowd
+from backend.fusion import crowd, labels
+from backend.fusion.adaptive import locked_tasks, policy_of, settle
+from backend.fusion.labels import Answer
 from backend.fusion.models import FusionResult, FusionRun, FusionScope
-from backend.fusion.redundancy import Decision, RedundancyPolicy, decide, uncertainty
+from backend.fusion.redundancy import RedundancyPolicy
 from backend.fusion.staple import posterior_from_rates
-from backend.imaging.preprocess import encode_png
+from backend.imaging.models import Slice
 from backend.projects.models import Project
+from backend.quality import gold as gold_versions
 from backend.quality import service as quality
 from backend.quality.models import GoldVersion
-from backend.tasks.models import Assignment, Task, TaskKind, TaskState
-from backend.tasks.service import refresh_slots
+from backend.tasks.models import Task, TaskKind
 
 # Crowd STAPLE with rates pooled over the project, and the outline rule the project's gold
 # chose (``crowd.choose_outline``): stored as "crowd_staple/<rule>".
@@ -34,143 +43,65 @@ METHOD = "crowd_staple"
 # Rates for a rater the project's latest run has not seen and gold has not scored.
 DEFAULT_RATES = (0.8, 0.99)
 DEFAULT_PRIOR = 0.02
-TASKS = table_of(Task)
+# The fewest volunteer answers a fused label is made from: one rater is no consensus.
+MIN_ANSWERS = 2
 
 
-@dataclass(frozen=True)
-class Answer:
-    annotation_id: int
-    user_id: int
-    mask_key: str
-
-
-def _answers(
-    session: Session,
-    project_id: int,
-    excluded: set[int],
-    task_ids: list[int] | None = None,
-    kind: TaskKind = TaskKind.normal,
-) -> dict[int, tuple[int, list[Answer]]]:
-    """Volunteers' answers to the project's tasks of ``kind`` (crowd tasks by default), by
-    task: (slice id, answers); experts' answers and those of excluded (suspended) raters are
-    left out."""
-    query = (
-        sa_select(
-            col(Task.id),
-            col(Task.slice_id),
-            col(Annotation.id),
-            col(Annotation.user_id),
-            col(Annotation.mask_key),
-        )
-        .join(Annotation, col(Annotation.task_id) == col(Task.id))
-        .join(
-            Assignment,
-            (col(Assignment.task_id) == col(Task.id))
-            & (col(Assignment.user_id) == col(Annotation.user_id)),
-        )
-        .where(col(Task.project_id) == project_id, col(Task.kind) == kind)
-        .where(col(Assignment.expert).is_(False))
-        .order_by(col(Task.id), col(Annotation.id))
-    )
-    if task_ids is not None:
-        query = query.where(col(Task.id).in_(task_ids))
-    found: dict[int, tuple[int, list[Answer]]] = {}
-    for task_id, slice_id, annotation_id, user_id, key in session.execute(query):
-        if user_id in excluded:
-            continue
-        found.setdefault(task_id, (slice_id, []))[1].append(Answer(annotation_id, user_id, key))
-    return found
-
-
-def _votes(storage: Storage, answers: list[Answer]) -> NDArray[np.bool_]:
-    return np.array([quality.read_mask(storage, a.mask_key) for a in answers])
-
-
-def _marked(votes: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Pixels any rater marked ([R, H, W] -> [H, W])."""
-    return cast(NDArray[np.bool_], np.any(votes, axis=0))
-
-
-def soft_png(posterior: NDArray[np.float64]) -> bytes:
-    """The soft label as an 8-bit PNG: round(255 * P(lesion))."""
-    return encode_png(np.rint(np.clip(posterior, 0, 1) * 255).astype(np.uint8))
-
-
-def read_soft(storage: Storage, key: str) -> NDArray[np.float64]:
-    """A stored soft label back as P(lesion) (to 1/255)."""
-    with Image.open(io.BytesIO(storage.get(key))) as image:
-        return np.asarray(image, dtype=np.float64) / 255.0
-
-
-def _store(
-    session: Session,
-    storage: Storage,
-    run: FusionRun,
-    task_id: int,
-    version: int,
-    slice_id: int,
-    answers: list[Answer],
-    posterior: NDArray[np.float64],
-    votes: NDArray[np.bool_],
-) -> FusionResult:
-    """Version ``version`` of the task's fused label, from STAPLE's ``posterior`` and the
-    answers' ``votes``: the soft label stored follows the run's outline rule, and the
-    uncertainty (for adaptive redundancy) is STAPLE's, which says whether lesions exist."""
-    soft = crowd.outlined(posterior, votes.mean(axis=0), outline_of(run))
-    key = f"fusion/{task_id}/v{version}.png"
-    storage.put(key, soft_png(soft))
-    on_rollback(session, lambda: storage.delete(key))
-    result = FusionResult(
-        run_id=run.id or 0,
-        task_id=task_id,
-        slice_id=slice_id,
-        version=version,
-        soft_key=key,
-        hard_pixels=int(np.count_nonzero(soft >= 0.5)),
-        annotation_ids=[a.annotation_id for a in answers],
-        raters=[a.user_id for a in answers],
-        uncertainty=uncertainty(posterior, _marked(votes)),
-    )
-    session.add(result)
-    return result
+def usable_minimum(project: Project) -> int:
+    """The fewest usable answers a task's fused label is made from: ``MIN_ANSWERS``, or the
+    project's ``min_labels`` when it asks for a single label."""
+    return min(MIN_ANSWERS, project.min_labels)
 
 
 def _priors(session: Session, project_id: int) -> tuple[dict[int, quality.RaterPrior], set[int]]:
-    """The raters' Beta priors from their gold record, and who is suspended."""
+    """The raters' Beta priors from their gold record, and who is excluded."""
     priors = quality.rater_priors(session, project_id)
     return priors, {user_id for user_id, prior in priors.items() if prior.excluded}
 
 
-def outline_of(run: FusionRun | None) -> crowd.Outline:
-    """The outline rule a run used (its method "crowd_staple/<rule>"); STAPLE's own for runs
-    from before the rule was recorded and when there is no run."""
-    if run is None or "/" not in run.method:
-        return crowd.Outline.staple
-    return crowd.Outline(run.method.split("/", 1)[1])
+def regions(session: Session, slice_ids: list[int]) -> dict[int, int | None]:
+    """Each slice's brain pixels on its image (the region gold specificity is counted over);
+    None where no brain was measured."""
+    columns = (Slice.id, Slice.brain_fraction, Slice.crop_x0, Slice.crop_x1, Slice.crop_y0)
+    rows = session.execute(
+        sa_select(*(col(c) for c in columns), col(Slice.crop_y1)).where(
+            col(Slice.id).in_(slice_ids)
+        )
+    ).all()
+    found: dict[int, int | None] = {}
+    for slice_id, fraction, x0, x1, y0, y1 in rows:
+        pixels = round(fraction * (x1 - x0) * (y1 - y0))
+        found[int(slice_id)] = pixels if pixels > 0 else None
+    return found
 
 
 def _rates_for(
-    given: list[Answer], rates: dict[str, Any], priors: dict[int, quality.RaterPrior]
+    given: list[Answer],
+    rates: dict[str, Any],
+    priors: dict[int, quality.RaterPrior],
+    scale: Callable[[], float],
 ) -> dict[str, list[float]]:
     """Each answer's rater's [p, q]: from ``rates`` (a project run), else their gold record's
-    means, else defaults."""
+    means (specificity moved onto the near-vote scale, ``scale()`` being the slice's
+    ``crowd.near_vote_scale``), else defaults."""
     chosen = {}
     for a in given:
         if str(a.user_id) in rates:
             chosen[str(a.user_id)] = list(rates[str(a.user_id)])
         elif a.user_id in priors:
             prior_of = priors[a.user_id]
-            chosen[str(a.user_id)] = [prior_of.sensitivity.mean, prior_of.specificity.mean]
+            specificity = crowd.near_vote_specificity(prior_of.specificity, scale())
+            chosen[str(a.user_id)] = [prior_of.sensitivity.mean, specificity.mean]
         else:
             chosen[str(a.user_id)] = list(DEFAULT_RATES)
     return chosen
 
 
 def _posterior(
-    votes: NDArray[np.bool_], given: list[Answer], chosen: dict[str, list[float]], prior: float
+    stack: NDArray[np.bool_], given: list[Answer], chosen: dict[str, list[float]], prior: float
 ) -> NDArray[np.float64]:
     return posterior_from_rates(
-        votes,
+        stack,
         [chosen[str(a.user_id)][0] for a in given],
         [chosen[str(a.user_id)][1] for a in given],
         prior,
@@ -193,7 +124,7 @@ def _gold_examples(
 ) -> list[crowd.GoldExample]:
     """The project's gold slices with at least ``min_labels`` volunteer answers, fused with
     the run's rates, beside their gold masks."""
-    found = _answers(session, project.id or 0, excluded, kind=TaskKind.gold)
+    found = labels.answers(session, project.id or 0, excluded, kind=TaskKind.gold)
     chosen_tasks = sorted(
         (t for t, (_, given) in found.items() if len(given) >= project.min_labels), reverse=True
     )[:GOLD_SLICES_SCANNED]
@@ -207,63 +138,132 @@ def _gold_examples(
         ).all()
     )
     examples = []
+    pixels = regions(session, [found[t][0] for t in chosen_tasks])
     for task_id in chosen_tasks:
         if task_id not in keys:
             continue
-        given = found[task_id][1][: project.max_labels]
-        votes = _votes(storage, given)
-        posterior = _posterior(votes, given, _rates_for(given, rates, priors), prior)
-        gold = quality.read_mask(storage, keys[task_id])
-        examples.append(crowd.GoldExample(posterior, votes.mean(axis=0), gold))
+        slice_id, given = found[task_id][0], found[task_id][1][: project.max_labels]
+        stack = labels.votes(storage, given)
+        scale = partial(crowd.near_vote_scale, stack, pixels.get(slice_id), prior)
+        chosen = _rates_for(given, rates, priors, scale)
+        posterior = _posterior(stack, given, chosen, prior)
+        gold = gold_versions.read_mask(storage, keys[task_id])
+        examples.append(crowd.GoldExample(posterior, stack.mean(axis=0), gold))
     return examples
 
 
-def policy_of(project: Project) -> RedundancyPolicy:
-    """The project's adaptive-redundancy settings."""
-    return RedundancyPolicy(project.min_labels, project.max_labels, project.max_uncertainty)
+def _latest_project_run(session: Session, project_id: int) -> FusionRun | None:
+    return session.exec(
+        select(FusionRun)
+        .where(FusionRun.project_id == project_id, FusionRun.scope == FusionScope.project)
+        .order_by(col(FusionRun.id).desc())
+    ).first()
 
 
-def _locked_tasks(session: Session, task_ids: list[int]) -> dict[int, Task]:
-    """The tasks, read fresh and locked against concurrent submissions (in id order)."""
-    if not task_ids:
-        return {}
-    serialize_writers(session)
-    query = (
-        select(Task)
-        .where(col(Task.id).in_(task_ids))
-        .order_by(col(Task.id))
-        .with_for_update()
-        .execution_options(populate_existing=True)
+@dataclass(frozen=True)
+class _Fusing:
+    """What fusing a project's tasks one at a time shares: the project, its redundancy
+    policy, the raters' priors and exclusions, and the rates, prior and method of the
+    project run the tasks are fused with (the latest; defaults before the first)."""
+
+    project: Project
+    policy: RedundancyPolicy
+    priors: dict[int, quality.RaterPrior]
+    excluded: set[int]
+    rates: dict[str, Any]
+    prior: float
+    method: str
+
+
+def _fusing(session: Session, project: Project, source: FusionRun | None) -> _Fusing:
+    priors, excluded = _priors(session, project.id or 0)
+    return _Fusing(
+        project=project,
+        policy=policy_of(project),
+        priors=priors,
+        excluded=excluded,
+        rates=dict(source.rater_rates) if source else {},
+        prior=source.prior if source else DEFAULT_PRIOR,
+        method=f"{METHOD}/{labels.outline_of(source).value}",
     )
-    return {task.id or 0: task for task in session.exec(query)}
 
 
-def settle(
-    session: Session, task: Task, result: FusionResult | None, policy: RedundancyPolicy
-) -> Decision | None:
-    """Apply adaptive redundancy to a crowd task from its fused ``result`` (None: no answer
-    counts, every rater was left out): a complete task retires (stays complete), asks for
-    more labels (reopened with a higher ``required_labels``) or goes to the experts' review
-    queue; the decision is stored on the result. Tasks in any other state are left alone
-    (None). The caller holds the task's lock. Idempotent: the same result on the same task
-    decides the same, and a reopened task is no longer complete."""
-    if task.state is not TaskState.complete or task.kind is not TaskKind.normal:
-        return None
+def _task_run(session: Session, fusing: _Fusing, rates: dict[str, Any], slices: int) -> FusionRun:
+    run = FusionRun(
+        project_id=fusing.project.id or 0,
+        scope=FusionScope.task,
+        method=fusing.method,
+        prior=fusing.prior,
+        iterations=0,
+        converged=True,
+        slices=slices,
+        rater_rates=rates,
+        excluded=sorted(fusing.excluded),
+        finished_at=utcnow(),
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _fuse_one(
+    session: Session,
+    storage: Storage,
+    fusing: _Fusing,
+    task: Task,
+    found: tuple[int, list[Answer]] | None,
+    latest: FusionResult | None,
+) -> FusionResult | None:
+    """Fuse one locked task's usable answers (``found``) with ``fusing``'s rates and settle it
+    (``settle``); ``latest``: its newest version. Too few usable answers: a label newest so far
+    is withdrawn (a new withdrawn version) and no label is made. Idempotent: when ``latest``
+    already is what this would store, it is returned as it is. The task's newest version
+    afterwards (None: it has none)."""
     assert task.id is not None
-    labels = 0 if result is None else len(result.annotation_ids)
-    decision = decide(labels, 0.0 if result is None else result.uncertainty, policy)
-    if result is not None:
-        result.decision = decision.value
-        session.add(result)
-    if decision in (Decision.wait, Decision.extend):
-        # Answers of raters left out (suspended) took slots but are not labels.
-        missing = policy.min_labels - labels if decision is Decision.wait else 1
-        values = {"required_labels": task.submitted_labels + missing, "state": TaskState.open}
-        session.execute(update(TASKS).where(TASKS.c.id == task.id).values(**values))
-        refresh_slots(session, task.id)
-    elif decision is Decision.escalate:
-        session.execute(update(TASKS).where(TASKS.c.id == task.id).values(state=TaskState.review))
-    return decision
+    given = [] if found is None else found[1]
+    if len(given) < usable_minimum(fusing.project):
+        if latest is not None and not latest.withdrawn:
+            run = _task_run(session, fusing, {}, 0)
+            latest = labels.withdraw(session, run, task.id, latest.version + 1, task.slice_id)
+        settle(session, task, latest, fusing.policy, usable=len(given))
+        return latest
+    read: list[NDArray[np.bool_]] = []
+
+    def stack_of() -> NDArray[np.bool_]:  # the masks are read once, and only when needed
+        if not read:
+            read.append(labels.votes(storage, given))
+        return read[0]
+
+    region = regions(session, [task.slice_id]).get(task.slice_id)
+    chosen = _rates_for(
+        given,
+        fusing.rates,
+        fusing.priors,
+        lambda: crowd.near_vote_scale(stack_of(), region, fusing.prior),
+    )
+    if (
+        latest is not None
+        and not latest.withdrawn
+        and latest.annotation_ids == [a.annotation_id for a in given]
+    ):
+        previous = session.get(FusionRun, latest.run_id)
+        if (
+            previous is not None
+            and {r: previous.rater_rates.get(r) for r in chosen} == chosen
+            and previous.prior == fusing.prior
+            and previous.method == fusing.method
+        ):
+            settle(session, task, latest, fusing.policy)
+            return latest
+    stack = stack_of()
+    posterior = _posterior(stack, given, chosen, fusing.prior)
+    run = _task_run(session, fusing, chosen, 1)
+    version = 1 if latest is None else latest.version + 1
+    result = labels.store(
+        session, storage, run, task.id, version, task.slice_id, given, posterior, stack
+    )
+    settle(session, task, result, fusing.policy)
+    return result
 
 
 def fuse_project(
@@ -271,23 +271,25 @@ def fuse_project(
     session: Session,
     storage: Storage,
     project_id: int,
-    min_answers: int = 2,
+    min_answers: int = MIN_ANSWERS,
     progress: Callable[[int, int], None] | None = None,
 ) -> FusionRun:
-    """Fuse every crowd task of a project with at least ``min_answers`` volunteer answers,
-    rates estimated jointly over all of them (gold priors; suspended raters left out); the
-    project's gold slices, fused the same way, choose the outline rule
+    """Fuse every crowd task of a project with at least ``min_answers`` usable volunteer
+    answers, rates estimated jointly over all of them (gold priors; excluded raters left
+    out); the project's gold slices, fused the same way, choose the outline rule
     (``crowd.choose_outline``); each task gets a new version of its fused label, and complete
-    ones are settled (``settle``) with the new rates."""
+    ones are settled (``settle``) with the new rates. A task left out whose newest label
+    carries an excluded rater is fused alone with the new rates, or withdrawn."""
     priors, excluded = _priors(session, project_id)
     answers = {
         task_id: found
-        for task_id, found in _answers(session, project_id, excluded).items()
+        for task_id, found in labels.answers(session, project_id, excluded).items()
         if len(found[1]) >= min_answers
     }
+    pixels = regions(session, [slice_id for slice_id, _ in answers.values()])
     slices = [
-        crowd.CrowdSlice([a.user_id for a in given], _votes(storage, given))
-        for _slice_id, given in answers.values()
+        crowd.CrowdSlice([a.user_id for a in given], labels.votes(storage, given), pixels.get(s))
+        for s, given in answers.values()
     ]
     run = FusionRun(
         project_id=project_id,
@@ -313,12 +315,17 @@ def fuse_project(
     run.method = f"{METHOD}/{outline.value}"
     session.add(run)
     session.flush()
-    last = _last_versions(session, project_id)  # one query, not one per task
+    newest = labels.newest(session, project_id)  # one query, not one per task
+    stale = [
+        task_id
+        for task_id, result in newest.items()
+        if task_id not in answers and not result.withdrawn and excluded & set(result.raters)
+    ]
     stored: dict[int, FusionResult] = {}
     for n, (task_id, (slice_id, given)) in enumerate(answers.items()):
         assert fused is not None
-        version = last.get(task_id, 0) + 1
-        stored[task_id] = _store(
+        version = newest[task_id].version + 1 if task_id in newest else 1
+        stored[task_id] = labels.store(
             session,
             storage,
             run,
@@ -332,8 +339,15 @@ def fuse_project(
         if progress is not None:
             progress(n + 1, len(answers))
     policy = policy_of(project)
-    for task_id, task in _locked_tasks(session, list(answers)).items():
-        settle(session, task, stored[task_id], policy)
+    locked = locked_tasks(session, sorted([*answers, *stale]))
+    for task_id in answers:
+        settle(session, locked[task_id], stored[task_id], policy)
+    if stale:
+        fusing = _Fusing(project, policy, priors, excluded, run.rater_rates, run.prior, run.method)
+        found = labels.answers(session, project_id, excluded, stale)
+        for task_id in stale:
+            task = locked[task_id]
+            _fuse_one(session, storage, fusing, task, found.get(task_id), newest[task_id])
     run.finished_at = utcnow()
     session.add(run)
     session.flush()
@@ -341,118 +355,85 @@ def fuse_project(
 
 
 def fuse_task(*, session: Session, storage: Storage, task_id: int) -> FusionResult | None:
-    """Fuse one task's volunteer answers with the rates of its project's latest project-wide
-    run (raters it has not seen: their gold record, else defaults), and, when the task is
-    complete, apply adaptive redundancy (``settle``). Idempotent: when the latest version
-    fused the same answers with the same rates, it is returned as it is. None when the task
-    has no volunteer answer."""
-    task = _locked_tasks(session, [task_id]).get(task_id)
+    """Fuse one task's usable volunteer answers with the rates of its project's latest
+    project-wide run (raters it has not seen: their gold record, else defaults), and, when
+    the task is complete, apply adaptive redundancy (``settle``). Fewer usable answers than
+    ``usable_minimum``: no label; a label newest so far is withdrawn. Idempotent: when the
+    newest version fused the same answers with the same rates, it is returned as it is. The
+    task's newest version afterwards (None: it has none)."""
+    task = locked_tasks(session, [task_id]).get(task_id)
     if task is None:
         raise NotFound(f"Task {task_id} does not exist")
-    policy = policy_of(session.get_one(Project, task.project_id))
-    priors, excluded = _priors(session, task.project_id)
-    found = _answers(session, task.project_id, excluded, [task_id]).get(task_id)
-    if found is None:
-        settle(session, task, None, policy)
-        return None
-    slice_id, given = found
-    source = session.exec(
-        select(FusionRun)
-        .where(FusionRun.project_id == task.project_id, FusionRun.scope == FusionScope.project)
-        .order_by(col(FusionRun.id).desc())
-    ).first()
-    rates: dict[str, Any] = dict(source.rater_rates) if source else {}
-    prior = source.prior if source else DEFAULT_PRIOR
-    method = f"{METHOD}/{outline_of(source).value}"
-    chosen = _rates_for(given, rates, priors)
-    latest = next(iter(results(session, task_id)), None)
-    if latest is not None and latest.annotation_ids == [a.annotation_id for a in given]:
-        previous = session.get(FusionRun, latest.run_id)
-        if (
-            previous is not None
-            and previous.rater_rates == chosen
-            and previous.prior == prior
-            and previous.method == method
-        ):
-            settle(session, task, latest, policy)
-            return latest
-    votes = _votes(storage, given)
-    posterior = _posterior(votes, given, chosen, prior)
-    run = FusionRun(
-        project_id=task.project_id,
-        scope=FusionScope.task,
-        method=method,
-        prior=prior,
-        iterations=0,
-        converged=True,
-        slices=1,
-        rater_rates=chosen,
-        excluded=sorted(excluded),
-        finished_at=utcnow(),
-    )
-    session.add(run)
-    session.flush()
-    version = 1 if latest is None else latest.version + 1
-    result = _store(session, storage, run, task_id, version, slice_id, given, posterior, votes)
-    settle(session, task, result, policy)
+    project = session.get_one(Project, task.project_id)
+    fusing = _fusing(session, project, _latest_project_run(session, task.project_id))
+    found = labels.answers(session, task.project_id, fusing.excluded, [task_id])
+    latest = next(iter(labels.results(session, task_id)), None)
+    result = _fuse_one(session, storage, fusing, task, found.get(task_id), latest)
     session.flush()
     return result
 
 
-def _last_versions(session: Session, project_id: int) -> dict[int, int]:
-    """The newest fused version of each task of the project that has one."""
-    rows = session.execute(
-        sa_select(col(FusionResult.task_id), func.max(FusionResult.version))
-        .join(Task, col(Task.id) == col(FusionResult.task_id))
-        .where(col(Task.project_id) == project_id)
-        .group_by(col(FusionResult.task_id))
-    ).all()
-    return {int(task_id): int(version) for task_id, version in rows}
-
-
-def results(session: Session, task_id: int) -> list[FusionResult]:
-    """Every version of a task's fused label, newest first."""
-    return list(
-        session.exec(
-            select(FusionResult)
-            .where(FusionResult.task_id == task_id)
-            .order_by(col(FusionResult.version).desc())
-        ).all()
-    )
-
-
-@dataclass(frozen=True)
-class RedundancySummary:
-    """Where a project's crowd tasks stand under adaptive redundancy."""
-
-    policy: RedundancyPolicy
-    retired: int  # complete: enough labels and a confident fused label (or not fused yet)
-    labels_per_retired: float | None  # mean labels of those (None: none yet)
-    open: int
-    asking_for_more: int  # open tasks reopened for more labels than min_labels
-    in_review: int  # uncertain after max_labels: in the experts' review queue
-
-
-def redundancy_summary(session: Session, project_id: int) -> RedundancySummary:
-    """How many labels the project's retired crowd tasks took, and how many tasks wait for
-    more labels or for an expert (one grouped query)."""
+def refuse_rater(
+    *, session: Session, storage: Storage, project_id: int, user_id: int
+) -> list[FusionResult]:
+    """Re-fuse every crowd task of the project that the rater answered and that has a fused
+    version, with the exclusions in force now (``fuse_task`` for each, one transaction): after
+    an exclusion the newest version of each leaves the rater out (or is withdrawn when too few
+    usable answers remain, the task collecting answers again); after a reinstatement it
+    includes them again. Idempotent: a second call adds no version. Each such task's newest
+    version afterwards."""
     project = session.get(Project, project_id)
     if project is None:
-        raise NotFound(f"Project {project_id} does not exist")
-    reopened = func.sum(case((col(Task.required_labels) > project.min_labels, 1), else_=0))
-    rows = session.execute(
-        sa_select(col(Task.state), func.count(), func.avg(col(Task.submitted_labels)), reopened)
-        .where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.normal)
-        .group_by(col(Task.state))
-    ).all()
-    by_state = {TaskState(state): (count, mean, more) for state, count, mean, more in rows}
-    retired = by_state.get(TaskState.complete, (0, None, 0))
-    opened = by_state.get(TaskState.open, (0, None, 0))
-    return RedundancySummary(
-        policy=policy_of(project),
-        retired=retired[0],
-        labels_per_retired=None if retired[1] is None else float(retired[1]),
-        open=opened[0],
-        asking_for_more=int(opened[2] or 0),
-        in_review=by_state.get(TaskState.review, (0, None, 0))[0],
-    )
+        return []
+    answered = locked_tasks(session, labels.answered_by(session, project_id, user_id))
+    newest = labels.newest(session, project_id, sorted(answered))  # read under the locks
+    fusing = _fusing(session, project, _latest_project_run(session, project_id))
+    found = labels.answers(session, project_id, fusing.excluded, sorted(newest))
+    fused = []
+    for task_id in sorted(newest):
+        task, latest = answered[task_id], newest[task_id]
+        result = _fuse_one(session, storage, fusing, task, found.get(task_id), latest)
+        if result is not None:
+            fused.append(result)
+    session.flush()
+    return fused
+
+
+def completed_since_last_run(session: Session, project_id: int) -> int:
+    """Crowd tasks of the project fused complete (a redundancy decision recorded) since its
+    latest project-wide run: how stale its pooled rates are."""
+    last = session.execute(
+        sa_select(func.max(FusionRun.id)).where(
+            col(FusionRun.project_id) == project_id, col(FusionRun.scope) == FusionScope.project
+        )
+    ).scalar_one()
+    count = session.execute(
+        sa_select(func.count(func.distinct(FusionResult.task_id)))
+        .join(FusionRun, col(FusionRun.id) == col(FusionResult.run_id))
+        .where(col(FusionRun.project_id) == project_id, col(FusionResult.run_id) > (last or 0))
+        .where(col(FusionResult.decision).is_not(None))
+    ).scalar_one()
+    return int(count)
+
+
+def stale_projects(session: Session, every: int) -> list[int]:
+    """Projects with at least ``every`` crowd tasks fused complete since their latest project
+    run (``completed_since_last_run``), in id order."""
+    ids = session.exec(select(Project.id).order_by(col(Project.id))).all()
+    return [p for p in ids if p is not None and completed_since_last_run(session, p) >= every]
+
+
+def fuse_project_if_stale(
+    *, session: Session, storage: Storage, project_id: int, every: int
+) -> FusionRun | None:
+    """``fuse_project`` when the project's pooled rates are stale (``every`` tasks fused
+    complete since its latest run), else nothing (None). Runs of one project wait for each
+    other (the project's row is locked), so a second request sent while the first ran finds
+    the rates fresh and does nothing."""
+    serialize_writers(session)
+    held = session.exec(
+        select(Project.id).where(Project.id == project_id).with_for_update(key_share=True)
+    ).first()
+    if held is None or completed_since_last_run(session, project_id) < every:
+        return None
+    return fuse_project(session=session, storage=storage, project_id=project_id)

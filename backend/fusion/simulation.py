@@ -19,6 +19,7 @@ mask (3-D, 1 mm voxels, labelled slice by slice in practice) with three kinds of
    distractors (hyperintense artefacts) that each novice marks with some probability.
 
 ``novices`` returns the masks and the parameters it drew, so a benchmark can print them;
+``gold_priors`` scores them on gold slices and builds their Beta priors as the platform does;
 ``fuse_axial`` fuses them as the platform would a project of axial-slice tasks. Pure numpy and
 scipy; seeded.
 """
@@ -34,10 +35,13 @@ from backend.fusion.crowd import (
     CrowdSlice,
     GoldExample,
     Outline,
+    Priors,
     choose_outline,
     crowd_staple,
 )
+from backend.quality import scoring
 from backend.quality.metrics import dice
+from backend.quality.reliability import RaterTotals, Thresholds, reliability
 
 
 @dataclass(frozen=True)
@@ -195,16 +199,56 @@ class FusedVolume:
     scores: dict[str, float]  # each rule's mean Dice on the gold slices
 
 
+def gold_slices(masks: NDArray[np.bool_], gold_every: int = 10) -> list[int]:
+    """The axial slices of novices' masks [K, X, Y, Z] taken as gold: every
+    ``gold_every``-th of those anyone marked."""
+    axial = [z for z in range(masks.shape[3]) if masks[..., z].any()]
+    return axial[::gold_every]
+
+
+def gold_priors(
+    masks: NDArray[np.bool_],
+    expert: NDArray[np.bool_],
+    brain: NDArray[np.bool_] | None,
+    gold_every: int = 10,
+) -> dict[int, Priors]:
+    """Each novice's (by index) Beta priors as the platform builds them: every gold slice's
+    answer scored against the expert inside the ``brain`` [X, Y, Z] (``scoring.score``,
+    ``scoring.add_gold``), the totals' posteriors (``reliability``) as
+    ``quality.service.rater_priors`` makes them."""
+    limits = Thresholds()
+    totals = [RaterTotals() for _ in range(masks.shape[0])]
+    for z in gold_slices(masks, gold_every):
+        region = None if brain is None else brain[..., z]
+        for k, mask in enumerate(masks):
+            found = scoring.score(expert[..., z], mask[..., z], region)
+            totals[k] = scoring.add_gold(totals[k], found, None, limits)
+    rates = [reliability(t) for t in totals]
+    return {k: Priors(r.sensitivity, r.specificity) for k, r in enumerate(rates)}
+
+
 def fuse_axial(
-    masks: NDArray[np.bool_], expert: NDArray[np.bool_], gold_every: int = 10
+    masks: NDArray[np.bool_],
+    expert: NDArray[np.bool_],
+    gold_every: int = 10,
+    *,
+    priors: dict[int, Priors] | None = None,
+    brain: NDArray[np.bool_] | None = None,
+    rescale_priors: bool = True,
 ) -> FusedVolume:
     """Fuse novices' 3-D masks [K, X, Y, Z] as a project of axial-slice tasks: crowd STAPLE
-    pools each novice's rates over every slice anyone marked, and every ``gold_every``-th of
-    those slices (the expert's mask known there, as for the platform's gold slices) chooses
-    the outline rule (``crowd.choose_outline``)."""
+    pools each novice's rates over every slice anyone marked (with ``priors`` by novice, e.g.
+    ``gold_priors``, counted inside ``brain`` [X, Y, Z]; ``rescale_priors`` as in
+    ``crowd_staple``), and every ``gold_every``-th of those slices (the expert's mask known
+    there, as for the platform's gold slices) chooses the outline rule
+    (``crowd.choose_outline``)."""
     axial = [z for z in range(masks.shape[3]) if masks[..., z].any()]
     raters = list(range(masks.shape[0]))
-    result = crowd_staple([CrowdSlice(raters, masks[..., z]) for z in axial])
+    slices = [
+        CrowdSlice(raters, masks[..., z], None if brain is None else int(brain[..., z].sum()))
+        for z in axial
+    ]
+    result = crowd_staple(slices, priors=priors, rescale_priors=rescale_priors)
     gold = [
         GoldExample(result.posterior(n), result.share(n), expert[..., z])
         for n, z in enumerate(axial)

@@ -16,7 +16,7 @@ from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, imported_case
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
 from backend.projects import service as projects
-from backend.quality import service as quality
+from backend.quality import gold
 
 DEMO_PROJECT = "demo"
 DEMO_PASSWORD = "mscrowd-demo"
@@ -97,7 +97,9 @@ def build_demo(
     with Session(engine) as session:
         project = projects.get_or_create(session=session, name=DEMO_PROJECT)
         assert project.id is not None
-        quality.seed_gold(session=session, storage=storage, project_id=project.id, per_case=3)
+        # A representative pool (``quality.gold_pool``): sized by the gold schedule, stratified
+        # by lesion load like the crowd's tasks, empty slices included.
+        gold.seed_gold(session=session, storage=storage, project_id=project.id)
         session.commit()
     done = [
         ImportOutcome(f"synthetic-{s}", "skipped", "already imported")

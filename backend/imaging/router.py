@@ -54,11 +54,14 @@ def slice_image(
     session: SessionDep,
     storage: StorageDep,
 ) -> Response:
-    """One contrast of a slice as an 8-bit PNG (cropped, radiological orientation)."""
+    """One contrast of a slice as an 8-bit PNG (cropped, radiological orientation); experts
+    and admins only. Volunteers see images through their leases alone
+    (``/api/tasks/{lease}/images/...``): a slice's own URL would map what they were shown
+    back to slice ids, and so tell gold and repeats from the rest."""
+    if user.role not in EXPERT_ROLES:
+        raise PermissionDenied("Slice images by id are for experts; volunteers see their tasks")
     slice_, case = _slice(session, slice_id)
     restricted = case.consent_scope is ConsentScope.restricted
-    if restricted and user.role not in EXPERT_ROLES:
-        raise PermissionDenied("This case is restricted to experts")
     key = slice_.image_keys.get(contrast)
     if key is None:
         raise NotFound(f"Slice {slice_id} has no {contrast!r} image")

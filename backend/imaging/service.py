@@ -29,7 +29,7 @@ from backend.imaging.preprocess import (
 )
 from backend.projects import service as projects
 from backend.projects.models import Project
-from backend.tasks.models import Task, TaskKind
+from backend.tasks.models import Task, TaskKind, TaskState
 
 # Longest first, so "a.nii.gz" is not read as "a.nii" + ".gz".
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -218,6 +218,8 @@ def _store(
         )
     session.add_all(slices)
     session.flush()
+    # A held-out case evaluates models: its slices are never crowd tasks (nor gold).
+    state = TaskState.retired if case.public_id in project.holdout_cases else TaskState.open
     for item in slices:
         assert item.id is not None
         session.add(
@@ -225,6 +227,7 @@ def _store(
                 project_id=project.id,
                 slice_id=item.id,
                 kind=TaskKind.normal,
+                state=state,
                 required_labels=project.min_labels,
                 # Until a model ranks them, slices with more brain come first.
                 priority=item.brain_fraction,

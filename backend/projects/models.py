@@ -40,6 +40,12 @@ class ProjectBase(SQLModel):
     min_sensitivity: float = Field(default=0.3, ge=0, le=1)
     min_lesion_ppv: float = Field(default=0.3, ge=0, le=1)
     fast_ms: int = Field(default=1500, ge=0, le=600_000)
+    # A gold slice is retired (and the pool refilled from candidates) once this many
+    # volunteers have seen its feedback: feedback teaches, but must not become an answer key.
+    gold_reveals: int = Field(default=30, ge=1, le=100_000)
+    # Consistency check (``quality.consistency``): a rater whose gold Dice exceeds their Dice
+    # against the fused consensus of normal tasks by more than this is flagged for review.
+    consensus_gap: float = Field(default=0.35, gt=0, le=1)
     # Cases (public ids) held out for evaluating models: never trained on, never gold.
     holdout_cases: list[str] = Field(default_factory=list, sa_type=sa.JSON)
 

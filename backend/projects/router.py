@@ -3,18 +3,24 @@
 from fastapi import APIRouter, status
 
 from backend.auth.deps import AdminUser, CurrentUser
+from backend.auth.models import EXPERT_ROLES
 from backend.core.deps import SessionDep
 from backend.core.errors import error_responses
 from backend.projects import service
-from backend.projects.schemas import ProjectCreate, ProjectRead
+from backend.projects.schemas import ProjectCreate, ProjectPublic, ProjectRead
 
 router = APIRouter(prefix="/projects", tags=["projects"], responses=error_responses(401, 403))
 
 
-@router.get("", response_model=list[ProjectRead])
-def list_projects(_user: CurrentUser, session: SessionDep) -> list[ProjectRead]:
-    """Every project with its progress."""
-    return service.list_with_progress(session=session)
+@router.get("", response_model=list[ProjectRead] | list[ProjectPublic])
+def list_projects(
+    user: CurrentUser, session: SessionDep
+) -> list[ProjectRead] | list[ProjectPublic]:
+    """Every project with its progress; its settings for experts and admins only."""
+    projects = service.list_with_progress(session=session)
+    if user.role in EXPERT_ROLES:
+        return projects
+    return [ProjectPublic.model_validate(p, from_attributes=True) for p in projects]
 
 
 @router.post(

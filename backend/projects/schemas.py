@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from backend.core.validation import clean_text
 from backend.projects.models import ProjectBase
@@ -21,6 +21,20 @@ class ProjectCreate(ProjectBase):
 
 class ProjectRead(ProjectBase):
     id: int
+    created_at: datetime
+    cases: int
+    tasks_open: int
+    tasks_complete: int
+
+
+class ProjectPublic(BaseModel):
+    """What volunteers see of a project: no quality settings (gold schedule and rate, repeat
+    gap, speed limit, thresholds) and no held-out cases, which would teach a cheater the
+    checks they face."""
+
+    id: int
+    name: str
+    description: str
     created_at: datetime
     cases: int
     tasks_open: int

@@ -1,14 +1,17 @@
 """Projects: create, list with progress counts."""
 
 from pydantic import ValidationError
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from backend.core.errors import Conflict, InvalidInput
-from backend.imaging.models import Case
+from backend.core.db import table_of
+from backend.core.errors import Conflict, InvalidInput, NotFound
+from backend.core.timeutil import utcnow
+from backend.imaging.models import Case, Slice
 from backend.projects.models import Project
 from backend.projects.schemas import ProjectCreate, ProjectRead
+from backend.quality.models import GoldVersion
 from backend.tasks.models import Task, TaskKind, TaskState
 
 
@@ -78,3 +81,56 @@ def list_with_progress(*, session: Session) -> list[ProjectRead]:
         for p in projects
         if p.id is not None
     ]
+
+
+def set_holdout(*, session: Session, project_name: str, case_ids: list[str]) -> Project:
+    """Hold a project's cases out for evaluating models (public ids; the list replaces the old
+    one): their crowd tasks leave the queue (retired) and their gold is retired, since a
+    held-out case is never trained on, never gold and never shown to volunteers; cases no
+    longer held out get their unanswered crowd tasks back."""
+    project = session.exec(select(Project).where(Project.name == project_name)).first()
+    if project is None:
+        raise NotFound(f"No project called {project_name!r}")
+    cases = dict(
+        session.exec(select(Case.public_id, Case.id).where(Case.project_id == project.id)).all()
+    )
+    unknown = sorted(set(case_ids) - set(cases))
+    if unknown:
+        raise InvalidInput(f"Not cases of {project_name!r}: {', '.join(unknown)}")
+    held = {cases[c] for c in case_ids}
+    freed = {cases[c] for c in project.holdout_cases if c in cases} - held
+    in_held = col(Task.slice_id).in_(select(Slice.id).where(col(Slice.case_id).in_(held)))
+    in_freed = col(Task.slice_id).in_(select(Slice.id).where(col(Slice.case_id).in_(freed)))
+    session.execute(
+        update(table_of(Task))
+        .where(
+            col(Task.project_id) == project.id,
+            in_held,
+            col(Task.state).in_([TaskState.open, TaskState.review]),
+        )
+        .values(state=TaskState.retired)
+    )
+    gold = select(Slice.id).where(col(Slice.case_id).in_(held))
+    session.execute(
+        update(table_of(GoldVersion))
+        .where(col(GoldVersion.slice_id).in_(gold), col(GoldVersion.retired_at).is_(None))
+        .values(retired_at=utcnow())
+    )
+    # Crowd tasks of cases let back in reopen when no gold replaced them.
+    current_gold = select(GoldVersion.slice_id).where(col(GoldVersion.retired_at).is_(None))
+    session.execute(
+        update(table_of(Task))
+        .where(
+            col(Task.project_id) == project.id,
+            in_freed,
+            col(Task.kind) == TaskKind.normal,
+            col(Task.state) == TaskState.retired,
+            col(Task.submitted_labels) < col(Task.required_labels),
+            col(Task.slice_id).not_in(current_gold),
+        )
+        .values(state=TaskState.open)
+    )
+    project.holdout_cases = list(case_ids)
+    session.add(project)
+    session.flush()
+    return project

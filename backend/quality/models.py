@@ -108,6 +108,12 @@ class RaterStats(SQLModel, table=True):
     suspended_reason: str | None = Field(default=None, max_length=1000)
     # An expert's decision stands until the next one: 'suspended' or 'reinstated', else None.
     override: str | None = Field(default=None, max_length=16)
+    # Counters at the last reinstatement: the automatic rules judge only what came after
+    # (a fresh evidence window, not immunity). None: the whole record.
+    rule_base: dict[str, float] | None = Field(default=None, sa_type=sa.JSON)
+    # Why the rater's labels are held out of fusion until an expert clears them (gold far
+    # better than their agreement with the crowd: answer farming). None when not flagged.
+    flagged_reason: str | None = Field(default=None, max_length=1000)
     updated_at: datetime = created_at_field()
 
     def totals(self) -> RaterTotals:
@@ -123,6 +129,8 @@ def totals_of(row: Any) -> RaterTotals:
 class RaterActionKind(StrEnum):
     suspended = "suspended"  # by the rules (by_user_id None) or by an expert
     reinstated = "reinstated"
+    flagged = "flagged"  # by the consistency check: labels held out until cleared
+    cleared = "cleared"  # an expert lifted the flag
 
 
 class RaterAction(SQLModel, table=True):
@@ -136,4 +144,22 @@ class RaterAction(SQLModel, table=True):
     action: RaterActionKind = Field(sa_type=enum_type(RaterActionKind))
     reason: str = Field(max_length=1000)
     by_user_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = created_at_field()
+
+
+class ConsensusScore(SQLModel, table=True):
+    """A volunteer's answer to a normal task against the task's fused label (without them):
+    agreement with the crowd, the check that gold alone cannot be farmed. Rewritten when the
+    task is fused again."""
+
+    __tablename__ = "consensus_scores"
+
+    id: int | None = Field(default=None, primary_key=True)
+    annotation_id: int = Field(foreign_key="annotations.id", ondelete="CASCADE", unique=True)
+    user_id: int = Field(foreign_key="users.id", ondelete="CASCADE", index=True)
+    project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
+    task_id: int = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)
+    dice: float
+    # Whether the consensus (the others' fused label) has lesion pixels on this slice.
+    consensus_lesion: bool
     created_at: datetime = created_at_field()

@@ -12,7 +12,8 @@ counts (MSSEG rule, ``quality.metrics``). Suspension looks at the lower bound of
 95 % credible interval, so a new rater is not suspended for one unlucky slice.
 """
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -21,6 +22,8 @@ from scipy import stats
 # Pixels whose errors move together (about a 4 x 4 patch): the pixel counts' weight.
 CORRELATED_PIXELS = 16.0
 CREDIBLE = 0.95
+# Share of check slices with lesions answered empty that no honest rater reaches.
+EMPTY_SHARE = 0.6
 
 
 class Beta(NamedTuple):
@@ -143,10 +146,14 @@ def reliability(totals: RaterTotals) -> Reliability:
 def spam_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
     """Patterns no honest rater shows, each as a sentence for the rater and the experts."""
     reasons = []
-    if totals.gold_with_lesions >= 3 and totals.empty_on_lesions == totals.gold_with_lesions:
+    # Rates, not "every answer": one painted answer among empty ones must not dodge a rule.
+    if (
+        totals.gold_with_lesions >= 3
+        and totals.empty_on_lesions >= EMPTY_SHARE * totals.gold_with_lesions
+    ):
         reasons.append(
-            f"every one of {totals.gold_with_lesions} check slices with lesions was answered "
-            "with an empty mask"
+            f"{totals.empty_on_lesions} of {totals.gold_with_lesions} check slices with lesions "
+            "were answered with an empty mask"
         )
     if totals.gold >= limits.min_gold and totals.scribbles * 2 > totals.gold:
         reasons.append(
@@ -158,6 +165,21 @@ def spam_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
             f"{totals.fast} of {totals.timed} answers took under {limits.fast_ms / 1000:g} s"
         )
     return reasons
+
+
+def since(totals: RaterTotals, base: Mapping[str, float] | None) -> RaterTotals:
+    """The totals gathered after ``base`` (the counters at a reinstatement): the evidence
+    window the automatic rules judge. ``None``: the whole record."""
+    if not base:
+        return totals
+    return RaterTotals(
+        **{
+            f.name: type(getattr(totals, f.name))(
+                max(0, getattr(totals, f.name) - base.get(f.name, 0))
+            )
+            for f in fields(RaterTotals)
+        }
+    )
 
 
 def suspension_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:

@@ -15,7 +15,8 @@ from backend.core.errors import InvalidInput, NotFound, error_responses
 from backend.core.http import no_store_png
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging.models import Slice
-from backend.quality import service
+from backend.quality import consistency, gold, review, service
+from backend.quality.gold_pool import Stratum
 from backend.quality.models import GoldScore, GoldSource, GoldVersion
 from backend.quality.reliability import Beta, reliability
 from backend.quality.schemas import (
@@ -47,18 +48,33 @@ def _version_read(version: GoldVersion) -> GoldVersionRead:
     )
 
 
-@router.get("/quality/gold-candidates", response_model=list[GoldCandidateRead])
+@router.get(
+    "/quality/gold-candidates",
+    response_model=list[GoldCandidateRead],
+    responses=error_responses(404, e404="No such project"),
+)
 def gold_candidates(
     _expert: ExpertUser,
     session: SessionDep,
+    storage: StorageDep,
     project_id: Annotated[int, Query(ge=1, le=MAX_DB_ID)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    stratum: Annotated[
+        Stratum | None, Query(description="Only slices of this lesion-load stratum")
+    ] = None,
 ) -> list[GoldCandidateRead]:
-    """Slices of a project with an imported reference mask and no current gold, most lesion
-    pixels first, with URLs to preview the FLAIR image and the reference mask."""
-    rows = service.gold_candidates(
-        session=session, project_id=project_id, limit=limit, offset=offset
+    """Slices of a project with an imported reference mask that were never gold, in the order
+    that keeps the gold pool representative (strata of lesion load in the crowd tasks'
+    proportions, spread over cases and slice positions), with URLs to preview the FLAIR image
+    and the reference mask."""
+    rows = gold.gold_candidates(
+        session=session,
+        project_id=project_id,
+        limit=limit,
+        offset=offset,
+        stratum=stratum,
+        storage=storage,
     )
     return [
         GoldCandidateRead(
@@ -82,7 +98,7 @@ def gold_slices(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[GoldSliceRead]:
     """The project's gold slices with their current versions, newest first."""
-    rows = service.current_gold_versions(
+    rows = gold.current_gold_versions(
         session=session, project_id=project_id, limit=limit, offset=offset
     )
     return [
@@ -118,7 +134,7 @@ def make_gold(
     if body.source == GoldSource.reference:
         if body.mask is not None:
             raise InvalidInput("Send no mask when approving the reference mask")
-        version = service.approve_reference(
+        version = gold.approve_reference(
             session=session, storage=storage, slice_id=slice_id, expert_id=expert.id
         )
     else:
@@ -130,7 +146,7 @@ def make_gold(
         mask = decode(
             body.mask, width=slice_.width, height=slice_.height, max_bytes=settings.max_mask_bytes
         )
-        version = service.set_gold(
+        version = gold.set_gold(
             session=session,
             storage=storage,
             slice_id=slice_id,
@@ -148,7 +164,7 @@ def make_gold(
 )
 def retire_gold(slice_id: PathId, _expert: ExpertUser, session: SessionDep) -> Response:
     """Stop serving a slice as gold; its versions and the scores made with them stay."""
-    service.retire_gold(session=session, slice_id=slice_id)
+    gold.retire_gold(session=session, slice_id=slice_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -210,21 +226,6 @@ def feedback_overlay(
     return no_store_png(storage.get(_own_score(session, annotation_id, user).overlay_key))
 
 
-@router.get(
-    "/annotations/{annotation_id}/gold.png",
-    response_class=Response,
-    responses={**PNG_RESPONSE, **error_responses(404)},
-)
-def feedback_gold(
-    annotation_id: PathId, user: CurrentUser, session: SessionDep, storage: StorageDep
-) -> Response:
-    """The expert's mask your answer to a check task was scored against (after you answered)."""
-    score = _own_score(session, annotation_id, user)
-    version = session.get(GoldVersion, score.gold_version_id)
-    assert version is not None
-    return no_store_png(storage.get(version.mask_key))
-
-
 def _interval(beta: Beta) -> Interval:
     low, high = beta.bounds()
     return Interval(mean=beta.mean, low=low, high=high)
@@ -238,7 +239,9 @@ def _rater_read(row: service.RaterRow) -> RaterRead:
         display_name=row.display_name,
         trust=stats.trust,
         suspended_reason=stats.suspended_reason,
+        flagged_reason=stats.flagged_reason,
         answered=stats.answered,
+        last_active=stats.updated_at,
         gold=stats.gold,
         sensitivity=_interval(rel.sensitivity),
         specificity=_interval(rel.specificity),
@@ -248,7 +251,7 @@ def _rater_read(row: service.RaterRow) -> RaterRead:
         quality=rel.quality,
         consistency=rel.consistency,
         repeats=totals.repeats,
-        mean_seconds=stats.duration_ms_sum / totals.timed / 1000 if totals.timed else None,
+        mean_seconds=stats.duration_ms_sum / stats.answered / 1000 if stats.answered else None,
         fast_share=totals.fast / totals.timed if totals.timed else None,
     )
 
@@ -292,9 +295,13 @@ def _decide(
         reason=body.reason,
         expert_id=expert.id,
     )
+    return _rater_row(session, body.project_id, user_id)
+
+
+def _rater_row(session: Session, project_id: int, user_id: int) -> RaterRead:
     (row,) = [
         r
-        for r in service.rater_table(session=session, project_id=body.project_id)
+        for r in service.rater_table(session=session, project_id=project_id)
         if r.stats.user_id == user_id
     ]
     return _rater_read(row)
@@ -320,8 +327,30 @@ def suspend_rater(
 def reinstate_rater(
     user_id: PathId, body: RaterDecision, expert: ExpertUser, session: SessionDep
 ) -> RaterRead:
-    """Reinstate a suspended rater; the rules do not suspend them again on the same record."""
+    """Reinstate a suspended rater: the automatic rules then judge only the answers they give
+    from now on (a fresh window of evidence, not immunity)."""
     return _decide(user_id, body, expert, session, suspend=False)
+
+
+@router.post(
+    "/quality/raters/{user_id}/clear-flag",
+    response_model=RaterRead,
+    responses=error_responses(400, 404, 409, 422, e409="The rater is not flagged"),
+)
+def clear_flag(
+    user_id: PathId, body: RaterDecision, expert: ExpertUser, session: SessionDep
+) -> RaterRead:
+    """Clear a rater the consistency check flagged (gold far better than their agreement
+    with the crowd): their labels return to fusion, and the check starts afresh."""
+    assert expert.id is not None
+    consistency.clear_flag(
+        session,
+        project_id=body.project_id,
+        user_id=user_id,
+        expert_id=expert.id,
+        reason=body.reason,
+    )
+    return _rater_row(session, body.project_id, user_id)
 
 
 @router.get("/quality/expert-answers", response_model=list[ExpertAnswerRead])
@@ -333,9 +362,7 @@ def expert_answers(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[ExpertAnswerRead]:
     """Experts' answers in the project, newest first: candidates for gold."""
-    rows = service.expert_answers(
-        session=session, project_id=project_id, limit=limit, offset=offset
-    )
+    rows = gold.expert_answers(session=session, project_id=project_id, limit=limit, offset=offset)
     return [
         ExpertAnswerRead(
             annotation_id=annotation.id,
@@ -377,7 +404,7 @@ def promote_answer(
 ) -> GoldVersionRead:
     """Make an expert's answer the gold of its slice (a new gold version)."""
     assert expert.id is not None
-    version = service.promote_answer(
+    version = gold.promote_answer(
         session=session, storage=storage, annotation_id=annotation_id, expert_id=expert.id
     )
     return _version_read(version)
@@ -394,7 +421,7 @@ def review_queue(
     """Slices for an expert to adjudicate: those fusion escalated (uncertain after the
     project's max_labels) first, then those where volunteers disagree most (lowest mean
     pairwise Dice); an expert's mask for one becomes gold through POST .../gold."""
-    items = service.review_queue(
+    items = review.review_queue(
         session=session, storage=storage, project_id=project_id, limit=limit
     )
     return [

@@ -57,7 +57,10 @@ class RaterRead(BaseModel):
     display_name: str
     trust: TrustLevel
     suspended_reason: str | None
+    # Held out of fusion by the consistency check until an expert clears it.
+    flagged_reason: str | None
     answered: int
+    last_active: datetime  # their latest answer (or an expert's decision about them)
     gold: int
     sensitivity: Interval  # pixel-wise, inside the brain
     specificity: Interval
@@ -67,7 +70,7 @@ class RaterRead(BaseModel):
     quality: float  # expected Dice-like quality (ranks the raters)
     consistency: float | None  # mean intra-rater Dice of repeats
     repeats: int
-    mean_seconds: float | None  # mean answer time
+    mean_seconds: float | None  # mean time on a task, as the server measured it
     fast_share: float | None  # share of answers faster than the project's plausible minimum
 
 

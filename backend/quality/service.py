@@ -1,7 +1,7 @@
-"""Quality control in the database: gold versions, scoring answers as they are submitted,
-the raters' totals and trust, and the priors fusion takes from them."""
+"""Quality control in the database: scoring answers as they are submitted, the raters' totals
+and trust (suspension, reinstatement), and the priors fusion takes from them. Gold versions
+live in ``quality.gold``, the review queue in ``quality.review``."""
 
-import io
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -11,27 +11,27 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
-from sqlalchemy import and_, bindparam, update
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import ReturningInsert
-from sqlmodel import Session, col
+from sqlmodel import Session
 from sqlmodel import select as orm_select
 
-from backend.annotations.masks import to_png
 from backend.annotations.models import Annotation
 from backend.auth.models import User
+from backend.core import outbox
 from backend.core.db import on_rollback, table_of
-from backend.core.errors import Conflict, InvalidInput, NotFound
+from backend.core.errors import Conflict, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
-from backend.imaging.models import Case, Slice
+from backend.fusion import REFUSE_RATER
 from backend.projects.models import Project
 from backend.quality import metrics, scoring
+from backend.quality.gold import brain_region, overlay_png, read_grey, read_mask, retire_gold
 from backend.quality.models import (
     GoldScore,
-    GoldSource,
     GoldVersion,
     RaterAction,
     RaterActionKind,
@@ -45,224 +45,19 @@ from backend.quality.reliability import (
     Thresholds,
     TrustLevel,
     reliability,
+    since,
     suspension_reasons,
     trust_level,
 )
-from backend.tasks.models import Assignment, Task, TaskKind, TaskState
+from backend.tasks import service as tasks_service
+from backend.tasks.models import Task, TaskKind
 
 RATER_STATS = table_of(RaterStats)
+# Approve the next gold candidate of a retired gold slice's stratum: args (project, slice).
+REFILL_GOLD = "quality.refill_gold"
 COUNTERS = tuple(f.name for f in fields(RaterTotals))
 # Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
 HIT, MISS, FALSE_ALARM = (0, 158, 115), (230, 159, 0), (204, 121, 167)
-
-
-def read_mask(storage: Storage, key: str) -> NDArray[np.bool_]:
-    """A stored binary mask PNG as a boolean [H, W] array."""
-    with Image.open(io.BytesIO(storage.get(key))) as image:
-        return np.asarray(image.convert("L")) > 127
-
-
-def _read_grey(storage: Storage, key: str) -> NDArray[np.uint8]:
-    with Image.open(io.BytesIO(storage.get(key))) as image:
-        return np.asarray(image.convert("L"))
-
-
-def brain_region(flair: NDArray[np.uint8]) -> NDArray[np.bool_] | None:
-    """Pixels inside the brain of a skull-stripped FLAIR slice image (non-zero), or None when
-    the image has no zero background to tell it by."""
-    inside = flair > 0
-    return inside if 0 < inside.sum() < inside.size else None
-
-
-def overlay_png(
-    flair: NDArray[np.uint8], gold: NDArray[np.bool_], answer: NDArray[np.bool_]
-) -> bytes:
-    """The feedback image: the FLAIR slice in grey with hits, misses and false alarms in
-    colour (``HIT``, ``MISS``, ``FALSE_ALARM``)."""
-    rgb = np.repeat((flair.astype(np.float32) * 0.7)[..., None], 3, axis=2)
-    for where, colour in (
-        (gold & answer, HIT),
-        (gold & ~answer, MISS),
-        (answer & ~gold, FALSE_ALARM),
-    ):
-        rgb[where] = colour
-    buffer = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
-
-
-# --- gold versions ------------------------------------------------------------------------
-
-
-def _slice_and_case(session: Session, slice_id: int) -> tuple[Slice, Case]:
-    slice_ = session.get(Slice, slice_id)
-    if slice_ is None:
-        raise NotFound(f"Slice {slice_id} does not exist")
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
-    return slice_, case
-
-
-def set_gold(
-    *,
-    session: Session,
-    storage: Storage,
-    slice_id: int,
-    mask: NDArray[np.uint8],
-    source: GoldSource,
-    expert_id: int | None,
-) -> GoldVersion:
-    """Make ``mask`` the slice's gold: a new frozen version, served through the slice's gold
-    task (created on first use; its earlier versions stay for the scores that used them).
-
-    The slice's open normal task, if any, is retired: with an expert answer its crowd labels
-    are not needed, and no volunteer may meet the same slice as normal and as gold.
-    """
-    slice_, case = _slice_and_case(session, slice_id)
-    project = session.get(Project, case.project_id)
-    if project is not None and case.public_id in project.holdout_cases:
-        raise Conflict(
-            f"Case {case.public_id} is held out for evaluating models: its slices cannot be gold"
-        )
-    if mask.shape != (slice_.height, slice_.width):
-        raise InvalidInput(
-            f"The gold mask must be {slice_.width} x {slice_.height} pixels, "
-            f"not {mask.shape[1]} x {mask.shape[0]}"
-        )
-    previous = session.exec(
-        orm_select(GoldVersion.version)
-        .where(GoldVersion.slice_id == slice_id)
-        .order_by(GoldVersion.version.desc())  # type: ignore[attr-defined]
-    ).first()
-    number = (previous or 0) + 1
-    now = utcnow()
-    for old in session.exec(
-        orm_select(GoldVersion).where(
-            GoldVersion.slice_id == slice_id,
-            GoldVersion.retired_at.is_(None),  # type: ignore[union-attr]
-        )
-    ):
-        old.retired_at = now
-        session.add(old)
-    key = f"gold/{slice_id}/v{number}.png"
-    storage.put(key, to_png(mask.astype(np.uint8)))
-    on_rollback(session, lambda: storage.delete(key))
-    version = GoldVersion(
-        slice_id=slice_id,
-        version=number,
-        source=source,
-        mask_key=key,
-        lesion_pixels=int(np.count_nonzero(mask)),
-        created_by=expert_id,
-        created_at=now,
-    )
-    session.add(version)
-    session.flush()
-    task = session.exec(
-        orm_select(Task).where(Task.slice_id == slice_id, Task.kind == TaskKind.gold)
-    ).first()
-    if task is None:
-        task = Task(
-            project_id=case.project_id,
-            slice_id=slice_id,
-            kind=TaskKind.gold,
-            required_labels=1,
-        )
-    task.gold_version_id = version.id
-    task.state = TaskState.open
-    session.add(task)
-    for normal in session.exec(
-        orm_select(Task).where(
-            Task.slice_id == slice_id,
-            Task.kind == TaskKind.normal,
-            col(Task.state).in_([TaskState.open, TaskState.review]),
-        )
-    ):
-        normal.state = TaskState.retired
-        session.add(normal)
-    session.flush()
-    return version
-
-
-def approve_reference(
-    *, session: Session, storage: Storage, slice_id: int, expert_id: int | None
-) -> GoldVersion:
-    """Make the slice's imported expert reference mask its gold."""
-    slice_, _case = _slice_and_case(session, slice_id)
-    if slice_.reference_key is None:
-        raise Conflict(f"Slice {slice_id} has no imported reference mask to approve")
-    mask = read_mask(storage, slice_.reference_key).astype(np.uint8)
-    return set_gold(
-        session=session,
-        storage=storage,
-        slice_id=slice_id,
-        mask=mask,
-        source=GoldSource.reference,
-        expert_id=expert_id,
-    )
-
-
-def gold_candidates(
-    *, session: Session, project_id: int, limit: int, offset: int
-) -> list[tuple[Slice, Case]]:
-    """Slices of a project with a reference mask and no current gold, most lesion pixels
-    first (slices with lesions make the most informative gold)."""
-    current = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
-    rows = session.exec(
-        orm_select(Slice, Case)
-        .join(Case, Case.id == Slice.case_id)  # type: ignore[arg-type]
-        .where(
-            Case.project_id == project_id,
-            Slice.reference_key.is_not(None),  # type: ignore[union-attr]
-            Slice.id.not_in(current),  # type: ignore[union-attr]
-        )
-        .order_by(Slice.reference_pixels.desc(), Slice.id)  # type: ignore[union-attr,arg-type]
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return [(s, c) for s, c in rows]
-
-
-def seed_gold(*, session: Session, storage: Storage, project_id: int, per_case: int) -> int:
-    """Approve the reference masks of each case's ``per_case`` slices with the most lesion
-    pixels as gold, in a project that has no gold yet (the demo's experts' work); returns how
-    many slices became gold."""
-    has_gold = session.exec(
-        orm_select(Task.id).where(Task.project_id == project_id, Task.kind == TaskKind.gold)
-    ).first()
-    if has_gold is not None:
-        return 0
-    made = 0
-    by_case: dict[int, int] = {}
-    for slice_, case in gold_candidates(
-        session=session, project_id=project_id, limit=1_000_000, offset=0
-    ):
-        if not slice_.reference_pixels or by_case.get(case.id or 0, 0) >= per_case:
-            continue
-        by_case[case.id or 0] = by_case.get(case.id or 0, 0) + 1
-        approve_reference(session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None)
-        made += 1
-    return made
-
-
-def retire_gold(*, session: Session, slice_id: int) -> None:
-    """Stop serving a slice as gold (its versions and scores stay)."""
-    task = session.exec(
-        orm_select(Task).where(
-            Task.slice_id == slice_id, Task.kind == TaskKind.gold, Task.state == TaskState.open
-        )
-    ).first()
-    if task is None:
-        raise NotFound(f"Slice {slice_id} is not gold")
-    task.state = TaskState.retired
-    session.add(task)
-    session.execute(
-        update(table_of(GoldVersion))
-        .where(table_of(GoldVersion).c.slice_id == slice_id)
-        .where(table_of(GoldVersion).c.retired_at.is_(None))
-        .values(retired_at=utcnow())
-    )
-    session.flush()
 
 
 # --- scoring submissions ------------------------------------------------------------------
@@ -282,6 +77,7 @@ class AnsweredTask:
     limits: Thresholds
     repeat_rate: float
     repeat_gap: int
+    gold_reveals: int = 1_000_000  # feedbacks shown before the gold slice is retired
 
 
 @dataclass(frozen=True)
@@ -300,7 +96,7 @@ class Feedback:
 def _bump_statement(dialect: str) -> ReturningInsert[Any]:
     """Add the deltas to a rater's totals in a project (creating the row), returning them."""
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    columns = ("answered", *COUNTERS)
+    columns = ("answered", "duration_ms_sum", *COUNTERS)
     # A dict, not keywords: a column is called "fn", which values() takes for itself.
     statement = upsert(RATER_STATS).values(
         {
@@ -320,6 +116,7 @@ def _bump_statement(dialect: str) -> ReturningInsert[Any]:
         RATER_STATS.c.id,
         RATER_STATS.c.trust,
         RATER_STATS.c.override,
+        RATER_STATS.c.rule_base,
         *(RATER_STATS.c[name] for name in columns),
     )
 
@@ -334,14 +131,20 @@ def record_answer(
     mask: NDArray[np.uint8],
     duration_ms: int | None,
     now: datetime,
+    server_ms: int | None = None,
     draw: Callable[[], float] = random.random,
 ) -> Feedback | None:
     """Score an answer in its submission's transaction: gold answers against their gold
     version, repeats against the rater's first answer; every answer adds to the rater's totals
     (answers, response times), which may change their trust level. A normal answer may be
-    scheduled to come back to the rater as a repeat. Returns the feedback of a gold answer."""
+    scheduled to come back to the rater as a repeat. Returns the feedback of a gold answer.
+
+    ``server_ms``: the time the server saw the rater on the task (from the later of the lease
+    and their previous answer to this one); the speed rule reads it, since a client can leave
+    out or fake its own ``duration_ms`` (kept with the answer as information only)."""
     answer = mask.astype(bool)
-    delta = scoring.add_answer(RaterTotals(), duration_ms, task.limits)
+    timing = server_ms if server_ms is not None else duration_ms
+    delta = scoring.add_answer(RaterTotals(), timing, task.limits)
     feedback = None
     if task.kind is TaskKind.gold and task.gold_version_id is not None:
         result, feedback = _score_gold(session, storage, task, user_id, annotation_id, answer, now)
@@ -357,11 +160,12 @@ def record_answer(
             "rater_project": task.project_id,
             "at": now,
             "d_answered": 1,
+            "d_duration_ms_sum": max(0, timing or 0),
             **{f"d_{name}": getattr(delta, name) for name in COUNTERS},
         },
     ).one()
     totals = totals_of(row)
-    _update_trust(session, row.id, TrustLevel(row.trust), row.override, totals, task, user_id, now)
+    _update_trust(session, row, totals, task, user_id, now)
     if task.kind is TaskKind.normal and draw() < task.repeat_rate:
         session.add(
             Task(
@@ -391,7 +195,7 @@ def _score_gold(
     assert version is not None
     gold = read_mask(storage, version.mask_key)
     flair = (
-        _read_grey(storage, task.flair_key)
+        read_grey(storage, task.flair_key)
         if task.flair_key
         else np.zeros(gold.shape, dtype=np.uint8)
     )
@@ -419,7 +223,24 @@ def _score_gold(
         created_at=now,
     )
     session.add(stored)
+    _rest_revealed(session, task, version)
     return result, feedback_of(stored)
+
+
+def _rest_revealed(session: Session, task: AnsweredTask, version: GoldVersion) -> None:
+    """Retire a gold slice once ``gold_reveals`` volunteers have seen its feedback (which
+    shows the expert's outline), and have the pool refilled from the candidates once this
+    transaction commits: feedback teaches, but must not become a shared answer key."""
+    session.flush()  # this answer's score counts
+    shown = session.execute(
+        sa_select(func.count())
+        .select_from(table_of(GoldScore))
+        .where(table_of(GoldScore).c.gold_version_id == version.id)
+    ).scalar_one()
+    if shown < task.gold_reveals:
+        return
+    retire_gold(session=session, slice_id=task.slice_id)
+    outbox.defer(session, REFILL_GOLD, task.project_id, task.slice_id)
 
 
 def _score_repeat(
@@ -450,20 +271,19 @@ def _score_repeat(
 
 def _update_trust(
     session: Session,
-    stats_id: int,
-    stored: TrustLevel,
-    override: str | None,
+    row: Any,
     totals: RaterTotals,
     task: AnsweredTask,
     user_id: int,
     now: datetime,
 ) -> None:
     """Store the trust level the totals earn. An expert's suspension stands; after an expert's
-    reinstatement the rules no longer suspend, but the rater still moves up the levels."""
+    reinstatement the rules judge the answers given since (``rule_base``): a fresh window of
+    evidence, not immunity."""
+    stored, override = TrustLevel(row.trust), row.override
     if override == RaterActionKind.suspended.value:
         return
-    reinstated = override == RaterActionKind.reinstated.value
-    reasons = [] if reinstated else suspension_reasons(totals, task.limits)
+    reasons = suspension_reasons(since(totals, row.rule_base), task.limits)
     earned = TrustLevel.suspended if reasons else trust_level(totals, task.limits, suspend=False)
     if earned is stored:
         return
@@ -479,7 +299,16 @@ def _update_trust(
                 created_at=now,
             )
         )
-    session.execute(update(RATER_STATS).where(RATER_STATS.c.id == stats_id).values(**values))
+        exclude(session, project_id=task.project_id, user_id=user_id, now=now)
+    session.execute(update(RATER_STATS).where(RATER_STATS.c.id == row.id).values(**values))
+
+
+def exclude(session: Session, *, project_id: int, user_id: int, now: datetime) -> None:
+    """What follows a rater's exclusion (suspended or flagged), in its transaction: every
+    lease they hold in the project ends now (held or prefetched tasks are not served or
+    accepted), and once committed every task they answered is fused again without them."""
+    tasks_service.release_all(session=session, user_id=user_id, project_id=project_id, now=now)
+    outbox.defer(session, REFUSE_RATER, project_id, user_id)
 
 
 def gold_score_of(session: Session, annotation_id: int) -> GoldScore | None:
@@ -512,10 +341,11 @@ class RaterPrior:
     specificity: Beta
     trust: TrustLevel
     gold: int
+    flagged: bool = False  # held out by the consistency check until an expert clears it
 
     @property
     def excluded(self) -> bool:
-        return self.trust is TrustLevel.suspended
+        return self.trust is TrustLevel.suspended or self.flagged
 
 
 def rater_priors(session: Session, project_id: int) -> dict[int, RaterPrior]:
@@ -525,7 +355,9 @@ def rater_priors(session: Session, project_id: int) -> dict[int, RaterPrior]:
     priors = {}
     for row in rows:
         rel = reliability(row.totals())
-        priors[row.user_id] = RaterPrior(rel.sensitivity, rel.specificity, row.trust, row.gold)
+        priors[row.user_id] = RaterPrior(
+            rel.sensitivity, rel.specificity, row.trust, row.gold, row.flagged_reason is not None
+        )
     return priors
 
 
@@ -591,11 +423,15 @@ def set_suspension(
     action = RaterActionKind.suspended if suspend else RaterActionKind.reinstated
     if suspend:
         stats.trust, stats.suspended_reason = TrustLevel.suspended, reason
+        exclude(session, project_id=project_id, user_id=user_id, now=now)
     else:
         if stats.trust is not TrustLevel.suspended:
             raise Conflict(f"User {user_id} is not suspended in project {project_id}")
         stats.trust = trust_level(stats.totals(), _limits(session, project_id), suspend=False)
         stats.suspended_reason = None
+        # The rules start a new window of evidence from here.
+        stats.rule_base = {name: getattr(stats, name) for name in COUNTERS}
+        outbox.defer(session, REFUSE_RATER, project_id, user_id)
     stats.override, stats.updated_at = action.value, now
     session.add(stats)
     session.add(
@@ -627,148 +463,3 @@ def _limits(session: Session, project_id: int) -> Thresholds:
     if project is None:
         raise NotFound(f"Project {project_id} does not exist")
     return Thresholds.of(project)
-
-
-def _own_assignment() -> Any:
-    """Join condition: the assignment an annotation answered."""
-    return and_(
-        col(Assignment.task_id) == col(Annotation.task_id),
-        col(Assignment.user_id) == col(Annotation.user_id),
-    )
-
-
-def expert_answers(*, session: Session, project_id: int, limit: int, offset: int) -> list[Any]:
-    """Experts' answers in a project, newest first, with whether their slice is gold now."""
-    current = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
-    rows = session.exec(
-        orm_select(Annotation, Task.slice_id, User.display_name, Task.slice_id.in_(current))  # type: ignore[attr-defined]
-        .join(Task, Task.id == Annotation.task_id)  # type: ignore[arg-type]
-        .join(Assignment, _own_assignment())
-        .join(User, User.id == Annotation.user_id)  # type: ignore[arg-type]
-        .where(Task.project_id == project_id, Assignment.expert)
-        .order_by(Annotation.id.desc())  # type: ignore[union-attr]
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return list(rows)
-
-
-def promote_answer(
-    *, session: Session, storage: Storage, annotation_id: int, expert_id: int
-) -> GoldVersion:
-    """Make an expert's answer the gold of its slice."""
-    row = session.exec(
-        orm_select(Annotation, Task.slice_id, Assignment.expert)
-        .join(Task, Task.id == Annotation.task_id)  # type: ignore[arg-type]
-        .join(Assignment, _own_assignment())
-        .where(Annotation.id == annotation_id)
-    ).first()
-    if row is None:
-        raise NotFound(f"Answer {annotation_id} does not exist")
-    annotation, slice_id, by_expert = row
-    if not by_expert:
-        raise Conflict(
-            "Only an expert's answer can become gold; paint one or approve the reference"
-        )
-    return set_gold(
-        session=session,
-        storage=storage,
-        slice_id=slice_id,
-        mask=read_mask(storage, annotation.mask_key).astype(np.uint8),
-        source=GoldSource.expert,
-        expert_id=expert_id,
-    )
-
-
-# --- the review queue ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """A crowd task whose volunteers disagree: pairwise Dice of their answers."""
-
-    task_id: int
-    slice_id: int
-    annotation_ids: list[int]
-    mean_dice: float
-    min_dice: float
-    max_dice: float
-    escalated: bool  # still uncertain after the project's max_labels (fusion's decision)
-
-
-def pairwise_dice(masks: list[NDArray[np.bool_]]) -> list[float]:
-    """Dice of every pair of masks (in order (0,1), (0,2), ..., (1,2), ...)."""
-    return [
-        metrics.dice(masks[i], masks[j])
-        for i in range(len(masks))
-        for j in range(i + 1, len(masks))
-    ]
-
-
-def review_queue(
-    *, session: Session, storage: Storage, project_id: int, limit: int, scan: int = 500
-) -> list[ReviewItem]:
-    """Crowd tasks for an expert: first those fusion escalated (still uncertain after the
-    project's ``max_labels``, state ``review``), then, among the ``scan`` most recent tasks
-    with two or more volunteer answers, those whose answers agree least (lowest mean pairwise
-    Dice, then widest spread). Slices that are gold already are left out.
-    """
-    gold = orm_select(GoldVersion.slice_id).where(GoldVersion.retired_at.is_(None))  # type: ignore[union-attr]
-    escalated = Task.state == TaskState.review
-    tasks_ = session.exec(
-        orm_select(Task.id, Task.slice_id, escalated)
-        .where(
-            Task.project_id == project_id,
-            Task.kind == TaskKind.normal,
-            Task.submitted_labels >= 2,
-            col(Task.slice_id).not_in(gold),
-        )
-        .order_by(escalated.desc(), col(Task.id).desc())  # type: ignore[attr-defined]
-        .limit(scan)
-    ).all()
-    if not tasks_:
-        return []
-    answers: dict[int, list[Annotation]] = {}
-    for annotation in session.exec(
-        orm_select(Annotation)
-        .join(Assignment, _own_assignment())
-        .where(col(Annotation.task_id).in_([row[0] for row in tasks_]), Assignment.expert == False)  # noqa: E712
-        .order_by(col(Annotation.id))
-    ):
-        answers.setdefault(annotation.task_id, []).append(annotation)
-    items = []
-    for task_id, slice_id, is_escalated in tasks_:
-        assert task_id is not None
-        given = answers.get(task_id, [])
-        if len(given) < 2:
-            continue
-        scores = pairwise_dice([read_mask(storage, a.mask_key) for a in given])
-        items.append(
-            ReviewItem(
-                task_id=task_id,
-                slice_id=slice_id,
-                annotation_ids=[a.id or 0 for a in given],
-                mean_dice=float(np.mean(scores)),
-                min_dice=min(scores),
-                max_dice=max(scores),
-                escalated=bool(is_escalated),
-            )
-        )
-    items.sort(key=lambda item: (not item.escalated, item.mean_dice, item.min_dice - item.max_dice))
-    return items[:limit]
-
-
-def current_gold_versions(
-    *, session: Session, project_id: int, limit: int, offset: int
-) -> list[tuple[GoldVersion, Slice, Case]]:
-    """The project's gold slices (their current versions), newest first."""
-    rows = session.exec(
-        orm_select(GoldVersion, Slice, Case)
-        .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
-        .join(Case, col(Case.id) == col(Slice.case_id))
-        .where(Case.project_id == project_id, col(GoldVersion.retired_at).is_(None))
-        .order_by(col(GoldVersion.id).desc())
-        .offset(offset)
-        .limit(limit)
-    ).all()
-    return [(v, s, c) for v, s, c in rows]

@@ -56,7 +56,7 @@ class Task(SQLModel, table=True):
     priority: float = 0.0
     state: TaskState = Field(default=TaskState.open, sa_type=enum_type(TaskState), index=True)
     created_at: datetime = created_at_field()
-    # Slot bookkeeping, derived from the task's assignments by ``tasks.service.refresh_slots``
+    # Slot bookkeeping, derived from the task's assignments by ``tasks.slots.refresh_slots``
     # in every transaction that changes them (under the task's row lock), so the queue can
     # tell a free task by its own row: answers stored so far, and the time until which
     # unexpired leases hold every remaining slot (None or past: a slot is free now).
@@ -90,6 +90,9 @@ class Assignment(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("task_id", "user_id"),
         sa.UniqueConstraint("user_id", "idempotency_key"),
+        # Lease ids are never reused (SQLite would hand a deleted top id out again): a lapsed
+        # lease renewed under its old id would tell which tasks come back.
+        {"sqlite_autoincrement": True},
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,6 +124,8 @@ class TaskReport(SQLModel, table=True):
     """A volunteer's "Report a problem" on a leased slice, for experts to look at."""
 
     __tablename__ = "task_reports"
+    # One report per task and volunteer: a skipped task could otherwise be reported forever.
+    __table_args__ = (sa.UniqueConstraint("task_id", "user_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="tasks.id", ondelete="CASCADE", index=True)

@@ -8,15 +8,19 @@ from fastapi import Path as FastPath
 from sqlmodel import Session
 
 from backend.annotations import service as annotations
+from backend.annotations.masks import MAX_MASK_BODY_BYTES, mask_body_limit
 from backend.annotations.schemas import AnnotationCreate, AnnotationRead, FeedbackRead
 from backend.auth.deps import CredentialsDep, CurrentUser, authenticate, require_role
-from backend.auth.models import User, UserRole
+from backend.auth.models import TokenScope, User, UserRole
+from backend.core.body import json_body, parse_json, read_body
 from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import error_responses
 from backend.core.http import json_response
 from backend.core.validation import MAX_DB_ID, PathId
-from backend.tasks import service
+from backend.imaging.variant import lease_variant
+from backend.tasks import reports, service
 from backend.tasks.models import TaskReport
+from backend.tasks.queue import NEIGHBOUR_REACH
 from backend.tasks.schemas import (
     NeighbourRead,
     ReportIn,
@@ -86,13 +90,14 @@ def _annotation_read(result: annotations.Submission) -> AnnotationRead:
             lesions_missed=feedback.lesions_missed,
             false_alarms=feedback.false_alarms,
             overlay_url=f"/api/annotations/{stored.id}/feedback.png",
-            gold_url=f"/api/annotations/{stored.id}/gold.png",
         ),
     )
 
 
 # The two endpoints every volunteer calls in a loop are async and put their whole database
-# part (authentication included) into one Database.run: one thread hop and one transaction.
+# part into Database.run: one thread hop and one transaction for next-task; for a submission
+# one more before it, to authenticate before the body is read.
+SCOPE = TokenScope.tasks
 
 
 @router.post(
@@ -124,7 +129,7 @@ async def next_task(
     """
 
     def work(session: Session) -> TaskRead | None:
-        caller = authenticate(session, credentials)
+        caller = authenticate(session, credentials, SCOPE)
         caller.require_consent()
         lease = service.next_task(
             session=session,
@@ -154,16 +159,21 @@ async def next_task(
             400,
             404,
             409,
+            415,
             422,
             e409="Not leased to you, already labelled, or the lease was lost",
             e422="The mask is malformed, the wrong size or not binary, or the Idempotency-Key "
             "was used with a different request",
         ),
     },
+    # The body is read by the endpoint, after authentication (see backend.core.body); its
+    # limit is the configured mask size's (mask_body_limit), at most this.
+    max_body_size=MAX_MASK_BODY_BYTES,
+    openapi_extra=json_body(AnnotationCreate),
 )
 async def submit_annotation(
     task_id: PathId,
-    body: AnnotationCreate,
+    request: Request,
     credentials: CredentialsDep,
     database: DatabaseDep,
     settings: SettingsDep,
@@ -179,11 +189,19 @@ async def submit_annotation(
 ) -> Response:
     """Submit your mask for a task you hold (``task_id``: the id from POST /api/tasks/next):
     PNG (base64) or RLE at the slice image size. After a check task the answer carries
-    feedback against the expert's mask."""
-    request_sha256 = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    feedback against the expert's mask.
+
+    The body is parsed, validated and decoded in the database thread after the caller is
+    authenticated, never on the event loop that serves everyone else; a body that may be
+    larger than the small limit is read only after authentication
+    (``backend.auth.guard.SignedInUploads``), so a stranger's megabytes are never read.
+    """
+    raw = await read_body(request, limit=mask_body_limit(settings.max_mask_bytes))
 
     def work(session: Session) -> tuple[AnnotationRead, bool]:
-        caller = authenticate(session, credentials)
+        caller = authenticate(session, credentials, SCOPE)
+        body = parse_json(AnnotationCreate, raw)
+        request_sha256 = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         result = annotations.submit(
             session=session,
             storage=storage,
@@ -216,24 +234,29 @@ async def submit_annotation(
 )
 def lease_image(
     lease_id: PathId,
-    offset: Annotated[int, FastPath(ge=-service.NEIGHBOUR_REACH, le=service.NEIGHBOUR_REACH)],
+    offset: Annotated[int, FastPath(ge=-NEIGHBOUR_REACH, le=NEIGHBOUR_REACH)],
     contrast: Annotated[str, FastPath(max_length=16)],
     request: Request,
     user: CurrentUser,
     session: SessionDep,
     storage: StorageDep,
+    settings: SettingsDep,
 ) -> Response:
-    """One contrast of your leased slice (offset 0) or a neighbour, as an 8-bit PNG."""
+    """One contrast of your leased slice (offset 0) or a neighbour, as an 8-bit PNG, while
+    your lease lasts."""
     assert user.id is not None
     key = service.lease_image_key(
         session=session, lease_id=lease_id, user_id=user.id, offset=offset, contrast=contrast
     )
-    # The ETag names the lease's image, not the stored file: it must not repeat across leases.
-    etag = '"' + hashlib.sha256(f"{lease_id}/{offset}/{contrast}".encode()).hexdigest()[:32] + '"'
+    # The ETag and the bytes belong to the lease's image, not the stored file: neither may
+    # repeat across leases, or a second account could recognise an image (gold) by its hash.
+    token = f"{lease_id}/{offset}/{contrast}"
+    etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
     headers = {"Cache-Control": "private, max-age=86400", "ETag": etag}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(content=storage.get(key), media_type="image/png", headers=headers)
+    content = lease_variant(storage.get(key), settings.secret_key.encode(), token)
+    return Response(content=content, media_type="image/png", headers=headers)
 
 
 @router.post(
@@ -252,16 +275,30 @@ def skip_task(task_id: PathId, user: CurrentUser, session: SessionDep) -> None:
     "/{task_id}/report",
     status_code=status.HTTP_201_CREATED,
     response_model=ReportRead,
-    responses=error_responses(400, 404, 409, e409="You already labelled this task"),
+    responses=error_responses(
+        400,
+        404,
+        409,
+        429,
+        e409="You already labelled or reported this task",
+        e429="Too many reports this hour",
+    ),
 )
 def report_task(
-    task_id: PathId, body: ReportIn, user: CurrentUser, session: SessionDep
+    task_id: PathId, body: ReportIn, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> ReportRead:
     """Report a problem with your leased slice (a bad image, an artefact, or that you are
-    unsure); experts see it (``GET /api/reports``). Your lease is released, as with skip."""
+    unsure); experts see it (``GET /api/reports``). Your lease is released, as with skip.
+    One report per task (``409``, code ``already_reported``), and a limited number an hour
+    (``429``, code ``too_many_reports``)."""
     assert user.id is not None
-    report = service.report_problem(
-        session=session, user_id=user.id, lease_id=task_id, reason=body.reason, note=body.note
+    report = reports.report_problem(
+        session=session,
+        user_id=user.id,
+        lease_id=task_id,
+        reason=body.reason,
+        note=body.note,
+        per_hour=settings.reports_per_user_per_hour,
     )
     assert report.id is not None
     return ReportRead(
@@ -282,7 +319,7 @@ def list_reports(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[ReportListRead]:
     """Volunteers' problem reports, newest first (experts and admins)."""
-    rows = service.list_reports(
+    rows = reports.list_reports(
         session=session, project_id=project_id, unresolved=unresolved, limit=limit
     )
     return [_report_list_read(row.report, row) for row in rows]
@@ -293,14 +330,14 @@ def list_reports(
 )
 def resolve_report(report_id: PathId, user: ExpertUser, session: SessionDep) -> ReportListRead:
     """Mark a report as looked at; it leaves the unresolved list."""
-    report = service.resolve_report(session=session, report_id=report_id)
-    (row,) = service.list_reports(
+    report = reports.resolve_report(session=session, report_id=report_id)
+    (row,) = reports.list_reports(
         session=session, project_id=None, unresolved=False, limit=1, report_id=report_id
     )
     return _report_list_read(report, row)
 
 
-def _report_list_read(report: TaskReport, row: service.ReportRow) -> ReportListRead:
+def _report_list_read(report: TaskReport, row: reports.ReportRow) -> ReportListRead:
     assert report.id is not None
     return ReportListRead(
         id=report.id,

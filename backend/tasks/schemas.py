@@ -1,9 +1,11 @@
 """API shapes for leased tasks."""
 
 from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
+from backend.core.text import normalise_text
 from backend.core.validation import InputModel
 from backend.tasks.models import ReportReason
 
@@ -38,11 +40,17 @@ class TaskRead(BaseModel):
     mask_encodings: list[str] = ["png", "rle"]
 
 
+def _normalised(value: Any) -> Any:
+    return normalise_text(value) if isinstance(value, str) else value
+
+
 class ReportIn(InputModel):
     """ "Report a problem" with the leased slice; the lease is released with it."""
 
     reason: ReportReason
-    note: str = Field(default="", max_length=500)
+    # Normalised before its length is checked: NFC, no direction-changing or invisible
+    # characters (backend.core.text).
+    note: Annotated[str, BeforeValidator(_normalised)] = Field(default="", max_length=500)
 
 
 class ReportRead(BaseModel):

@@ -38,10 +38,9 @@ POLICY = {
     ("GET", "/api/reports"): EXPERT,
     ("POST", "/api/reports/{report_id}/resolve"): EXPERT,
     ("GET", "/api/tasks/{lease_id}/images/{offset}/{contrast}.png"): USER,
-    ("GET", "/api/slices/{slice_id}/images/{contrast}.png"): USER,
+    ("GET", "/api/slices/{slice_id}/images/{contrast}.png"): EXPERT,
     ("GET", "/api/slices/{slice_id}/reference.png"): EXPERT,
     ("GET", "/api/annotations/{annotation_id}/feedback.png"): USER,  # own answers only
-    ("GET", "/api/annotations/{annotation_id}/gold.png"): USER,  # own answers only
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,
@@ -53,6 +52,7 @@ POLICY = {
     ("GET", "/api/quality/raters/{user_id}/actions"): EXPERT,
     ("POST", "/api/quality/raters/{user_id}/suspend"): EXPERT,
     ("POST", "/api/quality/raters/{user_id}/reinstate"): EXPERT,
+    ("POST", "/api/quality/raters/{user_id}/clear-flag"): EXPERT,
     ("GET", "/api/quality/expert-answers"): EXPERT,
     ("GET", "/api/quality/review"): EXPERT,
     ("GET", "/api/fusion/tasks/{task_id}"): LABELS,

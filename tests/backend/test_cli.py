@@ -142,9 +142,10 @@ def test_demo_builds_cases_accounts_and_tasks(settings_env: pytest.MonkeyPatch) 
         }
         tasks = session.exec(select(Task)).all()
         assert len(tasks) > 100
-        # Each case's 3 slices with the most lesion are gold; their crowd tasks are retired.
+        # A stratified gold pool of a quarter of the case's 141 slices (quality.gold_pool);
+        # their crowd tasks are retired.
         gold = [t for t in tasks if t.kind is TaskKind.gold]
-        assert len(gold) == 3  # one case
+        assert len(gold) == 35  # one case
         assert {t.state for t in gold} == {TaskState.open}
         retired = {t.slice_id for t in tasks if t.state is TaskState.retired}
         assert retired == {t.slice_id for t in gold}

@@ -4,8 +4,16 @@ Every operation gets valid and invalid requests (bounded example counts keep it 
 minutes). Each answer must not be a server error and must conform to the schema: a documented
 status code, content type, headers and body. A fresh browser session signs every request
 (cookie and CSRF token), so operations like logout or token revocation cannot starve the rest.
+
+As the admin, the volunteer routes answer 404 to every example (the admin holds no lease), so
+they are fuzzed again as volunteers: each example is a new volunteer holding a lease, whose id
+goes into the path; hypothesis draws binary masks at the slice size for some of the bodies, so
+examples reach mask decoding and scoring and are stored (201) as well as refused (422).
 """
 
+import base64
+import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +24,7 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
@@ -28,6 +37,8 @@ from sqlalchemy import Engine, text, update
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, col
 
+from backend.annotations.masks import encode_rle, to_png
+from backend.auth import consent, tokens
 from backend.auth import service as auth
 from backend.auth.deps import SESSION_COOKIE
 from backend.auth.models import Credential, User, UserRole
@@ -39,8 +50,9 @@ from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
 from backend.imaging.preprocess import encode_png
 from backend.main import create_app
+from backend.tasks import service as tasks
 from tests.conftest import PG_URL
-from tests.factories import PASSWORD, create_tasks
+from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks
 
 CHECKS = [
     not_a_server_error,
@@ -50,6 +62,9 @@ CHECKS = [
     response_schema_conformance,
 ]
 EXAMPLES = 75  # per operation and generation mode
+VOLUNTEER_EXAMPLES = 40
+# Slots enough that volunteers' leases never fill the volunteer project's tasks.
+VOLUNTEER_SLOTS = 10_000
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +122,7 @@ def _fresh_session(engine: Engine) -> dict[str, str]:
             .where(col(Credential.user_id) == admin.id, col(Credential.revoked_at).is_(None))
             .values(revoked_at=utcnow() - timedelta(seconds=1))
         )
-        secret, credential = auth.open_session(session=session, user=admin, hours=1)
+        secret, credential = tokens.open_session(session=session, user=admin, hours=1)
         session.commit()
     assert credential.csrf_token is not None
     return {"Cookie": f"{SESSION_COOKIE}={secret}", "X-CSRF-Token": credential.csrf_token}
@@ -149,3 +164,105 @@ def test_no_input_crashes_the_api_or_breaks_its_schema(
         case.call_and_validate(headers=_fresh_session(engine), checks=CHECKS)
 
     run()
+
+
+@pytest.fixture(scope="module")
+def volunteer_project(fuzz_app: tuple[FastAPI, Engine]) -> int:
+    """A project of four consecutive slices whose tasks never run out of slots."""
+    app, engine = fuzz_app
+    with Session(engine) as session:
+        made = create_tasks(session, app.state.storage, count=4, required_labels=VOLUNTEER_SLOTS)
+        session.commit()
+        return made[0].project_id
+
+
+def _volunteer_with_lease(engine: Engine, project_id: int) -> tuple[int, dict[str, str]]:
+    """A new volunteer (consent given) holding a lease in ``project_id``: the lease id and the
+    headers of their browser session."""
+    with Session(engine, expire_on_commit=False) as session:
+        volunteer = User(
+            display_name=f"fuzz-{uuid.uuid4().hex[:12]}",
+            password_hash="unusable",
+            consent_version=consent.VERSION,
+            consent_at=utcnow(),
+        )
+        session.add(volunteer)
+        session.flush()
+        secret, credential = tokens.open_session(session=session, user=volunteer, hours=1)
+        lease = tasks.next_task(
+            session=session, user=volunteer, lease_seconds=900, project_id=project_id
+        )
+        session.commit()
+    assert lease is not None
+    assert credential.csrf_token is not None
+    return lease.id, {"Cookie": f"{SESSION_COOKIE}={secret}", "X-CSRF-Token": credential.csrf_token}
+
+
+@st.composite
+def masks(draw: st.DrawFn) -> dict[str, Any]:
+    """A binary mask at the fuzz slices' size (a rectangle, maybe empty), as RLE or PNG."""
+    mask = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
+    x0, x1 = sorted(draw(st.lists(st.integers(0, WIDTH), min_size=2, max_size=2)))
+    y0, y1 = sorted(draw(st.lists(st.integers(0, HEIGHT), min_size=2, max_size=2)))
+    mask[y0:y1, x0:x1] = 1
+    if draw(st.booleans()):
+        return {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": encode_rle(mask)}
+    return {"encoding": "png", "data": base64.b64encode(to_png(mask)).decode()}
+
+
+# The volunteer's own routes, with the path parameter that takes the lease id.
+VOLUNTEER_ROUTES = {
+    "POST /api/tasks/{task_id}/annotations": "task_id",
+    "GET /api/tasks/{lease_id}/images/{offset}/{contrast}.png": "lease_id",
+    "POST /api/tasks/{task_id}/report": "task_id",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("label", "mode"),
+    [
+        pytest.param(label, mode, id=f"{label} {mode.value}")
+        for label in VOLUNTEER_ROUTES
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ],
+)
+def test_volunteer_routes_as_a_volunteer_holding_a_lease(
+    label: str,
+    mode: GenerationMode,
+    api_schema: Any,
+    fuzz_app: tuple[FastAPI, Engine],
+    volunteer_project: int,
+) -> None:
+    _app, engine = fuzz_app
+    operation = api_schema.find_operation_by_label(label)
+    assert operation is not None, label
+    statuses: Counter[int] = Counter()
+
+    @given(case=operation.as_strategy(mode), data=st.data())
+    @settings(
+        max_examples=VOLUNTEER_EXAMPLES,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
+    def run(case: schemathesis.Case, data: st.DataObject) -> None:
+        lease, headers = _volunteer_with_lease(engine, volunteer_project)
+        case.path_parameters[VOLUNTEER_ROUTES[label]] = lease
+        if "contrast" in case.path_parameters and data.draw(st.booleans()):
+            case.path_parameters["offset"] = data.draw(st.integers(-1, 1))
+            case.path_parameters["contrast"] = "flair"
+        if isinstance(case.body, dict) and "mask" in case.body and data.draw(st.booleans()):
+            case.body = {**case.body, "mask": data.draw(masks())}
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        statuses[response.status_code] += 1
+
+    run()
+    if mode is GenerationMode.POSITIVE:
+        # Valid requests got through (stored, served, reported); some masks were refused.
+        assert statuses[201 if label.startswith("POST") else 200] > 0, statuses
+        if "annotations" in label:
+            assert statuses[422] > 0, statuses
+    else:
+        assert statuses[422] > 0, statuses

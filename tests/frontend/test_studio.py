@@ -20,6 +20,7 @@ from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from backend.imaging.models import Slice
 from backend.imaging.preprocess import encode_png
+from backend.quality import gold
 from backend.quality import service as quality
 from backend.quality.models import GoldSource
 from backend.tasks.models import Assignment, Task, TaskReport
@@ -76,7 +77,7 @@ def _seed_case(session: Session, storage: Storage, project_gold: bool, count: in
                 Task(project_id=project.id or 0, slice_id=slice_.id or 0, required_labels=1)
             )
     if project_gold:  # one gold task on the middle slice, and nothing else to label
-        quality.set_gold(
+        gold.set_gold(
             session=session,
             storage=storage,
             slice_id=slices[count // 2].id or 0,
@@ -519,4 +520,41 @@ def test_enter_in_the_login_form_logs_in_and_never_signs_up(
     page.fill("#login-password", PASSWORD)
     page.press("#login-password", "Enter")
     _wait_slice(page)  # consent is asked once, not at every log-in
+    assert errors == []
+
+
+def test_a_suspended_volunteer_is_told_why_and_what_to_do(
+    browser: Any, site: tuple[str, Path]
+) -> None:
+    """Not "all caught up": the reason, and the way back (the help, an expert's review)."""
+    base, data_dir = site
+    page, errors = _page(browser, 360, 640)
+    _volunteer(page, base, "Paused Painter")
+    page.click("[data-testid=no-lesions]")
+    _submitted(page, 1)
+    engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    with Session(engine) as session:
+        volunteer = session.exec(select(User).where(User.display_name == "Paused Painter")).one()
+        (project_id,) = {t.project_id for t in session.exec(select(Task))}
+        quality.set_suspension(
+            session=session,
+            project_id=project_id,
+            user_id=volunteer.id or 0,
+            suspend=True,
+            reason="painting outside the brain",
+            expert_id=volunteer.id or 0,
+        )
+        session.commit()
+    engine.dispose()
+    # The slice on screen was leased before: its answer is refused, and the studio says why.
+    page.click("[data-testid=no-lesions]")
+    page.wait_for_selector("[data-testid=paused]", state="visible")
+    text = page.inner_text("[data-testid=paused]")
+    assert "painting outside the brain" in text
+    assert "expert can reinstate" in text
+    assert page.locator("[data-testid=no-task]").is_hidden()
+    # A fresh visit says the same.
+    page.reload()
+    page.wait_for_selector("[data-testid=paused]", state="visible")
+    assert "painting outside the brain" in page.inner_text("[data-testid=paused]")
     assert errors == []

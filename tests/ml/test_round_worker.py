@@ -23,7 +23,7 @@ from backend.core.config import Settings, get_settings
 from backend.core.db import transaction
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
-from backend.quality import service as quality
+from backend.quality import gold
 from backend.quality.models import GoldSource
 from backend.rounds import jobs as round_jobs
 from backend.rounds import service as rounds
@@ -89,8 +89,8 @@ def test_a_worker_killed_mid_training_is_resumed_with_the_registry_intact(
     with transaction(engine) as session:  # labels: four expert gold slices of the first case
         slices = session.exec(select(Slice).where(col(Slice.reference_pixels) > 0)).all()
         for slice_ in [s for s in slices if s.reference_key][:4]:
-            mask = quality.read_mask(storage, slice_.reference_key or "")
-            quality.set_gold(
+            mask = gold.read_mask(storage, slice_.reference_key or "")
+            gold.set_gold(
                 session=session,
                 storage=storage,
                 slice_id=slice_.id or 0,

@@ -11,7 +11,7 @@ from backend.auth import service as auth
 from backend.core.db import transaction
 from backend.imaging.models import Slice
 from backend.projects.models import Project
-from backend.quality import service as quality
+from backend.quality import gold
 from backend.rounds import jobs as round_jobs
 from backend.rounds import service as rounds
 from backend.rounds.models import ModelStatus, ModelVersion, Round, RoundStatus
@@ -39,7 +39,7 @@ def label_chosen(setup: Setup, round_: Round, raters: int = 3) -> None:
                 assert lease.task.slice_id in round_.selected  # the chosen slices come first
                 slice_ = session.get_one(Slice, lease.task.slice_id)
                 assert slice_.reference_key is not None
-                truth = quality.read_mask(setup.storage, slice_.reference_key)
+                truth = gold.read_mask(setup.storage, slice_.reference_key)
                 submit(session, setup.storage, user, lease, mask=_mask_rle(truth))
 
 
@@ -89,6 +89,10 @@ def test_a_round_trains_scores_and_sets_the_next_rounds_priorities(setup: Setup)
     assert version.status is ModelStatus.promoted  # the first evaluated model
     assert version.snapshot["holdout"] == [setup.cases[-1]]
     assert set(version.snapshot["cases"]) == {setup.cases[0]}  # fused labels of case 1 only
+    with Session(engine) as session:
+        fused = [f.result_id for f in jobs.training_labels(session, setup.project_id)]
+    assert len(fused) == 4
+    assert version.snapshot["fused_results"] == fused  # the fused versions it trained on
     assert 0.0 <= version.metrics["dice"] <= 1.0
     assert done.scores_key is not None
     ids, scores = rounds.decode_scores(storage.get(done.scores_key))

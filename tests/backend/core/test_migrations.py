@@ -18,7 +18,7 @@ TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
 TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rounds"}
-TABLES |= {"task_reports"}
+TABLES |= {"task_reports", "consensus_scores"}
 
 
 def _tables(engine: Engine) -> set[str]:

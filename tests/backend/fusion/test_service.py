@@ -18,9 +18,10 @@ from backend.core.config import get_settings
 from backend.core.db import transaction
 from backend.core.outbox import Relay
 from backend.core.storage import Storage
-from backend.fusion import FUSE_TASK, jobs
+from backend.fusion import FUSE_TASK, adaptive, jobs, labels
 from backend.fusion import service as fusion
 from backend.fusion.models import FusionResult, FusionRun
+from backend.quality import gold, review
 from backend.quality import service as quality
 from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
@@ -78,8 +79,8 @@ def test_project_fusion_makes_versions_and_leaves_out_experts_and_suspended(
         assert sorted(r.task_id for r in results) == sorted(task_ids)
         assert all(r.version == 1 and len(r.raters) == 3 for r in results)
         # The sloppy stroke is outvoted; the soft label reads back to 1/255.
-        first = fusion.results(session, task_ids[0])[0]
-        soft = fusion.read_soft(storage, first.soft_key)
+        first = labels.results(session, task_ids[0])[0]
+        soft = labels.read_soft(storage, first.soft_key)
         assert soft[0:2].max() < 0.5
         assert first.hard_pixels == int((soft >= 0.5).sum())
         # Re-fusing makes version 2 and keeps version 1.
@@ -93,7 +94,7 @@ def test_project_fusion_makes_versions_and_leaves_out_experts_and_suspended(
         )
         again = fusion.fuse_project(session=session, storage=storage, project_id=project_id)
         assert again.excluded == [volunteers[-1].id]
-        versions = fusion.results(session, task_ids[0])
+        versions = labels.results(session, task_ids[0])
         assert [v.version for v in versions] == [2, 1]
         assert len(versions[0].raters) == 2
         assert storage.exists(versions[1].soft_key)
@@ -251,11 +252,11 @@ def test_completing_a_task_fuses_it_after_the_commit_and_applies_adaptive_redund
     assert _answer(migrated_engine, storage, relay, users[5], truth) is None  # no more labels
     assert run_job()[0].state is TaskState.review  # run twice: still for the experts
     with Session(migrated_engine) as session:
-        (item, *_) = quality.review_queue(
+        (item, *_) = review.review_queue(
             session=session, storage=storage, project_id=project_id, limit=5
         )
         assert (item.task_id, item.escalated) == (task_id, True)
-        summary = fusion.redundancy_summary(session, project_id)
+        summary = adaptive.redundancy_summary(session, project_id)
         assert (summary.retired, summary.open, summary.in_review) == (0, 0, 1)
 
 
@@ -303,7 +304,7 @@ def test_agreeing_answers_retire_the_task_and_suspended_raters_do_not_count(
         reopened = session.get_one(Task, made[1].id)
         assert (reopened.state, reopened.required_labels) == (TaskState.open, 4)
     with Session(migrated_engine) as session:
-        summary = fusion.redundancy_summary(session, project_id)
+        summary = adaptive.redundancy_summary(session, project_id)
     assert (summary.retired, summary.labels_per_retired) == (1, 3.0)
     assert (summary.open, summary.asking_for_more, summary.in_review) == (1, 1, 0)
     assert _answer(migrated_engine, storage, relay, users[3], masks[1]) == made[1].id
@@ -318,7 +319,7 @@ def test_the_projects_gold_chooses_the_outline_rule(
         slices = create_case(session, storage, project, masks)
         truth = {s.id: m for s, m in zip(slices, masks, strict=True)}
         for slice_ in slices[:5]:  # five gold slices (their reference masks), three crowd
-            quality.approve_reference(
+            gold.approve_reference(
                 session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None
             )
         made = _normal_tasks(session, project, slices[5:])

@@ -22,6 +22,8 @@ from backend.core.timeutil import utcnow
 from backend.imaging.models import Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
+from backend.quality import gold as gold_versions
+from backend.quality import review
 from backend.quality import service as quality
 from backend.quality.models import (
     GoldScore,
@@ -111,7 +113,7 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
         (expert, volunteer, second) = _users(session, 3)
         (slice_,) = create_case(session, storage, project, _square_masks(1))
         (normal,) = _normal_tasks(session, project, [slice_])
-        first = quality.approve_reference(
+        first = gold_versions.approve_reference(
             session=session, storage=storage, slice_id=slice_.id or 0, expert_id=expert.id or 0
         )
         assert (first.version, first.source) == (1, GoldSource.reference)
@@ -120,7 +122,7 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
         lease = tasks.next_task(session=session, user=volunteer, lease_seconds=LEASE)
         assert lease is not None
         assert lease.task.kind is TaskKind.gold
-        gold = quality.read_mask(storage, first.mask_key)
+        gold = gold_versions.read_mask(storage, first.mask_key)
         result = submit(session, storage, volunteer, lease, mask=_mask_rle(gold))
         assert result.feedback is not None
         assert result.feedback.dice == 1.0
@@ -128,7 +130,7 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
         # An expert repaints: a new version; the stored mask and the old score stay.
         painted = np.zeros_like(gold)
         painted[0:4, 0:4] = True
-        second_version = quality.set_gold(
+        second_version = gold_versions.set_gold(
             session=session,
             storage=storage,
             slice_id=slice_.id or 0,
@@ -137,7 +139,7 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
             expert_id=expert.id,
         )
         assert second_version.version == 2
-        assert np.array_equal(quality.read_mask(storage, first.mask_key), gold)
+        assert np.array_equal(gold_versions.read_mask(storage, first.mask_key), gold)
         (score,) = session.exec(select(GoldScore)).all()
         assert score.gold_version_id == first.id
         lease2 = tasks.next_task(session=session, user=second, lease_seconds=LEASE)
@@ -153,7 +155,7 @@ def test_gold_versions_are_frozen_and_scores_keep_theirs(
         assert len(storage.list("gold")) == 2
         assert len(storage.list("feedback")) == 2
         # Retired: served no more.
-        quality.retire_gold(session=session, slice_id=slice_.id or 0)
+        gold_versions.retire_gold(session=session, slice_id=slice_.id or 0)
         (third,) = _users(session, 1, prefix="late")
         assert tasks.next_task(session=session, user=third, lease_seconds=LEASE) is None
 
@@ -169,7 +171,7 @@ def test_the_gold_schedule_over_many_requests(migrated_engine: Engine, storage: 
         mask_of = {s.id: m for s, m in zip(slices, masks, strict=True)}
         gold_slices_, normal_slices = slices[:per_rater], slices[per_rater:]
         for s in gold_slices_:
-            quality.approve_reference(
+            gold_versions.approve_reference(
                 session=session, storage=storage, slice_id=s.id or 0, expert_id=None
             )  # type: ignore[arg-type]
         _normal_tasks(session, project, normal_slices)
@@ -205,7 +207,7 @@ def test_no_gold_slice_the_volunteer_saw_as_a_normal_task(
         assert lease is not None
         assert lease.task.kind is TaskKind.normal
         submit(session, storage, volunteer, lease)
-        quality.approve_reference(
+        gold_versions.approve_reference(
             session=session, storage=storage, slice_id=slice_.id or 0, expert_id=other.id or 0
         )
         assert tasks.next_task(session=session, user=volunteer, lease_seconds=LEASE) is None
@@ -255,7 +257,7 @@ def test_always_empty_volunteer_is_suspended_and_told_why(
         project = create_project(session, gold_rate=1.0, gold_schedule=[], min_labels=1)
         slices = create_case(session, storage, project, _square_masks(8))
         for s in slices[:4]:
-            quality.approve_reference(
+            gold_versions.approve_reference(
                 session=session, storage=storage, slice_id=s.id or 0, expert_id=None
             )  # type: ignore[arg-type]
         _normal_tasks(session, project, slices[4:])
@@ -288,7 +290,7 @@ def test_reliability_of_simulated_raters_through_the_service(
         project = create_project(session, gold_rate=1.0, gold_schedule=[])
         slices = create_case(session, storage, project, golds)
         for s in slices:
-            quality.approve_reference(
+            gold_versions.approve_reference(
                 session=session, storage=storage, slice_id=s.id or 0, expert_id=None
             )  # type: ignore[arg-type]
         by_slice = {s.id: g for s, g in zip(slices, golds, strict=True)}
@@ -365,11 +367,11 @@ def test_experts_take_no_crowd_slot_and_their_answers_can_become_gold(
         submit(session, storage, volunteer, held)
         session.refresh(task)
         assert (task.submitted_labels, task.state) == (1, TaskState.complete)
-        (row,) = quality.expert_answers(
+        (row,) = gold_versions.expert_answers(
             session=session, project_id=project.id or 0, limit=10, offset=0
         )
         assert row[0].id == answer_.annotation.id
-        version = quality.promote_answer(
+        version = gold_versions.promote_answer(
             session=session,
             storage=storage,
             annotation_id=answer_.annotation.id or 0,
@@ -380,7 +382,7 @@ def test_experts_take_no_crowd_slot_and_their_answers_can_become_gold(
             select(Annotation).where(Annotation.user_id == volunteer.id)
         ).one()
         with pytest.raises(Conflict, match="Only an expert"):
-            quality.promote_answer(
+            gold_versions.promote_answer(
                 session=session,
                 storage=storage,
                 annotation_id=volunteer_answer.id or 0,
@@ -412,7 +414,7 @@ def test_review_queue_puts_the_most_disputed_slices_first(
             while lease := tasks.next_task(session=session, user=rater, lease_seconds=LEASE):
                 n = by_slice[lease.task.slice_id]
                 submit(session, storage, rater, lease, mask=_mask_rle(plan[n][k]))
-        queue = quality.review_queue(
+        queue = review.review_queue(
             session=session, storage=storage, project_id=project.id or 0, limit=10
         )
         assert [by_slice[item.slice_id] for item in queue] == [2, 1, 0]
@@ -421,10 +423,10 @@ def test_review_queue_puts_the_most_disputed_slices_first(
         assert queue[1].max_dice == 1.0
         assert len(queue[0].annotation_ids) == 3
         # Once a slice is gold it leaves the queue.
-        quality.approve_reference(
+        gold_versions.approve_reference(
             session=session, storage=storage, slice_id=slices[2].id or 0, expert_id=None
         )
-        remaining = quality.review_queue(
+        remaining = review.review_queue(
             session=session, storage=storage, project_id=project.id or 0, limit=10
         )
         assert [by_slice[item.slice_id] for item in remaining] == [1, 0]

@@ -1,18 +1,21 @@
 """Gold is invisible until answered: everything a volunteer's client receives before submitting
 looks the same for gold and normal tasks; the feedback comes after, to that volunteer only."""
 
+import hashlib
+import io
 import random
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import Engine, event
 from sqlmodel import Session
 
 from backend.annotations.masks import encode_rle
 from backend.core.storage import Storage
 from backend.imaging.models import Slice
-from backend.quality import service as quality
+from backend.quality import gold
 from backend.tasks.models import Assignment, Task, TaskKind
 from tests.backend.quality.test_gold import _normal_tasks, _square_masks, create_case
 from tests.factories import create_project, signup
@@ -43,14 +46,14 @@ def _seed(engine: Engine, storage: Storage) -> None:
         # Gold and normal slices interleaved in one case, so both have neighbours either side.
         slices = create_case(session, storage, project, MASKS)
         for s in slices[2:38:2]:
-            quality.approve_reference(
+            gold.approve_reference(
                 session=session, storage=storage, slice_id=s.id or 0, expert_id=None
             )
         _normal_tasks(session, project, slices[3:38:2])
         session.commit()
 
 
-def _kind_and_index(engine: Engine, lease_id: int) -> tuple[TaskKind, int]:
+def _kind_and_index(engine: Engine, lease_id: int) -> tuple[TaskKind, int, int]:
     """What the server knows of a lease and the client must not: its kind (and slice)."""
     with Session(engine) as session:
         lease = session.get(Assignment, lease_id)
@@ -59,35 +62,41 @@ def _kind_and_index(engine: Engine, lease_id: int) -> tuple[TaskKind, int]:
         assert task is not None
         slice_ = session.get(Slice, task.slice_id)
         assert slice_ is not None
-        return task.kind, slice_.index
+        return task.kind, slice_.index, task.slice_id
 
 
-def test_gold_and_normal_leases_look_alike_field_by_field(
-    client: TestClient, migrated_engine: Engine, storage: Storage
-) -> None:
-    random.seed(42)  # the gold draw runs in this process (TestClient): no flakes
-    _seed(migrated_engine, storage)
-    signup(client, "volunteer@example.org")
+def _statement(args: tuple[Any, ...]) -> str:
+    """A statement as run, with its parameters normalised: the SQL text and the names (or
+    number) of its parameters, not their values."""
+    text, params = str(args[2]), args[3]
+    names = sorted(params) if isinstance(params, dict) else len(params or ())
+    return f"{' '.join(text.split())} {names}"
+
+
+def _volunteer_run(
+    client: TestClient, migrated_engine: Engine, leases: int
+) -> list[dict[str, Any]]:
+    """Lease, look at every image and answer ``leases`` times as one volunteer; what the
+    client received each time, beside what the server knows (kind, slice)."""
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
     statements: list[str] = []
 
-    def count(*args: object) -> None:
-        statements.append(str(args[2]).split(None, 1)[0])
+    def count(*args: Any) -> None:
+        statements.append(_statement(args))
 
-    seen: dict[TaskKind, list[dict[str, Any]]] = {TaskKind.gold: [], TaskKind.normal: []}
-    ids = []
+    seen = []
     event.listen(engine, "before_cursor_execute", count)
     try:
-        for _ in range(16):
+        for _ in range(leases):
             statements.clear()
             response = client.post("/api/tasks/next")
             assert response.status_code == 200
             made = list(statements)
             task = response.json()
-            kind, index = _kind_and_index(migrated_engine, task["id"])
+            kind, index, slice_id = _kind_and_index(migrated_engine, task["id"])
             headers = {k: v for k, v in response.headers.items() if k not in VARYING}
             images = [task["slice"]["images"]] + [n["images"] for n in task["neighbours"]]
-            image_headers = []
+            image_headers, files = [], []
             for urls in images:
                 for url in urls.values():
                     image = client.get(url)
@@ -95,17 +104,26 @@ def test_gold_and_normal_leases_look_alike_field_by_field(
                     image_headers.append(
                         {k: v for k, v in image.headers.items() if k not in {"etag", *VARYING}}
                     )
-            seen[kind].append(
+                    files.append(image)
+            own = files[0]  # the leased slice's FLAIR
+            with Image.open(io.BytesIO(own.content)) as decoded:
+                pixels = hashlib.sha256(np.asarray(decoded).tobytes()).hexdigest()
+            seen.append(
                 {
+                    "kind": kind,
+                    "slice": slice_id,
                     "shape": _shape(task),
                     "template": _template(task),
                     "headers": headers,
                     "image_headers": image_headers,
                     "statements": made,
                     "no gold words": "gold" not in response.text.lower(),
+                    "id": task["id"],
+                    "bytes": {hashlib.sha256(f.content).hexdigest() for f in files},
+                    "etags": {f.headers["etag"] for f in files},
+                    "pixels": pixels,
                 }
             )
-            ids.append(task["id"])
             # A careful volunteer's answer (empty answers on every check would be spam).
             counts = encode_rle(MASKS[index].astype(np.uint8))
             sent = client.post(
@@ -116,16 +134,46 @@ def test_gold_and_normal_leases_look_alike_field_by_field(
             assert (sent.json()["feedback"] is not None) == (kind is TaskKind.gold)
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    gold, normal = seen[TaskKind.gold], seen[TaskKind.normal]
-    assert gold
-    assert normal
-    # Field by field: one description fits every lease, gold or normal.
-    for field in ("shape", "template", "headers", "image_headers", "statements", "no gold words"):
-        values = {repr(entry[field]) for entry in gold + normal}
-        assert len(values) == 1, (field, values)
-    # Ids grow in the order leases were taken, whatever the kind.
-    assert ids == sorted(ids)
-    assert len(set(ids)) == len(ids)
+    return seen
+
+
+def test_gold_and_normal_leases_look_alike_field_by_field(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    random.seed(42)  # the gold draw runs in this process (TestClient): no flakes
+    _seed(migrated_engine, storage)
+    signup(client, "volunteer@example.org")
+    first = _volunteer_run(client, migrated_engine, 16)
+    # A second account of the same person, keeping notes of everything the first received.
+    signup(client, "second-account@example.org")
+    second = _volunteer_run(client, migrated_engine, 16)
+    for run in (first, second):
+        gold = [e for e in run if e["kind"] is TaskKind.gold]
+        normal = [e for e in run if e["kind"] is TaskKind.normal]
+        assert gold
+        assert normal
+        # Field by field: one description fits every lease, gold or normal; the statements
+        # are compared whole (SQL text and parameter names), not by their first keyword.
+        fields = ("shape", "template", "headers", "image_headers", "statements", "no gold words")
+        for field in fields:
+            values = {repr(entry[field]) for entry in gold + normal}
+            assert len(values) == 1, (field, values)
+        # Ids grow in the order leases were taken, whatever the kind.
+        ids = [e["id"] for e in run]
+        assert ids == sorted(ids)
+        assert len(set(ids)) == len(ids)
+    # Across the accounts: no file and no ETag repeats, although the same slices (gold
+    # among them) were shown with exactly the same pixels.
+    assert not set().union(*(e["bytes"] for e in first)) & set().union(
+        *(e["bytes"] for e in second)
+    )
+    assert not set().union(*(e["etags"] for e in first)) & set().union(
+        *(e["etags"] for e in second)
+    )
+    pixels = {e["slice"]: e["pixels"] for e in first}
+    shared = [e for e in second if e["slice"] in pixels]
+    assert any(e["kind"] is TaskKind.gold for e in shared)
+    assert all(pixels[e["slice"]] == e["pixels"] for e in shared)
 
 
 def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
@@ -134,7 +182,7 @@ def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
     with Session(migrated_engine) as session:
         project = create_project(session, gold_rate=1.0, gold_schedule=[])
         (slice_,) = create_case(session, storage, project, _square_masks(1))
-        quality.approve_reference(
+        gold.approve_reference(
             session=session, storage=storage, slice_id=slice_.id or 0, expert_id=None
         )
         session.commit()
@@ -142,7 +190,6 @@ def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
     task = client.post("/api/tasks/next").json()
     # Before answering there is no annotation, so nothing to fetch feedback for.
     assert client.get("/api/annotations/1/feedback.png").status_code == 404
-    assert client.get("/api/annotations/1/gold.png").status_code == 404
     mask = np.zeros((16, 24), dtype=np.uint8)
     mask[3:8, 4:7] = 1  # half of the gold square: one lesion found, none missed
     counts = encode_rle(mask)
@@ -158,8 +205,9 @@ def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
     overlay = client.get(feedback["overlay_url"])
     assert overlay.status_code == 200
     assert overlay.headers["cache-control"] == "no-store"
-    assert client.get(feedback["gold_url"]).status_code == 200
+    # The expert's mask is never handed out as a file: it would be a reusable answer key.
+    assert "gold_url" not in feedback
+    assert client.get(f"/api/annotations/{sent.json()['id']}/gold.png").status_code == 404
     # Another volunteer cannot see it: the same 404 as for an answer that does not exist.
     signup(client, "second@example.org")
     assert client.get(feedback["overlay_url"]).status_code == 404
-    assert client.get(feedback["gold_url"]).status_code == 404

@@ -19,7 +19,7 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, Slice
 from backend.projects.models import Project
-from backend.quality import service as quality
+from backend.quality import gold
 from backend.quality.models import GoldSource
 from backend.rounds import FUSE_ROUND, TRAIN_ROUND
 from backend.rounds import service as rounds
@@ -178,7 +178,7 @@ def test_held_out_cases_stay_out_of_the_pool_and_gold(
         assert len(rows) == 4
         assert held_case.id not in {r.case_id for r in rows}
         with pytest.raises(Conflict, match="held out for evaluating models"):
-            quality.set_gold(
+            gold.set_gold(
                 session=session,
                 storage=storage,
                 slice_id=other[0].slice_id,

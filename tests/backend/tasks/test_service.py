@@ -44,7 +44,7 @@ def test_expired_lease_returns_the_slot_to_the_pool(
         assert again is not None
         assert again.task.id == task.id
         # The first rater's late answer is refused: the slot went to someone else.
-        with pytest.raises(Conflict, match="expired"):
+        with pytest.raises(Conflict, match="ran out"):
             submit(session, storage, first, lease, now=later)  # type: ignore[arg-type]
 
 

@@ -16,7 +16,7 @@ from backend.core.db import table_of
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskState
-from backend.tasks.service import has_free_slot, refresh_slots
+from backend.tasks.slots import has_free_slot, refresh_slots
 from tests.factories import create_tasks
 
 RATERS, TASKS, CASES = 6, 3, 60
@@ -101,7 +101,7 @@ def test_the_queue_is_walked_in_index_order_on_a_new_table(pg_url: str, storage:
     import refreshes the statistics; with them the queue index is walked and stops early."""
     from backend.core.db import create_db_engine, refresh_statistics
     from backend.core.migrations import upgrade
-    from backend.tasks.service import _candidate_statement
+    from backend.tasks.queue import candidate_statement
 
     engine = create_db_engine(pg_url)
     upgrade(engine)
@@ -112,9 +112,9 @@ def test_the_queue_is_walked_in_index_order_on_a_new_table(pg_url: str, storage:
         session.commit()
     refresh_statistics(engine, "slices", "tasks")
     with Session(engine) as session:
-        statement = _candidate_statement(False, True, False)
+        statement = candidate_statement(False, True, False)
         compiled = statement.compile(dialect=engine.dialect)
-        params = {**compiled.params, "user": 1, "now": utcnow()}
+        params = {**compiled.params, "user": 1, "now": utcnow(), "want": True}
         plan = "\n".join(
             row[0] for row in session.connection().exec_driver_sql(f"EXPLAIN {compiled}", params)
         )

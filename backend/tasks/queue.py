@@ -1,0 +1,369 @@
+"""The statements of the lease queue, built once per process (see ``backend.tasks.service``
+for why they are SQLAlchemy Core with bound parameters and constants written into the SQL)."""
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Delete, Insert
+
+from backend.core.db import table_of
+from backend.imaging.models import Case, ConsentScope, Slice
+from backend.projects.models import Project
+from backend.quality.models import RaterStats
+from backend.quality.reliability import TrustLevel
+from backend.tasks.models import (
+    Assignment,
+    AssignmentState,
+    Task,
+    TaskKind,
+    TaskState,
+)
+from backend.tasks.slots import const
+
+# Slices either side of the leased one sent for scrolling context.
+NEIGHBOUR_REACH = 2
+
+
+TASKS = table_of(Task)
+
+
+ASSIGNMENTS = table_of(Assignment)
+
+
+SLICES = table_of(Slice)
+
+
+CASES = table_of(Case)
+
+
+PROJECTS = table_of(Project)
+
+
+RATER_STATS = table_of(RaterStats)
+
+
+TASK_COLUMNS = (
+    TASKS.c.id,
+    TASKS.c.project_id,
+    TASKS.c.slice_id,
+    TASKS.c.kind,
+    TASKS.c.required_labels,
+)
+
+
+def suspended_in(project: ColumnElement[Any]) -> Any:
+    """The caller's suspension reason in a project (NULL when not suspended): a scalar
+    subquery, so every way to a task checks it in the statement that finds the task."""
+    return (
+        select(RATER_STATS.c.suspended_reason)
+        .where(
+            RATER_STATS.c.user_id == bindparam("user"),
+            RATER_STATS.c.project_id == project,
+            RATER_STATS.c.trust == const(TrustLevel.suspended),
+        )
+        .scalar_subquery()
+    )
+
+
+@cache
+def held_statement(in_project: bool) -> Select[Any]:
+    """The caller's lease on an open task that is still theirs: unexpired, or expired but
+    renewable (a gold or repeat task, or a normal one with a slot free at ``now``); live
+    leases first, then the oldest. With whether the caller is suspended in its project."""
+    live = ASSIGNMENTS.c.lease_expires_at > bindparam("now")
+    query = (
+        select(
+            *TASK_COLUMNS,
+            ASSIGNMENTS.c.lease_expires_at,
+            ASSIGNMENTS.c.id.label("lease"),
+            suspended_in(TASKS.c.project_id).label("suspended"),
+        )
+        .select_from(ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id))
+        .where(
+            ASSIGNMENTS.c.user_id == bindparam("user"),
+            ASSIGNMENTS.c.state == const(AssignmentState.active),
+            TASKS.c.state == const(TaskState.open),
+            ASSIGNMENTS.c.id != bindparam("after"),
+            or_(
+                live,
+                ASSIGNMENTS.c.expert == literal_column("true"),
+                TASKS.c.kind != const(TaskKind.normal),
+                TASKS.c.full_until.is_(None),
+                TASKS.c.full_until <= bindparam("now"),
+            ),
+        )
+        .order_by(live.desc(), ASSIGNMENTS.c.leased_at)
+        .limit(literal_column("1"))
+    )
+    if in_project:
+        query = query.where(TASKS.c.project_id == bindparam("project"))
+    return query
+
+
+@cache
+def candidate_statement(
+    in_project: bool, restricted_hidden: bool, wait: bool, expert: bool = False
+) -> Select[Any]:
+    """The first open normal task in queue order with a free slot at ``now`` that the user has
+    never had (answered, skipped or leased: their own expired lease is renewed through
+    ``held_statement``), locked (``wait``: waiting for a locked one; else passing over locked
+    ones)."""
+    mine = exists().where(
+        ASSIGNMENTS.c.task_id == TASKS.c.id,
+        ASSIGNMENTS.c.user_id == bindparam("user"),
+    )
+    query = (
+        select(*TASK_COLUMNS)
+        .where(
+            # False when a gold or repeat task was chosen: the statement still runs (every way
+            # to a task runs the same statements) but PostgreSQL stops at this one-time filter.
+            bindparam("want", type_=Boolean),
+            TASKS.c.state == const(TaskState.open),
+            # Written as "not one of the other kinds": without statistics (a new table) the
+            # planner takes "kind = 'normal'" for a rare value and sorts every open task
+            # instead of walking the queue index (7 ms at 3,000 tasks, 50 ms at 13,000).
+            TASKS.c.kind.not_in(
+                [const(TaskKind.gold), const(TaskKind.repeat), const(TaskKind.practice)]
+            ),
+            ~mine,
+        )
+        # Both descending, so the queue index on (priority, id) serves it read backwards.
+        .order_by(TASKS.c.priority.desc(), TASKS.c.id.desc())
+        .limit(literal_column("1"))
+        .with_for_update(skip_locked=not wait)
+    )
+    if not expert:  # experts take no slot, so a full task is still open to them
+        query = query.where(
+            or_(TASKS.c.full_until.is_(None), TASKS.c.full_until <= bindparam("now"))
+        )
+    if in_project:
+        query = query.where(TASKS.c.project_id == bindparam("project"))
+    if restricted_hidden:
+        # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
+        # would become an anti-join over every open task.
+        restricted = (
+            select(SLICES.c.id)
+            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
+            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+        )
+        query = query.where(TASKS.c.slice_id.not_in(restricted))
+    return query
+
+
+@cache
+def renew_statement() -> Select[Any]:
+    """Lock the task of the caller's expired lease if it is still theirs to renew (see
+    ``held_statement``), re-checked under the lock."""
+    return (
+        select(*TASK_COLUMNS)
+        .where(
+            TASKS.c.id == bindparam("renew"),
+            TASKS.c.state == const(TaskState.open),
+            or_(
+                bindparam("any_slot"),  # experts take no slot
+                TASKS.c.kind != const(TaskKind.normal),
+                TASKS.c.full_until.is_(None),
+                TASKS.c.full_until <= bindparam("now"),
+            ),
+        )
+        .with_for_update()
+    )
+
+
+@cache
+def drop_expired_statement() -> Delete:
+    """Remove the caller's own expired lease of a task before leasing it again: the renewed
+    lease gets a new id."""
+    return delete(ASSIGNMENTS).where(
+        ASSIGNMENTS.c.task_id == bindparam("lease_task"),
+        ASSIGNMENTS.c.user_id == bindparam("user"),
+        ASSIGNMENTS.c.state == const(AssignmentState.active),
+    )
+
+
+@cache
+def lease_statement(dialect: str) -> Insert:
+    """Insert the caller's lease, or renew their own expired one (same task, same rater)."""
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = upsert(ASSIGNMENTS).values(
+        task_id=bindparam("lease_task"),
+        user_id=bindparam("lease_user"),
+        state=const(AssignmentState.active),
+        leased_at=bindparam("lease_at"),
+        lease_expires_at=bindparam("lease_until"),
+        expert=bindparam("lease_expert"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[ASSIGNMENTS.c.task_id, ASSIGNMENTS.c.user_id],
+        set_={
+            "leased_at": statement.excluded.leased_at,
+            "lease_expires_at": statement.excluded.lease_expires_at,
+        },
+    ).returning(ASSIGNMENTS.c.id)
+
+
+@cache
+def slices_statement() -> Select[Any]:
+    """A slice and its neighbours within NEIGHBOUR_REACH (same case and axis), in index order."""
+    target = SLICES.alias("target")
+    reach = NEIGHBOUR_REACH
+    return (
+        select(
+            SLICES.c.id,
+            SLICES.c.axis,
+            SLICES.c.index,
+            SLICES.c.crop_x0,
+            SLICES.c.crop_y0,
+            SLICES.c.crop_x1,
+            SLICES.c.crop_y1,
+            SLICES.c.image_keys,
+        )
+        .select_from(target)
+        .join(
+            SLICES,
+            and_(
+                SLICES.c.case_id == target.c.case_id,
+                SLICES.c.axis == target.c.axis,
+                SLICES.c.index.between(target.c.index - reach, target.c.index + reach),
+            ),
+        )
+        .where(target.c.id == bindparam("slice"))
+        .order_by(SLICES.c.index)
+    )
+
+
+@cache
+def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]:
+    """One row about the caller: answers given and suspension (``rater_stats``), a random gold
+    task on a slice they have never had (with its project's gold schedule), and their first
+    repeat task (with the answer count it is due after)."""
+    stats = select(
+        func.coalesce(func.sum(RATER_STATS.c.answered), 0).label("answered"),
+        func.coalesce(func.sum(RATER_STATS.c.gold), 0).label("gold_answered"),
+        func.max(
+            case(
+                (RATER_STATS.c.trust == const(TrustLevel.suspended), RATER_STATS.c.suspended_reason)
+            )
+        ).label("suspended"),
+    ).where(RATER_STATS.c.user_id == bindparam("user"))
+    seen_task, seen = TASKS.alias("seen_task"), ASSIGNMENTS.alias("seen")
+    seen_slices = (
+        select(seen_task.c.slice_id)
+        .select_from(seen.join(seen_task, seen_task.c.id == seen.c.task_id))
+        .where(seen.c.user_id == bindparam("user"))
+    )
+    gold = (
+        select(
+            TASKS.c.id.label("gold_task"),
+            PROJECTS.c.gold_rate,
+            PROJECTS.c.gold_schedule,
+            PROJECTS.c.min_gold,
+        )
+        .select_from(TASKS.join(PROJECTS, PROJECTS.c.id == TASKS.c.project_id))
+        .where(
+            TASKS.c.kind == const(TaskKind.gold),
+            TASKS.c.state == const(TaskState.open),
+            TASKS.c.slice_id.not_in(seen_slices),
+        )
+        # A different gold task for each request, so concurrent volunteers do not queue on
+        # one row: a cheap hash of the id with a random seed.
+        .order_by((TASKS.c.id * 40503 + bindparam("seed")) % 65521)
+        .limit(literal_column("1"))
+    )
+    repeat = (
+        select(TASKS.c.id.label("repeat_task"), TASKS.c.due_after)
+        .where(
+            TASKS.c.kind == const(TaskKind.repeat),
+            TASKS.c.state == const(TaskState.open),
+            TASKS.c.for_user_id == bindparam("user"),
+        )
+        .order_by(TASKS.c.due_after, TASKS.c.id)
+        .limit(literal_column("1"))
+    )
+    if in_project:
+        stats = stats.where(RATER_STATS.c.project_id == bindparam("project"))
+        gold = gold.where(TASKS.c.project_id == bindparam("project"))
+        repeat = repeat.where(TASKS.c.project_id == bindparam("project"))
+    if restricted_hidden:
+        restricted = (
+            select(SLICES.c.id)
+            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
+            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+        )
+        gold = gold.where(TASKS.c.slice_id.not_in(restricted))
+    stats_row, gold_row, repeat_row = (
+        stats.subquery("stats"),
+        gold.subquery("gold"),
+        repeat.subquery("rep"),
+    )
+    return select(stats_row, gold_row, repeat_row).select_from(
+        stats_row.outerjoin(gold_row, true()).outerjoin(repeat_row, true())
+    )
+
+
+@cache
+def chosen_statement() -> Select[Any]:
+    """Lock a gold or repeat task chosen for the caller, if it is still open and not the one
+    they hold (a prefetch after a repeat task must not get it again)."""
+    held = exists().where(
+        ASSIGNMENTS.c.task_id == TASKS.c.id,
+        ASSIGNMENTS.c.user_id == bindparam("user"),
+        ASSIGNMENTS.c.state == const(AssignmentState.active),
+        ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
+    )
+    return (
+        select(*TASK_COLUMNS)
+        .where(TASKS.c.id == bindparam("chosen"), TASKS.c.state == const(TaskState.open), ~held)
+        .with_for_update()
+    )
+
+
+@cache
+def lease_image_statement() -> Select[Any]:
+    """The image keys of the caller's leased slice or of its neighbour at an offset."""
+    target = SLICES.alias("target")
+    return (
+        select(SLICES.c.image_keys)
+        .select_from(
+            ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id)
+            .join(target, target.c.id == TASKS.c.slice_id)
+            .join(
+                SLICES,
+                and_(
+                    SLICES.c.case_id == target.c.case_id,
+                    SLICES.c.axis == target.c.axis,
+                    SLICES.c.index == target.c.index + bindparam("offset"),
+                ),
+            )
+        )
+        .where(
+            ASSIGNMENTS.c.id == bindparam("lease"),
+            ASSIGNMENTS.c.user_id == bindparam("user"),
+            # Readable while the lease lives (experts: their answered tasks too): a skipped,
+            # answered or lapsed lease's images are no longer the volunteer's to fetch.
+            or_(
+                and_(
+                    ASSIGNMENTS.c.state == const(AssignmentState.active),
+                    ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
+                ),
+                ASSIGNMENTS.c.expert == literal_column("true"),
+            ),
+        )
+    )
