@@ -138,19 +138,33 @@ def judge(session: Session, *, project_id: int, user_id: int, now: datetime) -> 
     if reason is None:
         return False
     stats.flagged_reason = reason
+    _decided(session, stats, RaterActionKind.flagged, reason, None, now)
+    return True
+
+
+def _decided(
+    session: Session,
+    stats: RaterStats,
+    action: RaterActionKind,
+    reason: str,
+    by: int | None,
+    now: datetime,
+) -> None:
+    """Record a flag or its clearance (who, when, why) and have the rater's tasks fused again
+    once the transaction commits."""
     session.add(stats)
     session.add(
         RaterAction(
-            user_id=user_id,
-            project_id=project_id,
-            action=RaterActionKind.flagged,
+            user_id=stats.user_id,
+            project_id=stats.project_id,
+            action=action,
             reason=reason,
+            by_user_id=by,
             created_at=now,
         )
     )
-    outbox.defer(session, REFUSE_RATER, project_id, user_id)
+    outbox.defer(session, REFUSE_RATER, stats.project_id, stats.user_id)
     session.flush()
-    return True
 
 
 def clear_flag(
@@ -178,17 +192,5 @@ def clear_flag(
     stats.flagged_reason = None
     stats.rule_base = {**(stats.rule_base or {}), CLEARED_UP_TO: int(newest or 0)}
     stats.updated_at = now
-    session.add(stats)
-    session.add(
-        RaterAction(
-            user_id=user_id,
-            project_id=project_id,
-            action=RaterActionKind.cleared,
-            reason=reason,
-            by_user_id=expert_id,
-            created_at=now,
-        )
-    )
-    outbox.defer(session, REFUSE_RATER, project_id, user_id)
-    session.flush()
+    _decided(session, stats, RaterActionKind.cleared, reason, expert_id, now)
     return stats

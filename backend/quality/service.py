@@ -430,7 +430,10 @@ def set_suspension(
         stats.trust = trust_level(stats.totals(), _limits(session, project_id), suspend=False)
         stats.suspended_reason = None
         # The rules start a new window of evidence from here.
-        stats.rule_base = {name: getattr(stats, name) for name in COUNTERS}
+        stats.rule_base = {
+            **(stats.rule_base or {}),
+            **{name: getattr(stats, name) for name in COUNTERS},
+        }
         outbox.defer(session, REFUSE_RATER, project_id, user_id)
     stats.override, stats.updated_at = action.value, now
     session.add(stats)

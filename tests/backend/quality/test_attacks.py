@@ -29,7 +29,7 @@ from backend.core.timeutil import utcnow
 from backend.fusion import service as fusion
 from backend.fusion.consensus import score_consensus
 from backend.fusion.models import FusionResult
-from backend.imaging.models import Slice
+from backend.quality import consistency
 from backend.quality import gold as gold_versions
 from backend.quality import service as quality
 from backend.quality.jobs import refill_after
@@ -40,6 +40,7 @@ from backend.tasks import service as tasks
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 from ml.jobs import training_labels
 from tests.backend.quality.test_gold import _normal_tasks, create_case
+from tests.backend.quality.test_hidden_gold import _kind_and_index
 from tests.factories import PASSWORD, create_project, set_role, signup, submit
 
 POSTGRES = pytest.mark.parametrize(
@@ -83,14 +84,8 @@ def _seed(engine: Engine, storage: Storage, **settings: Any) -> tuple[int, list[
 
 def _slice_of(engine: Engine, lease_id: int) -> tuple[TaskKind, int, int]:
     """What the server knows and the client must not: the lease's kind, slice id and index."""
-    with Session(engine) as session:
-        lease = session.get(Assignment, lease_id)
-        assert lease is not None
-        task = session.get(Task, lease.task_id)
-        assert task is not None
-        slice_ = session.get(Slice, task.slice_id)
-        assert slice_ is not None
-        return task.kind, slice_.id or 0, slice_.index
+    kind, index, slice_id = _kind_and_index(engine, lease_id)
+    return kind, slice_id, index
 
 
 def _answer(client: TestClient, lease_id: int, mask: np.ndarray) -> Any:
@@ -238,16 +233,23 @@ def _assert_labels_gone(engine: Engine, storage: Storage, project_id: int, user_
         assert all(r.id in used or r.withdrawn or user_id not in r.raters for r in trained_on)
 
 
+def _crowd_and_first_account(
+    client: TestClient, engine: Engine, storage: Storage
+) -> tuple[int, dict[str, Any]]:
+    """Two honest volunteers label most of the project; then account A takes its notes."""
+    project_id, _gold = _seed(engine, storage)
+    for name in ("honest-1", "honest-2"):
+        signup(client, f"{name}@example.org")
+        _honest(client, engine, 45)
+    signup(client, "account-a@example.org")
+    return project_id, _notes_of_first_account(client, engine)
+
+
 @POSTGRES
 def test_a_second_account_recognises_no_gold_by_hash_and_careless_farming_is_caught(
     client: TestClient, migrated_engine: Engine, storage: Storage
 ) -> None:
-    project_id, _gold = _seed(migrated_engine, storage)
-    for name in ("honest-1", "honest-2"):
-        signup(client, f"{name}@example.org")
-        _honest(client, migrated_engine, 45)
-    signup(client, "account-a@example.org")
-    notes = _notes_of_first_account(client, migrated_engine)
+    project_id, notes = _crowd_and_first_account(client, migrated_engine, storage)
     run = _farm(
         client,
         migrated_engine,
@@ -272,12 +274,7 @@ def test_a_farmer_who_recognises_every_gold_by_its_pixels_is_flagged_by_the_crow
     """Defence in depth: pixels cannot be hidden from a client that must show them, so a
     farmer who hashes decoded pixels recognises gold. Perfect gold and "no lesion" elsewhere
     then disagree with the crowd's fused labels, which flags B and takes its labels out."""
-    project_id, _gold = _seed(migrated_engine, storage)
-    for name in ("honest-1", "honest-2"):
-        signup(client, f"{name}@example.org")
-        _honest(client, migrated_engine, 45)
-    signup(client, "account-a@example.org")
-    notes = _notes_of_first_account(client, migrated_engine)
+    project_id, notes = _crowd_and_first_account(client, migrated_engine, storage)
     run = _farm(
         client,
         migrated_engine,
@@ -295,6 +292,22 @@ def test_a_farmer_who_recognises_every_gold_by_its_pixels_is_flagged_by_the_crow
         assert stats.trust is not TrustLevel.suspended
         assert quality.rater_priors(session, project_id)[run["user_id"]].excluded
     _assert_labels_gone(migrated_engine, storage, project_id, run["user_id"])
+    # An expert who clears B lets its labels back in; the check then judges only what B
+    # answers from now on (the evidence that flagged it is not counted twice).
+    with Session(migrated_engine) as session:
+        consistency.clear_flag(
+            session,
+            project_id=project_id,
+            user_id=run["user_id"],
+            expert_id=run["user_id"],
+            reason="talked to them",
+        )
+        assert not quality.rater_priors(session, project_id)[run["user_id"]].excluded
+        now = utcnow()
+        assert not consistency.judge(
+            session, project_id=project_id, user_id=run["user_id"], now=now
+        )
+        session.commit()
 
 
 def _volunteer_with_two_leases(client: TestClient) -> tuple[int, int]:
