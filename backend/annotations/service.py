@@ -93,6 +93,12 @@ def submit(
     if row.suspended is not None and not row.expert:
         # Before "skipped": a suspension ends the rater's leases by marking them so.
         raise RaterSuspended(paused_message(row.suspended))
+    if TaskState(row.state) is TaskState.retired and TaskKind(row.kind) is TaskKind.normal:
+        raise Conflict(
+            "This slice was withdrawn from labelling while you held it (it became a check "
+            "slice or was held out); your answer is not needed",
+            code="task_withdrawn",
+        )
     if row.assignment_state == AssignmentState.skipped:
         raise Conflict("You skipped this task; ask POST /api/tasks/next for another one")
     if row.key_reused:

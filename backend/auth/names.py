@@ -110,11 +110,19 @@ def skeleton(text: str) -> str:
 _RESERVED = frozenset(skeleton(name) for name in RESERVED_NAMES)
 
 
+# Capitalised runs of letters: the words of a CamelCase name.
+_CAMEL = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+
+
 def is_reserved(name: str) -> bool:
     """Whether ``name``, one of its words, or it without trailing digits ("admin42") reads as
     a reserved name; and any name that contains "mscrowd"."""
-    lowered = normalise_name(name).casefold()
-    candidates = {lowered, _TRAILING_DIGITS.sub("", lowered), *_SEPARATORS.split(lowered)}
+    normal = normalise_name(name)
+    lowered = normal.casefold()
+    # Words by separators and by case ("SiteAdmin", "AdminBot"), each also without a plural s.
+    words = {*_SEPARATORS.split(lowered), *(w.casefold() for w in _CAMEL.findall(normal))}
+    words |= {w[:-1] for w in words if len(w) > 3 and w.endswith("s")}
+    candidates = {lowered, _TRAILING_DIGITS.sub("", lowered), *words}
     skeletons = {skeleton(c) for c in candidates if c}
     return bool(skeletons & _RESERVED) or skeleton("mscrowd") in skeleton(lowered)
 

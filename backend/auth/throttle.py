@@ -9,6 +9,7 @@ sign-in, is counted on its own key and signs in as usual (OWASP's "device cookie
 """
 
 import hashlib
+import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -65,8 +66,18 @@ def device_key(user_id: int, device_id: str) -> str:
 
 
 def signup_key(address: str) -> str:
-    """Key of a client address for sign-ups."""
-    return f"signup:addr:{address[:64]}"
+    """Key of a client address for sign-ups: an IPv6 address by its /64 (what one subscriber
+    is given, so rotating through it makes no new sign-ups), IPv4 as it is (one address is
+    often a whole school or office behind NAT)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return f"signup:addr:{address[:64]}"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return f"signup:addr:{parsed.ipv4_mapped}"
+        return f"signup:net:{ipaddress.ip_network(f'{parsed}/64', strict=False)}"
+    return f"signup:addr:{parsed}"
 
 
 def delay_after(failures: int, free: int, cap: timedelta) -> timedelta:

@@ -12,7 +12,7 @@ from backend.imaging.models import Case, Slice
 from backend.projects.models import Project
 from backend.projects.schemas import ProjectCreate, ProjectRead
 from backend.quality.models import GoldVersion
-from backend.tasks.models import Task, TaskKind, TaskState
+from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 
 
 def create(*, session: Session, project_in: ProjectCreate) -> Project:
@@ -109,6 +109,16 @@ def set_holdout(*, session: Session, project_name: str, case_ids: list[str]) -> 
             col(Task.state).in_([TaskState.open, TaskState.review]),
         )
         .values(state=TaskState.retired)
+    )
+    # Leases held on them end now: their images and answers are no longer the volunteer's.
+    held_tasks = select(Task.id).where(col(Task.project_id) == project.id, in_held)
+    session.execute(
+        update(table_of(Assignment))
+        .where(
+            col(Assignment.task_id).in_(held_tasks),
+            col(Assignment.state) == AssignmentState.active,
+        )
+        .values(state=AssignmentState.skipped, lease_expires_at=utcnow())
     )
     gold = select(Slice.id).where(col(Slice.case_id).in_(held))
     session.execute(

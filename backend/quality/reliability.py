@@ -182,6 +182,27 @@ def since(totals: RaterTotals, base: Mapping[str, float] | None) -> RaterTotals:
     )
 
 
+# What a rater is told of each automatic reason: the kind of problem, never the project's
+# thresholds or counts (a cheater with several accounts would tune the others to them).
+# Keyed by a phrase of the detailed reason, which experts see.
+PUBLIC_REASONS = {
+    "answered with an empty mask": "check slices with lesions were answered as empty",
+    "scattered strokes": "answers to check slices looked like random strokes",
+    "took under": "many answers came faster than a careful look at a slice allows",
+    "share of lesion pixels marked": "too little of the lesions on check slices was marked",
+    "marked lesions that were real": "too many marks on check slices were not lesions",
+}
+
+
+def public_reason(reasons: str) -> str:
+    """A stored suspension reason ("; "-joined) as the rater reads it: each automatic reason
+    by its kind (``PUBLIC_REASONS``); an expert's own words as they are."""
+    told = []
+    for part in reasons.split("; "):
+        told.append(next((v for k, v in PUBLIC_REASONS.items() if k in part), part))
+    return "; ".join(dict.fromkeys(told))
+
+
 def suspension_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
     """Why a rater should be suspended (empty: they should not)."""
     reasons = spam_reasons(totals, limits)

@@ -32,6 +32,7 @@ from backend.core.db import serialize_writers
 from backend.core.errors import Conflict, NotFound, PermissionDenied
 from backend.core.timeutil import utcnow
 from backend.imaging.models import CropSize, SliceAxis
+from backend.quality.reliability import public_reason
 from backend.tasks.models import (
     AssignmentState,
     TaskKind,
@@ -119,10 +120,12 @@ class RaterSuspended(PermissionDenied):
 
 
 def paused_message(reason: str) -> str:
-    """What a suspended volunteer reads: why, and what they can do."""
+    """What a suspended volunteer reads: why (the kind of problem, not the thresholds), and
+    what they can do."""
     return (
-        f"Your labelling is paused in this project: {reason}. Your answers are kept out of "
-        "the results until an expert has looked at them; the expert can reinstate you."
+        f"Your labelling is paused in this project: {public_reason(reason)}. Your answers are "
+        "kept out of the results until an expert has looked at them; the expert can reinstate "
+        "you."
     )
 
 

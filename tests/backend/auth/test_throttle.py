@@ -214,3 +214,14 @@ def test_signups_per_address_are_limited(migrated_engine: Engine, app_settings: 
         )
     assert refused.status_code == 429
     assert 3500 <= int(refused.headers["Retry-After"]) <= 3600
+
+
+def test_signups_from_one_ipv6_subscriber_share_one_key() -> None:
+    """Rotating through a /64 (one subscriber's addresses) makes no new sign-ups; IPv4
+    addresses (often a whole school behind NAT) are counted one by one."""
+    from backend.auth.throttle import signup_key
+
+    assert signup_key("2001:db8::1") == signup_key("2001:db8::abcd:ef01:2345:6789")
+    assert signup_key("2001:db8::1") != signup_key("2001:db8:0:1::1")
+    assert signup_key("10.0.0.1") != signup_key("10.0.0.2")
+    assert signup_key("::ffff:10.0.0.1") == signup_key("10.0.0.1")

@@ -1,5 +1,5 @@
 """Crowd STAPLE: rates pooled over slices with missing raters, gold priors, the inversion
-guard, and agreement with plain STAPLE on a single slice."""
+guard, agreement with plain STAPLE on a single slice, and the lesion-wise outline rules."""
 
 import numpy as np
 import pytest
@@ -7,14 +7,19 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from backend.fusion.crowd import (
+    UNDER_HALF,
     CrowdSlice,
     GoldExample,
     Outline,
     Priors,
     choose_outline,
     crowd_staple,
+    join_fragments,
     near_vote_scale,
     near_vote_specificity,
+    outline_by_finders,
+    outlined,
+    raters_in,
 )
 from backend.fusion.staple import majority_vote, outline_by_majority, staple
 from backend.quality import scoring
@@ -134,14 +139,121 @@ def test_background_zero_counts_only_marked_pixels() -> None:
     assert whole.prior < ring.prior < only_marked.prior
 
 
-def test_fused_is_staples_lesions_outlined_by_the_share_of_raters() -> None:
+def test_fused_is_staples_lesions_outlined_by_their_finders_fragments_joined() -> None:
     rng = np.random.default_rng(2)
-    votes = rng.random((4, 16, 16)) < 0.3
-    result = crowd_staple([CrowdSlice([1, 2, 3, 4], votes)])
-    assert np.allclose(result.share(0), votes.mean(axis=0))
-    expected = outline_by_majority(result.posterior(0), votes.mean(axis=0))
+    votes = rng.random((5, 16, 16)) < 0.3
+    result = crowd_staple([CrowdSlice([1, 2, 3, 4, 5], votes)])
+    share = votes.mean(axis=0)
+    assert np.allclose(result.share(0), share)
+    expected = join_fragments(outline_by_finders(result.posterior(0), share), share)
     assert np.array_equal(result.fused(0, Outline.majority), expected)
-    assert np.array_equal(result.fused(0, Outline.staple), result.posterior(0))
+    staples = join_fragments(result.posterior(0), share)
+    assert np.array_equal(result.fused(0, Outline.staple), staples)
+    assert np.array_equal(outlined(result.posterior(0), share, Outline.staple), staples)
+
+
+def test_the_rater_count_is_read_from_the_vote_share() -> None:
+    rng = np.random.default_rng(4)
+    for raters in (1, 2, 3, 4, 5, 7, 12):
+        share = (rng.random((raters, 30, 30)) < 0.5).mean(axis=0)
+        assert raters_in(share) == raters
+    assert raters_in(np.zeros((4, 4))) == 1  # nobody marked anything
+
+
+def _lesions() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Five raters' share and STAPLE's posterior (0.9 wherever two or more marked) over three
+    lesions with a ring two raters drew: found by all five, by three, by four; and a blob
+    three unreliable raters marked, where STAPLE says lesion nowhere."""
+    share = np.zeros((9, 40))
+    for left, top in ((1, 1.0), (11, 0.6), (21, 0.8)):
+        share[1:8, left : left + 7] = 0.4
+        share[2:7, left + 1 : left + 6] = top
+    share[3:6, 33:36] = 0.6
+    posterior = np.where(share >= 0.4, 0.9, 0.02)
+    posterior[3:6, 33:36] = 0.2
+    return posterior, share
+
+
+def test_each_lesion_is_outlined_by_the_majority_of_the_raters_who_found_it() -> None:
+    posterior, share = _lesions()
+    soft = outline_by_finders(posterior, share)
+    hard = soft >= 0.5
+    # Found by all five: the majority's outline (two of five is not a majority).
+    assert hard[2:7, 2:7].all()
+    assert hard[:, 0:10].sum() == 25
+    # Found by three: the ring two of them drew is theirs (the old rule cut it off).
+    assert hard[1:8, 11:18].all()
+    assert hard[:, 10:20].sum() == 49
+    old = outline_by_majority(posterior, share) >= 0.5
+    assert old[:, 10:20].sum() == 25
+    # Found by four: two is a tie, left out, and stays out once stored as an 8-bit label.
+    assert hard[:, 20:30].sum() == 25
+    assert np.all(soft[1, 21:28] == UNDER_HALF)
+    assert np.rint(UNDER_HALF * 255) / 255 < 0.5
+    # A look-alike STAPLE does not believe is no lesion, and nothing else changes.
+    assert not hard[:, 30:].any()
+    assert np.array_equal(soft[share == 0], posterior[share == 0])
+    with pytest.raises(ValueError, match="differ"):
+        outline_by_finders(posterior, share[:, :5])
+
+
+def _fragment(bridge: float, fragment: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """A lesion all five raters marked and, four pixels away, a piece ``fragment`` of them
+    marked, joined by a strip ``bridge`` of them marked that STAPLE leaves out."""
+    share = np.zeros((9, 20))
+    share[2:7, 2:8] = 1.0
+    share[4, 8:12] = bridge
+    share[3:5, 12:14] = fragment
+    share[0, 0] = 0.2  # one rater's stray mark elsewhere: five raters
+    label = np.where(share > 0.5, 0.9, np.where(share > 0, 0.3, 0.01))
+    return label, share
+
+
+def test_a_fragment_a_bare_majority_drew_is_joined_to_its_lesion() -> None:
+    label, share = _fragment(bridge=0.4, fragment=0.6)
+    assert ndimage.label(label >= 0.5, structure=np.ones((3, 3)))[1] == 2
+    joined = join_fragments(label, share)
+    hard = joined >= 0.5
+    assert ndimage.label(hard, structure=np.ones((3, 3)))[1] == 1
+    # By the one-pixel path through the strip, at one half; the rest as it was.
+    assert np.array_equal(hard & ~(label >= 0.5), share == 0.4)
+    assert np.all(joined[4, 8:12] == 0.5)
+    assert np.array_equal(joined[share != 0.4], label[share != 0.4])
+    # The product's rule for a slice does it too.
+    stored = outlined(label, share, Outline.majority) >= 0.5
+    assert ndimage.label(stored, structure=np.ones((3, 3)))[1] == 1
+
+
+def test_lesions_of_their_own_stay_apart() -> None:
+    # A piece four of five marked is a lesion of its own, however close.
+    label, share = _fragment(bridge=0.4, fragment=0.8)
+    assert np.array_equal(join_fragments(label, share), label)
+    # A strip only one rater drew joins nothing.
+    label, share = _fragment(bridge=0.2, fragment=0.6)
+    assert np.array_equal(join_fragments(label, share), label)
+    # With three raters two are a majority: nothing is left out between pieces to join.
+    label, share = _fragment(bridge=1 / 3, fragment=2 / 3)
+    assert np.array_equal(join_fragments(label, share), label)
+    # One piece, or none: the label as it is; shapes must agree.
+    lone = np.where(share == 1.0, 0.9, 0.0)
+    assert np.array_equal(join_fragments(lone, share), lone)
+    with pytest.raises(ValueError, match="differ"):
+        join_fragments(label, share[:, :5])
+
+
+def test_fragments_are_joined_in_any_dimension() -> None:
+    # A flat image ([N]: neighbours on either side) and a volume (26 neighbours).
+    line = join_fragments(np.array([0.9, 0.9, 0.2, 0.2, 0.9]), np.array([1, 1, 0.4, 0.4, 0.6]))
+    assert np.array_equal(line >= 0.5, np.ones(5, dtype=bool))
+    share = np.zeros((3, 6, 6))
+    share[0, 1:3, 1:3] = 1.0
+    share[1, 3, 3] = 0.4  # diagonal steps, one slice up
+    share[2, 4:6, 4:6] = 0.6
+    share[0, 5, 0] = 0.2
+    label = np.where(share > 0.5, 0.9, 0.1)
+    joined = join_fragments(label, share) >= 0.5
+    assert ndimage.label(joined, structure=np.ones((3, 3, 3)))[1] == 1
+    assert joined.sum() == (label >= 0.5).sum() + 1
 
 
 def _example(truth: NDArray[np.bool_], rim: NDArray[np.bool_]) -> GoldExample:

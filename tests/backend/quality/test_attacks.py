@@ -9,6 +9,7 @@ the worker would run them.
 
 import hashlib
 import io
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -374,6 +375,9 @@ def test_a_bot_without_timing_is_caught_by_the_server_clock_and_reinstatement_is
             task = client.post("/api/tasks/next")
             if task.status_code == 403:
                 assert task.json()["code"] == "rater_suspended"
+                # The kind of problem, never the thresholds or counts a cheater could tune to.
+                assert "faster than a careful look" in task.json()["detail"]
+                assert not re.search(r"\d", task.json()["detail"])
                 return n
             # No duration_ms at all: the server's own clock times the answer.
             assert _answer(client, task.json()["id"], MASKS[0]).status_code == 201

@@ -267,7 +267,7 @@ def test_always_empty_volunteer_is_suspended_and_told_why(
             assert lease is not None
             assert lease.task.kind is TaskKind.gold
             submit(session, storage, spammer, lease)  # empty mask
-        with pytest.raises(tasks.RaterSuspended, match="empty mask"):
+        with pytest.raises(tasks.RaterSuspended, match="answered as empty"):
             tasks.next_task(session=session, user=spammer, lease_seconds=LEASE)
         (action,) = session.exec(select(RaterAction)).all()
         assert action.by_user_id is None

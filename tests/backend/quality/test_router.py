@@ -77,7 +77,7 @@ def test_expert_makes_gold_and_manages_raters(
         assert sent.json()["feedback"]["lesions_missed"] >= 1
     refused = client.post("/api/tasks/next")
     assert refused.status_code == 403
-    assert "empty mask" in refused.json()["detail"]
+    assert "answered as empty" in refused.json()["detail"]
     # Volunteers cannot see the rater table or gold.
     assert client.get("/api/quality/raters", params={"project_id": project_id}).status_code == 403
     assert client.get(first["reference_url"]).status_code == 403

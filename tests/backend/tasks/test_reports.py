@@ -84,6 +84,7 @@ def test_pseudonyms_are_normalised_and_log_in_as_shown(client: TestClient) -> No
 
 def test_reserved_pseudonyms_are_refused(client: TestClient, migrated_engine: Engine) -> None:
     reserved = ["Admin", "ADMIN", " admin ", "Adm1n", "expert_team", "Expert Team", "mscrowd"]
+    reserved += ["SiteAdmin", "AdminBot", "ModeratorTeam", "admins", "the admins"]
     reserved += ["MS-Crowd fan", "moderator", "staff", "support", "System", "root", "r00t"]
     reserved += ["admin42", "Sys.tem", "Supp0rt"]
     for name in reserved:
