@@ -36,13 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import MISSING, crowdkit_methods  # noqa: E402
 
-from backend.fusion.crowd import (  # noqa: E402
-    CrowdSlice,
-    GoldExample,
-    Outline,
-    choose_outline,
-    crowd_staple,
-)
+from backend.fusion.crowd import CrowdSlice, crowd_staple  # noqa: E402
+from backend.fusion.outlines import GoldExample, Outline, choose_outline  # noqa: E402
 from backend.fusion.staple import majority_vote, staple  # noqa: E402
 from backend.quality.metrics import dice  # noqa: E402
 

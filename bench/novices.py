@@ -10,9 +10,10 @@ slices, so every method fuses slice by slice tasks: crowd STAPLE pools each novi
 over all slices; majority vote and crowd-kit's methods see each slice alone. "Ours" is what
 the platform stores (``simulation.fuse_axial``): crowd STAPLE, with the outline rule that
 every 10th slice, treated as gold (the expert's mask known there), chose: STAPLE's posterior
-or STAPLE's lesions outlined by the majority (``staple.outline_by_majority``). STAPLE's own
-posterior is printed too. Printed per mask
-and method: Dice and MSSEG lesion-wise F1 (sensitivity, PPV) against the expert, and seconds.
+or STAPLE's lesions each outlined by the majority of the raters who found it
+(``outlines.outline_by_finders``), fragments joined to their lesions either way
+(``outlines.join_fragments``). STAPLE's own posterior is printed too. Printed per mask and
+method: Dice and MSSEG lesion-wise F1 (sensitivity, PPV) against the expert, and seconds.
 
     .venv/bin/python bench/novices.py [--masks patient01,patient03] [--seed 1]
 
@@ -89,7 +90,7 @@ def main() -> int:
         if not path.exists():
             print(f"skipped {name}: {path} not found (the open MS data is needed)")
             continue
-        expert = np.asarray(nib.load(path).dataobj) > 0.5
+        expert = np.asarray(nib.Nifti1Image.from_filename(path).dataobj) > 0.5
         crowd = novices(expert, seed=args.seed)
         own = [(dice(expert, m), lesion_detection(expert, m).f1) for m in crowd.masks]
         print(

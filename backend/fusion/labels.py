@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from backend.annotations.models import Annotation
 from backend.core.db import on_rollback
 from backend.core.storage import Storage
-from backend.fusion import crowd
+from backend.fusion import outlines
 from backend.fusion.models import FusionResult, FusionRun
 from backend.fusion.redundancy import uncertainty
 from backend.imaging.preprocess import encode_png
@@ -107,12 +107,12 @@ def read_soft(storage: Storage, key: str) -> NDArray[np.float64]:
         return np.asarray(image, dtype=np.float64) / 255.0
 
 
-def outline_of(run: FusionRun | None) -> crowd.Outline:
+def outline_of(run: FusionRun | None) -> outlines.Outline:
     """The outline rule a run used (its method "crowd_staple/<rule>"); STAPLE's own for runs
     from before the rule was recorded and when there is no run."""
     if run is None or "/" not in run.method:
-        return crowd.Outline.staple
-    return crowd.Outline(run.method.split("/", 1)[1])
+        return outlines.Outline.staple
+    return outlines.Outline(run.method.split("/", 1)[1])
 
 
 def store(
@@ -129,7 +129,7 @@ def store(
     """Version ``version`` of the task's fused label, from STAPLE's ``posterior`` and the
     answers' votes ``stack``: the soft label stored follows the run's outline rule, and the
     uncertainty (for adaptive redundancy) is STAPLE's, which says whether lesions exist."""
-    soft = crowd.outlined(posterior, stack.mean(axis=0), outline_of(run))
+    soft = outlines.outlined(posterior, stack.mean(axis=0), outline_of(run))
     key = f"fusion/{task_id}/v{version}.png"
     storage.put(key, soft_png(soft))
     on_rollback(session, lambda: storage.delete(key))

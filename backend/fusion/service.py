@@ -24,7 +24,7 @@ from backend.core.db import serialize_writers
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
-from backend.fusion import crowd, labels
+from backend.fusion import crowd, labels, outlines
 from backend.fusion.adaptive import locked_tasks, policy_of, settle
 from backend.fusion.labels import Answer
 from backend.fusion.models import FusionResult, FusionRun, FusionScope
@@ -38,7 +38,7 @@ from backend.quality.models import GoldVersion
 from backend.tasks.models import Task, TaskKind
 
 # Crowd STAPLE with rates pooled over the project, and the outline rule the project's gold
-# chose (``crowd.choose_outline``): stored as "crowd_staple/<rule>".
+# chose (``outlines.choose_outline``): stored as "crowd_staple/<rule>".
 METHOD = "crowd_staple"
 # Rates for a rater the project's latest run has not seen and gold has not scored.
 DEFAULT_RATES = (0.8, 0.99)
@@ -121,7 +121,7 @@ def _gold_examples(
     rates: dict[str, Any],
     priors: dict[int, quality.RaterPrior],
     prior: float,
-) -> list[crowd.GoldExample]:
+) -> list[outlines.GoldExample]:
     """The project's gold slices with at least ``min_labels`` volunteer answers, fused with
     the run's rates, beside their gold masks."""
     found = labels.answers(session, project.id or 0, excluded, kind=TaskKind.gold)
@@ -148,7 +148,7 @@ def _gold_examples(
         chosen = _rates_for(given, rates, priors, scale)
         posterior = _posterior(stack, given, chosen, prior)
         gold = gold_versions.read_mask(storage, keys[task_id])
-        examples.append(crowd.GoldExample(posterior, stack.mean(axis=0), gold))
+        examples.append(outlines.GoldExample(posterior, stack.mean(axis=0), gold))
     return examples
 
 
@@ -277,7 +277,7 @@ def fuse_project(
     """Fuse every crowd task of a project with at least ``min_answers`` usable volunteer
     answers, rates estimated jointly over all of them (gold priors; excluded raters left
     out); the project's gold slices, fused the same way, choose the outline rule
-    (``crowd.choose_outline``); each task gets a new version of its fused label, and complete
+    (``outlines.choose_outline``); each task gets a new version of its fused label, and complete
     ones are settled (``settle``) with the new rates. A task left out whose newest label
     carries an excluded rater is fused alone with the new rates, or withdrawn."""
     priors, excluded = _priors(session, project_id)
@@ -311,7 +311,7 @@ def fuse_project(
     examples = _gold_examples(
         session, storage, project, excluded, run.rater_rates, priors, run.prior
     )
-    outline, run.outline_scores = crowd.choose_outline(examples)
+    outline, run.outline_scores = outlines.choose_outline(examples)
     run.method = f"{METHOD}/{outline.value}"
     session.add(run)
     session.flush()

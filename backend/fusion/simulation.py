@@ -31,14 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from backend.fusion.crowd import (
-    CrowdSlice,
-    GoldExample,
-    Outline,
-    Priors,
-    choose_outline,
-    crowd_staple,
-)
+from backend.fusion.crowd import CrowdSlice, Priors, crowd_staple
+from backend.fusion.outlines import GoldExample, Outline, choose_outline
 from backend.quality import scoring
 from backend.quality.metrics import dice
 from backend.quality.reliability import RaterTotals, Thresholds, reliability
@@ -241,7 +235,7 @@ def fuse_axial(
     ``gold_priors``, counted inside ``brain`` [X, Y, Z]; ``rescale_priors`` as in
     ``crowd_staple``), and every ``gold_every``-th of those slices (the expert's mask known
     there, as for the platform's gold slices) chooses the outline rule
-    (``crowd.choose_outline``)."""
+    (``outlines.choose_outline``)."""
     axial = [z for z in range(masks.shape[3]) if masks[..., z].any()]
     raters = list(range(masks.shape[0]))
     slices = [

@@ -7,16 +7,18 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from backend.fusion.crowd import (
-    UNDER_HALF,
     CrowdSlice,
-    GoldExample,
-    Outline,
     Priors,
-    choose_outline,
     crowd_staple,
-    join_fragments,
     near_vote_scale,
     near_vote_specificity,
+)
+from backend.fusion.outlines import (
+    UNDER_HALF,
+    GoldExample,
+    Outline,
+    choose_outline,
+    join_fragments,
     outline_by_finders,
     outlined,
     raters_in,
