@@ -50,8 +50,7 @@ class Agreement:
 
 def gold_dice(stats: RaterStats) -> float:
     """The rater's pooled Dice over their gold answers (1.0 with no lesion pixel anywhere)."""
-    painted_or_true = 2 * stats.tp + stats.fp + stats.fn
-    return 1.0 if painted_or_true == 0 else 2 * stats.tp / painted_or_true
+    return metrics.Confusion(stats.tp, stats.fp, stats.fn, stats.tn).dice
 
 
 def flag_reason(gold: int, gold_quality: float, agreement: Agreement, gap: float) -> str | None:

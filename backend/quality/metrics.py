@@ -52,6 +52,11 @@ class Confusion(NamedTuple):
     fn: int
     tn: int
 
+    @property
+    def dice(self) -> float:
+        """2 TP / (2 TP + FP + FN); 1.0 when nothing is marked or true."""
+        return _share(2 * self.tp, 2 * self.tp + self.fp + self.fn)
+
 
 class Detection(NamedTuple):
     """Lesion-wise sensitivity, PPV and F1 (MSSEG rule)."""
@@ -142,8 +147,7 @@ def confusion(
 
 def dice(reference: ArrayLike, prediction: ArrayLike) -> float:
     """2|R and P| / (|R| + |P|); 1.0 when both are empty."""
-    c = confusion(reference, prediction)
-    return _share(2 * c.tp, 2 * c.tp + c.fp + c.fn)
+    return confusion(reference, prediction).dice
 
 
 def sensitivity(reference: ArrayLike, prediction: ArrayLike) -> float:

@@ -68,6 +68,15 @@ TASK_COLUMNS = (
 )
 
 
+def _restricted_slices() -> Select[Any]:
+    """Ids of slices in cases restricted to experts (volunteers never get them)."""
+    return (
+        select(SLICES.c.id)
+        .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
+        .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+    )
+
+
 def suspended_in(project: ColumnElement[Any]) -> Any:
     """The caller's suspension reason in a project (NULL when not suspended): a scalar
     subquery, so every way to a task checks it in the statement that finds the task."""
@@ -158,12 +167,7 @@ def candidate_statement(
     if restricted_hidden:
         # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
         # would become an anti-join over every open task.
-        restricted = (
-            select(SLICES.c.id)
-            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
-            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
-        )
-        query = query.where(TASKS.c.slice_id.not_in(restricted))
+        query = query.where(TASKS.c.slice_id.not_in(_restricted_slices()))
     return query
 
 
@@ -302,12 +306,7 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         gold = gold.where(TASKS.c.project_id == bindparam("project"))
         repeat = repeat.where(TASKS.c.project_id == bindparam("project"))
     if restricted_hidden:
-        restricted = (
-            select(SLICES.c.id)
-            .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
-            .where(CASES.c.consent_scope == const(ConsentScope.restricted))
-        )
-        gold = gold.where(TASKS.c.slice_id.not_in(restricted))
+        gold = gold.where(TASKS.c.slice_id.not_in(_restricted_slices()))
     stats_row, gold_row, repeat_row = (
         stats.subquery("stats"),
         gold.subquery("gold"),
