@@ -1,15 +1,13 @@
 """Application factory: settings, database engine, routers, error handlers and HTTP hygiene."""
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -20,6 +18,7 @@ from backend.annotations.schemas import AnnotationCreate
 from backend.auth.guard import SignedInUploads
 from backend.auth.router import router as auth_router
 from backend.core.admission import Admission
+from backend.core.assets import FAVICON_CACHE, IMMUTABLE, REVALIDATE, Frontend
 from backend.core.body import SMALL_BODY_BYTES, document_bodies
 from backend.core.config import Settings, get_settings
 from backend.core.db import create_db_engine, pooled_connections
@@ -41,6 +40,7 @@ from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
 from backend.quality.router import router as quality_router
+from backend.quality.workspace import router as workspace_router
 from backend.rounds.router import router as rounds_router
 from backend.tasks.router import reports_router
 from backend.tasks.router import router as tasks_router
@@ -125,23 +125,44 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router, prefix="/api")
     # Experts paint gold masks (POST /api/quality/slices/{id}/gold) at the mask routes' size.
     app.include_router(quality_router, prefix="/api", max_body_size=MAX_BODY_BYTES)
+    app.include_router(workspace_router, prefix="/api")  # the expert workspace
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)
-    app.mount("/static", StaticFiles(directory=FRONTEND_DIR), name="static")
-
-    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
-    def index() -> FileResponse:
-        """The labelling page."""
-        return FileResponse(FRONTEND_DIR / "index.html", headers={"Cache-Control": "no-cache"})
-
-    @app.api_route("/expert", methods=["GET", "HEAD"], include_in_schema=False)
-    def expert_workspace() -> FileResponse:
-        """The expert workspace (its API calls check the role)."""
-        return FileResponse(FRONTEND_DIR / "expert.html", headers={"Cache-Control": "no-cache"})
-
-    @app.api_route("/rounds", methods=["GET", "HEAD"], include_in_schema=False)
-    def rounds_page() -> FileResponse:
-        """Active-learning rounds and the learning curve (its API calls check the role)."""
-        return FileResponse(FRONTEND_DIR / "rounds.html", headers={"Cache-Control": "no-cache"})
-
+    add_frontend(app, Frontend(FRONTEND_DIR))
     return app
+
+
+# The pages, each an HTML file of frontend/ (its /static/ references rewritten to the version).
+PAGES = {
+    "/": ("index.html", "The labelling page, and the landing page for visitors signed out."),
+    "/expert": ("expert.html", "The expert workspace (its API calls check the role)."),
+    "/rounds": ("rounds.html", "Active-learning rounds and the learning curve (the API checks)."),
+}
+
+
+def add_frontend(app: FastAPI, frontend: Frontend) -> None:
+    """Serve ``frontend``: the pages, ``/static/`` (versioned or not) and ``/favicon.ico``."""
+    app.state.frontend = frontend
+
+    def page(file: str, summary: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return frontend.respond(request, file, REVALIDATE)
+
+        endpoint.__doc__ = summary
+        return endpoint
+
+    for path, (file, summary) in PAGES.items():
+        app.add_api_route(
+            path, page(file, summary), methods=["GET", "HEAD"], include_in_schema=False
+        )
+
+    @app.api_route("/static/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def static(path: str, request: Request) -> Response:
+        """A frontend file: for a year under this version's prefix, else revalidated."""
+        name, current = frontend.locate(path)
+        return frontend.respond(request, name, IMMUTABLE if current else REVALIDATE)
+
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    async def favicon(request: Request) -> Response:
+        """The site's icon, where browsers look for it without being told."""
+        return frontend.respond(request, "favicon.ico", FAVICON_CACHE)

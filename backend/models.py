@@ -13,6 +13,7 @@ from backend.quality.models import (
     RaterAction,
     RaterStats,
     RepeatScore,
+    SliceRejection,
 )
 from backend.rounds.models import ModelVersion
 from backend.tasks.models import (
@@ -49,6 +50,7 @@ __all__ = [
     "ReportReason",
     "Slice",
     "SliceAxis",
+    "SliceRejection",
     "Task",
     "TaskReport",
     "TaskKind",

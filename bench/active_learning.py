@@ -38,7 +38,7 @@ from mlbench import (
     write_section,
 )
 
-from ml.selection import Pool, select
+from backend.rounds.selection import Pool, select
 from ml.train import evaluate, score_slices, train
 
 STRATEGIES = ("random", "random_fg", "entropy", "bald_diverse")

@@ -29,7 +29,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.load import fresh_schema  # noqa: E402
+from bench.load_seed import fresh_schema  # noqa: E402
 from tests.live import CLI, cli_env, live_server  # noqa: E402
 
 PASSWORD = "correct horse battery"

@@ -51,16 +51,8 @@ if str(REPO) not in sys.path:
 from backend.core.db import create_db_engine  # noqa: E402
 from backend.core.migrations import upgrade  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
-from bench.load import (  # noqa: E402
-    HEIGHT,
-    WIDTH,
-    cpu_snapshot,
-    fresh_schema,
-    print_cpu,
-    profiling,
-    quantiles,
-    seed,
-)
+from bench.load_measure import cpu_snapshot, print_cpu, profiling, quantiles  # noqa: E402
+from bench.load_seed import HEIGHT, WIDTH, fresh_schema, seed  # noqa: E402
 from tests.factories import png_bomb  # noqa: E402
 from tests.live import live_server  # noqa: E402
 

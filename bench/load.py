@@ -22,24 +22,17 @@ import gc
 import os
 import random
 import re
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
 import uvloop
-from sqlalchemy import Engine, create_engine, func, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,99 +40,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from backend.annotations.models import Annotation  # noqa: E402
-from backend.auth import consent  # noqa: E402
-from backend.auth.models import User  # noqa: E402
-from backend.core.db import create_db_engine, refresh_statistics  # noqa: E402
+from backend.core.db import create_db_engine  # noqa: E402
 from backend.core.migrations import upgrade  # noqa: E402
-from backend.core.security import hash_password  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
-from backend.core.timeutil import utcnow  # noqa: E402
-from backend.imaging.models import Case, Slice  # noqa: E402
-from backend.imaging.preprocess import encode_png  # noqa: E402
-from backend.projects.models import Project  # noqa: E402
 from backend.tasks.models import Assignment, Task  # noqa: E402
-from tests.factories import create_token  # noqa: E402
+from bench.load_measure import (  # noqa: E402
+    cpu_snapshot,
+    pgbench,
+    print_cpu,
+    profiling,
+    quantiles,
+)
+from bench.load_seed import HEIGHT, WIDTH, fresh_schema, seed  # noqa: E402
 from tests.live import live_server  # noqa: E402
-
-WIDTH, HEIGHT = 64, 48  # a small slice: the benchmark measures the server, not PNG sizes
-
-
-@contextmanager
-def fresh_schema(url: str) -> Iterator[str]:
-    """URL of a new, empty PostgreSQL schema on the server of ``url``; dropped afterwards."""
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    name = f"load_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield (
-            make_url(url)
-            .update_query_dict({"options": f"-csearch_path={name}"})
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
-
-
-def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> list[str]:
-    """One case of ``tasks`` slices (one stored image), their tasks, and volunteers' tokens."""
-    storage.put("cases/load/flair.png", encode_png(np.full((HEIGHT, WIDTH), 80, np.uint8)))
-    password_hash = hash_password(uuid.uuid4().hex)  # nobody logs in; tokens authenticate
-    with Session(engine) as session:
-        # No speed rule: volunteers with no think time answer in milliseconds as the server
-        # times them, and would be suspended; this bench measures throughput, not spam.
-        project = Project(name=f"load-{uuid.uuid4().hex[:8]}", min_labels=3, fast_ms=0)
-        session.add(project)
-        session.flush()
-        case = Case(
-            project_id=project.id or 0,
-            public_id=uuid.uuid4().hex[:16],
-            source_sha256=uuid.uuid4().hex,
-            source="bench/load.py",
-            licence="CC0",
-        )
-        session.add(case)
-        session.flush()
-        session.execute(
-            insert(Slice),
-            [
-                {
-                    "case_id": case.id,
-                    "axis": "axial",
-                    "index": i,
-                    "crop_x0": 0,
-                    "crop_y0": 0,
-                    "crop_x1": WIDTH,
-                    "crop_y1": HEIGHT,
-                    "image_keys": {"flair": "cases/load/flair.png"},
-                    "brain_fraction": 0.5,
-                }
-                for i in range(tasks)
-            ],
-        )
-        slice_ids = session.exec(select(Slice.id).where(Slice.case_id == case.id)).all()
-        session.execute(
-            insert(Task),
-            [{"project_id": project.id, "slice_id": s, "required_labels": 3} for s in slice_ids],
-        )
-        tokens = []
-        for n in range(volunteers):
-            user = User(
-                email=f"load{n}@example.org",
-                display_name=f"load-{n:05d}",
-                password_hash=password_hash,
-                consent_version=consent.VERSION,  # as the studio has them accept first
-                consent_at=utcnow(),
-            )
-            session.add(user)
-            session.flush()
-            tokens.append(create_token(session, user, "load"))
-        session.commit()
-    # As an import does: statistics for the bulk-loaded tables before the crowd arrives.
-    refresh_statistics(engine, "slices", "tasks", "users", "credentials")
-    return tokens
 
 
 @dataclass
@@ -313,114 +226,6 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
     if keys - files:
         problems.append(f"{len(keys - files)} annotation(s) without a mask file")
     return problems
-
-
-def pgbench(url: str, seconds: int, clients: int = 8) -> float | None:
-    """tps of ``pgbench -N`` (simple updates) on the same server, in its own database."""
-    parsed = make_url(url)
-    env = {**os.environ, "PGPASSWORD": parsed.password or ""}
-    conn = ["-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432)]
-    conn += ["-U", parsed.username or "postgres"]
-    database = "mscrowd_pgbench"
-    subprocess.run(["createdb", *conn, database], env=env, capture_output=True)
-    try:
-        init = subprocess.run(
-            ["pgbench", *conn, "-i", "-q", "-s", "1", database], env=env, capture_output=True
-        )
-        if init.returncode != 0:
-            return None
-        clients_args = ["-c", str(clients), "-j", "2", "-T", str(seconds)]
-        run = subprocess.run(
-            ["pgbench", *conn, "-N", "-n", *clients_args, database],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        subprocess.run(["dropdb", *conn, database], env=env, capture_output=True)
-    found = re.search(r"tps = ([0-9.]+)", run.stdout)
-    return float(found.group(1)) if found else None
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> tuple[str, int, float, float] | None:
-    """(command name, parent pid, CPU seconds used, CPU seconds of its reaped children) of a
-    process, None when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    name = raw[raw.index("(") + 1 : raw.rindex(")")]
-    fields = raw[raw.rindex(")") + 2 :].split()
-    own = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return name, int(fields[1]), own, (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
-
-
-def cpu_snapshot(server_pid: int) -> dict[str, float]:
-    """CPU seconds used so far by the server's process tree, this load generator, PostgreSQL's
-    processes on this machine, and the whole machine (busy time of all cores)."""
-    stats = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (found := _stat(int(entry))) is not None:
-            stats[int(entry)] = found
-    server = {server_pid}
-    grew = True
-    while grew:  # uvicorn's worker processes are the server's children
-        grew = False
-        for pid, (_, parent, _, _) in stats.items():
-            if parent in server and pid not in server:
-                server.add(pid)
-                grew = True
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    ticks = [int(f) for f in fields]
-    busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS  # minus idle and iowait
-    postgres = {pid for pid, found in stats.items() if found[0] == "postgres"}
-    # A backend's CPU outlives it in its parent's count of reaped children.
-    postmasters = {pid for pid in postgres if stats[pid][1] not in postgres}
-    return {
-        "server": sum(stats[p][2] for p in server),
-        "load generator": stats[os.getpid()][2],
-        "postgres": sum(stats[p][2] for p in postgres) + sum(stats[p][3] for p in postmasters),
-        "machine": busy,
-    }
-
-
-def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float) -> None:
-    """Cores used by each part during the run (of os.cpu_count())."""
-    parts = "  ".join(f"{name} {(after[name] - before[name]) / seconds:.2f}" for name in before)
-    print(f"  cores used: {parts}  (of {os.cpu_count()})")
-
-
-@contextmanager
-def profiling(pid: int, path: Path | None, seconds: float) -> Iterator[None]:
-    """Sample the server process (and its workers) with py-spy while the block runs."""
-    if path is None:
-        yield
-        return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    kind = "raw" if path.suffix == ".txt" else "flamegraph"
-    # --gil: only samples holding the GIL, i.e. where the server spends CPU, not where it waits.
-    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--gil", "--rate", "200"]
-    command += ["--duration", str(int(seconds)), "--format", kind, "--output", str(path)]
-    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        yield
-    finally:
-        _, err = recorder.communicate(timeout=seconds + 60)
-        if recorder.returncode != 0:
-            print(f"py-spy failed: {err.decode().strip()[-300:]}")
-        else:
-            print(f"profile: {path}")
-
-
-def quantiles(samples: list[float]) -> str:
-    """p50, p95 and p99 of ``samples`` (seconds) in milliseconds, as one line."""
-    if len(samples) < 2:
-        return "n/a"
-    q = statistics.quantiles(samples, n=100)
-    return f"p50 {q[49] * 1000:6.1f}  p95 {q[94] * 1000:6.1f}  p99 {q[98] * 1000:6.1f} ms"
 
 
 def print_report(report: LoadReport) -> None:

@@ -61,21 +61,69 @@ export function button(label, onClick, attributes = {}) {
   return node;
 }
 
+// The signed-in user (GET /api/auth/me), or null for a visitor signed out: asked once per page
+// load, whoever needs it first (the shared header, the page's own start), until forgetMe().
+let me = null;
+export function whoAmI() {
+  if (!me) {
+    me = api("GET", "/api/auth/me").catch((error) => {
+      if (error.status === 401) return null;
+      me = null; // a network or server error: ask again next time
+      throw error;
+    });
+  }
+  return me;
+}
+
+// After a log-in, sign-up, consent or log-out: the next whoAmI() asks the server again.
+export function forgetMe(known = null) {
+  me = known ? Promise.resolve(known) : null;
+}
+
+// The pages of the site, and who may use them ("roles": null for everyone signed in). The
+// shared header lists the ones the signed-in role may use; a new page adds itself here.
+export const PAGES = [
+  { path: "/", label: "Label", short: "Label", roles: null },
+  { path: "/expert", label: "Expert workspace", short: "Expert", roles: ["expert", "admin"] },
+  { path: "/rounds", label: "Rounds", short: "Rounds", roles: ["engineer", "admin"] },
+];
+
+export function pagesFor(role) {
+  return PAGES.filter((page) => !page.roles || page.roles.includes(role));
+}
+
+// Where to send someone after they sign in: one of the site's pages, nothing else (an
+// arbitrary ?next= would make the log-in form an open redirect).
+export function safeNext(raw) {
+  return PAGES.some((page) => page.path === raw && page.path !== "/") ? raw : null;
+}
+
+// The log-in form (or, with ``form`` "signup", the sign-up form) on the landing page, coming
+// back to ``path`` afterwards.
+export function signInHref(path = window.location.pathname, form = "login") {
+  return safeNext(path) ? `/?next=${encodeURIComponent(path)}#${form}-form` : `/#${form}-form`;
+}
+
 // The start of a staff page: the caller must be logged in with one of ``roles`` (else the
-// page's #gate says why, and null comes back); fills the #project picker; the projects.
+// page's #gate says why, with the way in or back, and null comes back); fills the #project
+// picker; the projects.
 export async function staffProjects(roles, refusal) {
-  const gate = (text) => {
-    $("gate").textContent = text;
+  const gate = (...content) => {
+    $("gate").replaceChildren(...content);
     $("gate").hidden = false;
     return null;
   };
-  let me;
-  try {
-    me = await api("GET", "/api/auth/me");
-  } catch (error) {
-    return gate("Log in on the labelling page first, then come back here.");
+  const user = await whoAmI().catch(() => null);
+  if (!user) {
+    return gate(
+      "This page is for signed-in staff. ",
+      element("a", { href: signInHref(), text: "Log in" }),
+      " and you will come back here.",
+    );
   }
-  if (!roles.includes(me.role)) return gate(refusal);
+  if (!roles.includes(user.role)) {
+    return gate(`${refusal} `, element("a", { href: "/", text: "Back to labelling" }), ".");
+  }
   const projects = await api("GET", "/api/projects");
   $("project").replaceChildren(...projects.map((p) => new Option(p.name, p.id)));
   return projects;

@@ -1,282 +1,121 @@
-// Expert workspace: gold candidates and expert answers, the review queue with a small painter
-// for gold masks, and the rater table with each rater's history and suspend/reinstate.
-// An ES module served as is (no build step); it talks to /api/quality/* with the session cookie.
-
+// Expert workspace: lists on the left (gold candidates, gold, experts' answers; the review
+// queue), the selected slice in the detail pane on the right (expert-detail.js), the rater
+// table (expert-raters.js) and volunteers' problem reports; keyboard shortcuts for all of it.
+// ES modules served as they are (no build step); they talk to /api/quality/* with the cookie.
 import { $, api, button, element, staffProjects } from "./api.js";
+import * as detail from "./expert-detail.js";
+import { ItemList } from "./expert-lists.js";
+import { loadRaters } from "./expert-raters.js";
 
-const state = { project: null, painting: null };
+const STRATA = { empty: "Empty", mimic: "Bright look-alike", small: "Small", medium: "Medium", large: "Large" };
+const state = { project: null, tab: "tab-gold", goldKind: "candidates" };
 
 function say(text) {
   $("status").textContent = text;
 }
 
-function image(src, alt) {
-  return element("img", { src, alt, loading: "lazy" });
-}
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
-const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
+// --- the gold list --------------------------------------------------------------------------
 
-// --- gold ---------------------------------------------------------------------------------
-
-async function loadGold() {
-  const p = state.project;
-  const candidates = await api("GET", `/api/quality/gold-candidates?project_id=${p}&limit=24`);
-  $("candidates").replaceChildren(
-    ...candidates.map((c) =>
-      element(
-        "div",
-        { class: "card", "data-testid": "candidate" },
-        element("div", { class: "images" }, image(c.flair_url, "FLAIR"), image(c.reference_url, "Reference mask")),
-        element("p", { text: `Case ${c.case}, slice ${c.index}: ${c.reference_pixels} lesion px` }),
-        button("Approve as gold", async () => {
-          await api("POST", `/api/quality/slices/${c.slice_id}/gold`, { source: "reference" });
-          say(`Slice ${c.index} of case ${c.case} is gold.`);
-          await loadGold();
-        }, { "data-testid": "approve" }),
-      ),
-    ),
-  );
-  if (!candidates.length) $("candidates").append(element("p", { text: "No candidates left." }));
-  const gold = await api("GET", `/api/quality/gold?project_id=${p}&limit=24`);
-  $("gold-slices").replaceChildren(
-    ...gold.map((g) =>
-      element(
-        "div",
-        { class: "card", "data-testid": "gold-slice" },
-        element("div", { class: "images" }, image(g.flair_url, "FLAIR"), image(g.mask_url, "Gold mask")),
-        element("p", { text: `Case ${g.case}, slice ${g.index}: version ${g.version} (${g.source})` }),
-        button("Retire", async () => {
-          await api("DELETE", `/api/quality/slices/${g.slice_id}/gold`);
-          say(`Slice ${g.index} of case ${g.case} is no longer gold.`);
-          await loadGold();
-        }, { class: "secondary", "data-testid": "retire" }),
-      ),
-    ),
-  );
-  if (!gold.length) $("gold-slices").append(element("p", { text: "No gold yet." }));
-  const answers = await api("GET", `/api/quality/expert-answers?project_id=${p}&limit=24`);
-  $("answers").replaceChildren(
-    ...answers.map((a) =>
-      element(
-        "div",
-        { class: "card" },
-        element("div", { class: "images" }, image(a.flair_url, "FLAIR"), image(a.mask_url, "Expert mask")),
-        element("p", { text: `${a.expert}: ${a.lesion_pixels} px${a.is_gold_slice ? " (slice is gold)" : ""}` }),
-        button("Make gold", async () => {
-          await api("POST", `/api/quality/annotations/${a.annotation_id}/gold`);
-          say("The answer is the slice's gold now.");
-          await loadGold();
-        }),
-      ),
-    ),
-  );
-  if (!answers.length) $("answers").append(element("p", { text: "No expert answers yet." }));
-}
-
-// --- review queue and painter -------------------------------------------------------------
-
-async function loadReview() {
-  const items = await api("GET", `/api/quality/review?project_id=${state.project}`);
-  $("queue").replaceChildren(
-    ...items.map((item) =>
-      element(
-        "div",
-        { class: "card", "data-testid": "review-item" },
-        element(
-          "div",
-          { class: "images" },
-          image(item.flair_url, "FLAIR"),
-          ...item.mask_urls.map((url, n) => image(url, `Volunteer answer ${n + 1}`)),
-        ),
-        element("p", {
-          text:
-            (item.escalated ? "Still uncertain after the most labels the project allows. " : "") +
-            `Mean pairwise Dice ${item.mean_dice.toFixed(2)} (${item.min_dice.toFixed(2)}–${item.max_dice.toFixed(2)})`,
-        }),
-        button("Paint gold", () => openPainter(item.slice_id, item.flair_url), { "data-testid": "paint-gold" }),
-      ),
-    ),
-  );
-  if (!items.length) $("queue").append(element("p", { text: "No slice with two or more answers yet." }));
-}
-
-async function openPainter(sliceId, flairUrl) {
-  const img = await new Promise((resolve, reject) => {
-    const node = new Image();
-    node.onload = () => resolve(node);
-    node.onerror = reject;
-    node.src = flairUrl;
-  });
-  const [w, h] = [img.naturalWidth, img.naturalHeight];
-  for (const id of ["paint-image", "paint-mask"]) Object.assign($(id), { width: w, height: h });
-  $("paint-image").getContext("2d").drawImage(img, 0, 0);
-  state.painting = { sliceId, w, h, mask: new Uint8Array(w * h), erase: false };
-  renderPaint();
-  $("painter").hidden = false;
-}
-
-function renderPaint() {
-  const { w, h, mask } = state.painting;
-  const ctx = $("paint-mask").getContext("2d");
-  const pixels = ctx.createImageData(w, h);
-  for (let i = 0; i < mask.length; i++) {
-    if (mask[i]) pixels.data.set([230, 159, 0, 170], i * 4);
+function goldQuery(offset, limit) {
+  const query = new URLSearchParams({ project_id: state.project, offset, limit });
+  if (state.goldKind === "candidates") {
+    if ($("filter-case").value) query.set("case", $("filter-case").value);
+    if ($("filter-stratum").value) query.set("stratum", $("filter-stratum").value);
+    query.set("empty", $("filter-empty").value);
   }
-  ctx.putImageData(pixels, 0, 0);
+  return query;
 }
 
-function paintAt(event) {
-  const p = state.painting;
-  const box = $("paint-mask").getBoundingClientRect();
-  const x = Math.floor(((event.clientX - box.left) / box.width) * p.w);
-  const y = Math.floor(((event.clientY - box.top) / box.height) * p.h);
-  const r = Number($("paint-size").value) - 1;
-  for (let yy = y - r; yy <= y + r; yy++) {
-    for (let xx = x - r; xx <= x + r; xx++) {
-      if (xx >= 0 && yy >= 0 && xx < p.w && yy < p.h && (xx - x) ** 2 + (yy - y) ** 2 <= r * r) {
-        p.mask[yy * p.w + xx] = p.erase ? 0 : 1;
-      }
-    }
+const GOLD_PATHS = { candidates: "candidates", gold: "gold", answers: "answers" };
+
+function describeGold(item) {
+  const [title, where] = [`Slice ${item.index}`, `Case ${item.case}`];
+  if (state.goldKind === "candidates") {
+    const load = STRATA[item.stratum] || item.stratum;
+    return { title, lines: [where, `${load}: ${plural(item.reference_pixels ?? 0, "lesion pixel")}`] };
   }
-  renderPaint();
-}
-
-function encodeRle(mask) {
-  const counts = [];
-  let value = 0;
-  let run = 0;
-  for (const pixel of mask) {
-    if (pixel === value) run++;
-    else {
-      counts.push(run);
-      value = pixel;
-      run = 1;
-    }
+  if (state.goldKind === "gold") {
+    return { title, lines: [where, `Gold v${item.version} (${item.source}), ${plural(item.lesion_pixels, "pixel")}`] };
   }
-  counts.push(run);
-  return counts;
-}
-
-function setUpPainter() {
-  const canvas = $("paint-mask");
-  let down = false;
-  canvas.addEventListener("pointerdown", (event) => {
-    down = true;
-    canvas.setPointerCapture(event.pointerId);
-    paintAt(event);
-  });
-  canvas.addEventListener("pointermove", (event) => down && paintAt(event));
-  canvas.addEventListener("pointerup", () => (down = false));
-  $("paint-erase").addEventListener("click", () => {
-    state.painting.erase = !state.painting.erase;
-    $("paint-erase").setAttribute("aria-pressed", String(state.painting.erase));
-  });
-  $("paint-clear").addEventListener("click", () => {
-    state.painting.mask.fill(0);
-    renderPaint();
-  });
-  $("paint-cancel").addEventListener("click", () => ($("painter").hidden = true));
-  $("paint-save").addEventListener("click", async () => {
-    const { sliceId, w, h, mask } = state.painting;
-    const body = { source: "expert", mask: { encoding: "rle", width: w, height: h, counts: encodeRle(mask) } };
-    const version = await api("POST", `/api/quality/slices/${sliceId}/gold`, body);
-    $("painter").hidden = true;
-    say(`Your mask is gold version ${version.version} of the slice.`);
-    await loadReview();
-  });
-}
-
-// --- raters -------------------------------------------------------------------------------
-
-async function loadRaters() {
-  const rows = await api("GET", `/api/quality/raters?project_id=${state.project}`);
-  $("rater-rows").replaceChildren(
-    ...rows.map((r) => {
-      const DONE = { suspend: "suspended", reinstate: "reinstated", "clear-flag": "cleared" };
-      const decide = async (verb) => {
-        const reason = window.prompt(`Why ${verb.replace("-", " ")} ${r.display_name}? (shown to them)`);
-        if (!reason) return;
-        await api("POST", `/api/quality/raters/${r.user_id}/${verb}`, { project_id: state.project, reason });
-        say(`${r.display_name}: ${DONE[verb]}.`);
-        await loadRaters();
-      };
-      const verb = r.trust === "suspended" ? "reinstate" : "suspend";
-      const flagged = r.flagged_reason !== null;
-      const why = r.suspended_reason || r.flagged_reason || "";
-      const row = element(
-        "tr",
-        { class: flagged ? `${r.trust} flagged` : r.trust, "data-testid": "rater-row" },
-        element("td", {}, button(r.display_name, () => showRater(r), { class: "secondary" })),
-        element("td", { text: flagged ? `${r.trust}, flagged` : r.trust }),
-        element("td", { text: String(r.answered) }),
-        element("td", { text: String(r.gold) }),
-        element("td", { text: `${percent(r.sensitivity.mean)} (${percent(r.sensitivity.low)}–${percent(r.sensitivity.high)})` }),
-        element("td", { text: percent(r.lesion_f1) }),
-        element("td", { text: percent(r.consistency) }),
-        element("td", { text: r.mean_seconds === null ? "–" : `${r.mean_seconds.toFixed(1)} s` }),
-        element("td", { text: percent(r.quality) }),
-        element("td", { text: new Date(r.last_active).toLocaleString() }),
-        element("td", { class: "why", text: why || "–" }),
-        element(
-          "td",
-          {},
-          button(verb === "suspend" ? "Suspend" : "Reinstate", () => decide(verb), { "data-testid": verb }),
-          ...(flagged ? [button("Clear flag", () => decide("clear-flag"), { "data-testid": "clear-flag" })] : []),
-        ),
-      );
-      return row;
-    }),
-  );
-}
-
-async function showRater(r) {
-  const p = state.project;
-  const [history, actions] = await Promise.all([
-    api("GET", `/api/quality/raters/${r.user_id}/history?project_id=${p}`),
-    api("GET", `/api/quality/raters/${r.user_id}/actions?project_id=${p}`),
-  ]);
-  $("rater-name").textContent = `${r.display_name}: Dice of each gold answer`;
-  const svg = $("history");
-  const ns = "http://www.w3.org/2000/svg";
-  const make = (tag, attributes) => {
-    const node = document.createElementNS(ns, tag);
-    for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
-    return node;
+  return {
+    title,
+    lines: [where, `${item.expert}: ${plural(item.lesion_pixels, "pixel")}`],
+    badge: item.is_gold_slice ? "slice is gold" : "",
   };
-  const [left, top, width, height] = [30, 10, 360, 90];
-  const x = (i) => left + (history.length > 1 ? (i / (history.length - 1)) * width : width / 2);
-  const y = (d) => top + (1 - d) * height;
-  const points = history.map((h, i) => `${x(i)},${y(h.dice)}`).join(" ");
-  const axis = [0, 0.5, 1].flatMap((d) => {
-    const label = make("text", { x: 2, y: y(d) + 3 });
-    label.textContent = d.toFixed(1);
-    return [make("line", { x1: left, x2: left + width, y1: y(d), y2: y(d) }), label];
-  });
-  // One answer draws no line: every answer is also a dot, titled with its Dice.
-  const dots = history.map((h, i) => {
-    const dot = make("circle", { cx: x(i), cy: y(h.dice), r: 3 });
-    const title = make("title", {});
-    title.textContent = `Gold answer ${i + 1}: Dice ${h.dice.toFixed(2)}`;
-    dot.append(title);
-    return dot;
-  });
-  svg.replaceChildren(...axis, make("polyline", { points }), ...dots);
-  if (!history.length) {
-    const none = make("text", { x: left + 10, y: top + height / 2 });
-    none.textContent = "No gold answer yet";
-    svg.append(none);
-  }
-  $("rater-actions").replaceChildren(
-    ...actions.map((a) =>
-      element("li", { text: `${a.created_at.slice(0, 16)}: ${a.action} by ${a.by_user_id === null ? "the rules" : `user ${a.by_user_id}`}: ${a.reason}` }),
-    ),
-  );
-  $("rater-detail").hidden = false;
 }
 
-// --- set-up -------------------------------------------------------------------------------
+function fillFilters(page) {
+  if (state.goldKind !== "candidates") return;
+  $("count-candidates").textContent = String(page.cases.reduce((sum, c) => sum + c.count, 0));
+  const keep = (select, options) => {
+    const value = select.value;
+    select.replaceChildren(...options.map(([v, text]) => new Option(text, v)));
+    select.value = options.some(([v]) => v === value) ? value : "";
+  };
+  keep($("filter-case"), [["", "All cases"], ...page.cases.map((c) => [c.value, `${c.value} (${c.count})`])]);
+  const strata = new Map(page.strata.map((s) => [s.value, s.count]));
+  const chosen = $("filter-stratum").value;
+  if (chosen && !strata.has(chosen)) strata.set(chosen, 0);
+  keep($("filter-stratum"), [["", "Any"], ...[...strata].map(([v, n]) => [v, `${STRATA[v] || v} (${n})`])]);
+}
 
-// --- problem reports ----------------------------------------------------------------------
+const goldList = new ItemList({
+  list: $("gold-list"),
+  range: $("gold-range"),
+  prev: $("gold-prev"),
+  next: $("gold-next"),
+  empty: "Nothing to list.",
+  fetchPage: (offset, limit) =>
+    api("GET", `/api/quality/workspace/${GOLD_PATHS[state.goldKind]}?${goldQuery(offset, limit)}`),
+  describe: describeGold,
+  onSelect: (item) => detail.show(item, state.goldKind),
+  onPage: (page) => {
+    fillFilters(page);
+    if (state.goldKind === "gold") $("count-gold").textContent = String(page.total);
+  },
+});
+
+const GOLD_HINTS = {
+  candidates: "Slices with a reference mask, spread over cases and lesion loads. Approve freezes the mask as gold.",
+  gold: "The project's gold slices, newest first. Edit one to make a new version; reject it to retire it.",
+  answers: "Answers experts gave to crowd tasks; approve one to make it the slice's gold.",
+};
+
+async function setGoldKind(kind) {
+  state.goldKind = kind;
+  for (const b of document.querySelectorAll(".gold-kind")) b.setAttribute("aria-pressed", String(b.dataset.kind === kind));
+  $("candidate-filters").hidden = kind !== "candidates";
+  $("gold-hint").textContent = GOLD_HINTS[kind];
+  await goldList.reset();
+}
+
+// --- the review queue -----------------------------------------------------------------------
+
+const reviewList = new ItemList({
+  list: $("review-list"),
+  range: $("review-range"),
+  prev: $("review-prev"),
+  next: $("review-next"),
+  empty: "No slice with two or more volunteer answers to review.",
+  fetchPage: (offset, limit) => {
+    const query = new URLSearchParams({ project_id: state.project, offset, limit, sort: $("review-sort").value });
+    return api("GET", `/api/quality/workspace/review?${query}`);
+  },
+  describe: (item) => ({
+    title: `Slice ${item.index}`,
+    lines: [
+      `Case ${item.case}`,
+      (item.entropy === null ? "Not fused yet" : `Entropy ${item.entropy.toFixed(2)}`) + ` · Dice ${item.mean_dice.toFixed(2)}`,
+      item.raters.map((r) => r.pseudonym).join(", "),
+    ],
+    badge: item.escalated ? "escalated" : "",
+  }),
+  onSelect: (item) => detail.show(item, "review"),
+});
+
+// --- problem reports ------------------------------------------------------------------------
 
 const REASONS = {
   bad_image: "Unreadable image",
@@ -292,7 +131,7 @@ async function loadReports() {
       element(
         "div",
         { class: "card", "data-testid": "report-item" },
-        element("div", { class: "images" }, image(`/api/slices/${r.slice_id}/images/flair.png`, "FLAIR")),
+        element("img", { src: `/api/slices/${r.slice_id}/images/flair.png`, alt: "FLAIR", loading: "lazy" }),
         element("p", { text: `${REASONS[r.reason] || r.reason}: case ${r.case_public_id}, slice ${r.slice_index}` }),
         element("p", { text: r.note ? `"${r.note}"` : "No note." }),
         element("p", { class: "hint", text: `${r.reporter}, ${new Date(r.created_at).toLocaleString()}` }),
@@ -307,34 +146,123 @@ async function loadReports() {
   if (!reports.length) $("report-list").append(element("p", { text: "No open report." }));
 }
 
+// --- tabs -----------------------------------------------------------------------------------
+
 const TABS = {
-  "tab-gold": ["gold", loadGold],
-  "tab-review": ["review", loadReview],
-  "tab-raters": ["raters", loadRaters],
+  "tab-gold": ["gold", () => goldList.load(Math.max(goldList.selected, 0))],
+  "tab-review": ["review", () => reviewList.load(Math.max(reviewList.selected, 0))],
+  "tab-raters": ["raters", () => loadRaters(state.project, say)],
   "tab-reports": ["reports", loadReports],
 };
 
+const activeList = () => ({ "tab-gold": goldList, "tab-review": reviewList })[state.tab] || null;
+
 function selectTab(id) {
+  state.tab = id;
   for (const [tab, [panel]] of Object.entries(TABS)) {
     $(tab).setAttribute("aria-selected", String(tab === id));
+    $(tab).tabIndex = tab === id ? 0 : -1;
     $(panel).hidden = tab !== id;
   }
+  $("workspace").dataset.tab = TABS[id][0];
+  $("detail").hidden = !activeList();
+  // The pane shows this tab's row once its list is in: never the other tab's, where a key
+  // would act on a row no longer in sight.
+  if (activeList()) detail.show(null);
   return TABS[id][1]().catch((error) => say(error.message));
 }
+
+// After an approval, an edit or a rejection: the open list again, the same row position.
+async function changed() {
+  const list = activeList();
+  if (list) await list.load(Math.max(list.selected, 0));
+}
+
+// --- keys -----------------------------------------------------------------------------------
+
+// Keys never fire while the expert types (text fields, selects); sliders keep their arrows.
+function typing(target, key) {
+  if (target.isContentEditable || ["TEXTAREA", "SELECT"].includes(target.tagName)) return true;
+  if (target.tagName !== "INPUT") return false;
+  if (target.type === "range") return key.startsWith("Arrow") || key === "Home" || key === "End";
+  return !["checkbox", "radio", "button", "submit"].includes(target.type);
+}
+
+const KEYS = {
+  j: () => (detail.isEditing() ? say("Save or cancel the edit first.") : activeList()?.step(1)),
+  k: () => (detail.isEditing() ? say("Save or cancel the edit first.") : activeList()?.step(-1)),
+  a: () => detail.approve(),
+  e: () => detail.startEdit(),
+  r: () => detail.openReject(),
+  s: () => detail.save(),
+  1: () => detail.setContrast("flair"),
+  2: () => detail.setContrast("t1"),
+  3: () => detail.setContrast("t2"),
+  o: () => detail.toggleOverlays(),
+  b: () => detail.setTool("brush"),
+  x: () => detail.setTool("eraser"),
+  "[": () => detail.setSize(Number($("brush-size").value) - 1),
+  "]": () => detail.setSize(Number($("brush-size").value) + 1),
+  ArrowUp: () => detail.step(1),
+  ArrowDown: () => detail.step(-1),
+  Home: () => detail.home(),
+  "+": () => detail.zoom(1.25),
+  "=": () => detail.zoom(1.25),
+  "-": () => detail.zoom(0.8),
+  0: () => detail.fit(),
+  Escape: () => detail.cancel(),
+};
+
+function onKey(event) {
+  if (!activeList() || typing(event.target, event.key)) {
+    if (event.key === "Escape" && detail.isRejecting()) detail.cancel();
+    return;
+  }
+  const ctrl = event.ctrlKey || event.metaKey;
+  if (ctrl && ["z", "y"].includes(event.key.toLowerCase())) {
+    event.preventDefault();
+    if (event.key.toLowerCase() === "y" || event.shiftKey) detail.redo();
+    else detail.undo();
+    return;
+  }
+  if (ctrl || event.altKey) return;
+  if (event.key === " ") {
+    if (["BUTTON", "INPUT", "A", "SUMMARY"].includes(event.target.tagName)) return; // activates it
+    detail.holdSpace(true);
+    event.preventDefault();
+    return;
+  }
+  const action = KEYS[event.key] || KEYS[event.key.toLowerCase()];
+  if (!action) return;
+  event.preventDefault();
+  Promise.resolve(action()).catch((error) => say(error.message));
+}
+
+// --- set-up ---------------------------------------------------------------------------------
 
 async function start() {
   const projects = await staffProjects(["expert", "admin"], "This workspace is for experts and admins.");
   if (projects === null) return;
   state.project = projects.length ? Number(projects[0].id) : null;
+  detail.initDetail({ say, changed });
   $("project").addEventListener("change", (event) => {
     state.project = Number(event.target.value);
-    const open = Object.keys(TABS).find((tab) => $(tab).getAttribute("aria-selected") === "true");
-    selectTab(open);
+    goldList.offset = 0;
+    reviewList.offset = 0;
+    selectTab(state.tab);
   });
   for (const tab of Object.keys(TABS)) $(tab).addEventListener("click", () => selectTab(tab));
-  setUpPainter();
+  for (const b of document.querySelectorAll(".gold-kind")) {
+    b.addEventListener("click", () => setGoldKind(b.dataset.kind).catch((error) => say(error.message)));
+  }
+  for (const id of ["filter-case", "filter-stratum", "filter-empty"]) {
+    $(id).addEventListener("change", () => goldList.reset().catch((error) => say(error.message)));
+  }
+  $("review-sort").addEventListener("change", () => reviewList.reset().catch((error) => say(error.message)));
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("keyup", (event) => event.key === " " && detail.holdSpace(false));
   $("workspace").hidden = false;
   if (state.project !== null) await selectTab("tab-gold");
 }
 
-start();
+start().catch((error) => say(error.message));

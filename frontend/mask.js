@@ -114,6 +114,20 @@ export function outline(mask, width, height) {
   return edge;
 }
 
+// Read-only masks as RGBA pixels: [{mask, colour: [r, g, b], fill}] drawn in order, each
+// outlined (or, with fill, filled half transparent) in its colour.
+export function overlayPixels(overlays, width, height) {
+  const rgba = new Uint8ClampedArray(width * height * 4);
+  for (const { mask, colour, fill: filled } of overlays) {
+    const shown = filled ? mask : outline(mask, width, height);
+    const alpha = filled ? 110 : 255;
+    for (let i = 0; i < shown.length; i += 1) {
+      if (shown[i]) rgba.set([...colour, alpha], i * 4);
+    }
+  }
+  return rgba;
+}
+
 export function count(mask) {
   let n = 0;
   for (const value of mask) n += value;

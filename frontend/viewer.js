@@ -4,12 +4,16 @@
 // slice's pixel grid (mask.js): the view only maps screen points to slice coordinates,
 // u = (x - panX) / scale, so painting at any zoom lands on the right pixels.
 //
+// Read-only overlays (a reference, raters' answers) are outlined in their colours on top
+// (setOverlays: the expert workspace's).
+//
 // Input: one pointer paints with the current tool (brush, eraser, fill) or pans (the hand
-// tool, the middle button, Space held, or any tool on a context slice); the right button
+// tool, the middle button or Space held); on a context slice the painting tools do nothing
+// (the view stays put, aligned with the marked slice); the right button
 // drags brightness (left-right: window width, up-down: level); the wheel zooms about the
 // cursor. A second touch turns the gesture into a pinch that zooms and pans: the stroke the
 // first finger began is taken back, so two fingers never paint.
-import { count, fill, line, outline, stamp } from "./mask.js";
+import { count, fill, line, outline, overlayPixels, stamp } from "./mask.js";
 
 const MAX_UNDO = 100;
 const MIN_SCALE = 0.25;
@@ -32,6 +36,26 @@ function pixelsOf(img) {
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
   ctx.drawImage(img, 0, 0);
   return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+// The Display panel's sliders, shared by the studio and the expert workspace: brightness and
+// contrast drive the view's level and window, and follow a right-drag and the reset button.
+// Returns the function that puts the sliders back in step with the view.
+export function bindWindowSliders(viewer, { brightness, contrast, reset, view }) {
+  const fromSliders = () =>
+    viewer.setWindow(255 - Number(brightness.value), 514 - Number(contrast.value));
+  const toSliders = () => {
+    brightness.value = String(Math.round(255 - viewer.level));
+    contrast.value = String(Math.round(514 - viewer.window));
+  };
+  brightness.addEventListener("input", fromSliders);
+  contrast.addEventListener("input", fromSliders);
+  reset.addEventListener("click", () => {
+    viewer.resetWindow();
+    toSliders();
+  });
+  view.addEventListener("pointerup", toSliders);
+  return toSliders;
 }
 
 export class Viewer {
@@ -64,6 +88,8 @@ export class Viewer {
     this.pixels = new Map(); // "offset/contrast" -> ImageData (8-bit grey as RGBA)
     this.imageLayer = document.createElement("canvas");
     this.maskLayer = document.createElement("canvas");
+    this.overlayLayer = document.createElement("canvas");
+    this.overlays = [];
     this.bind();
     new ResizeObserver(() => this.resize()).observe(canvas.parentElement);
   }
@@ -76,6 +102,7 @@ export class Viewer {
     this.mask = new Uint8Array(slice.width * slice.height);
     this.undoStack = [];
     this.redoStack = [];
+    this.overlays = [];
     this.sources = new Map();
     this.pixels = new Map();
     for (const [name, url] of Object.entries(slice.images)) this.sources.set(`0/${name}`, url);
@@ -86,7 +113,7 @@ export class Viewer {
     this.contrasts = Object.keys(slice.images);
     if (!this.contrasts.includes(this.contrast)) this.contrast = "flair";
     this.offset = 0;
-    for (const layer of [this.imageLayer, this.maskLayer]) {
+    for (const layer of [this.imageLayer, this.maskLayer, this.overlayLayer]) {
       layer.width = slice.width;
       layer.height = slice.height;
     }
@@ -94,7 +121,7 @@ export class Viewer {
     this.userZoomed = false;
     await this.showImage();
     this.fit();
-    this.drawMask();
+    this.drawOverlays();
     this.changed(false);
   }
 
@@ -140,6 +167,13 @@ export class Viewer {
     await this.showImage();
     this.canvas.dataset.offset = String(offset);
     return true;
+  }
+
+  // Back to the marked slice with zoom and pan reset (Home).
+  async home() {
+    const moved = await this.showOffset(0);
+    this.fit();
+    return moved;
   }
 
   step(direction) {
@@ -232,6 +266,19 @@ export class Viewer {
     this.render();
   }
 
+  // Read-only masks over the slice: [{mask: Uint8Array, colour: [r, g, b], fill: false}],
+  // drawn in order, each outlined (or filled, half transparent) in its colour.
+  setOverlays(overlays) {
+    this.overlays = overlays;
+    this.drawOverlays();
+  }
+
+  drawOverlays() {
+    const rgba = overlayPixels(this.overlays, this.width, this.height);
+    this.overlayLayer.getContext("2d").putImageData(new ImageData(rgba, this.width, this.height), 0, 0);
+    this.render();
+  }
+
   render() {
     if (this.pendingFrame) return;
     this.pendingFrame = requestAnimationFrame(() => {
@@ -253,6 +300,7 @@ export class Viewer {
       ctx.globalAlpha = this.opacity;
       ctx.drawImage(this.maskLayer, 0, 0);
       ctx.globalAlpha = 1;
+      if (this.overlays.length) ctx.drawImage(this.overlayLayer, 0, 0);
     }
     ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     // The slice's edge, so its extent is clear when zoomed out on a dark image.
@@ -373,12 +421,14 @@ export class Viewer {
     if (event.button === 2) {
       this.mode = "window";
       this.start = { point, level: this.level, window: this.window };
-    } else if (event.button === 1 || this.tool === "pan" || this.spaceHeld || this.offset !== 0) {
-      if (this.offset !== 0 && this.tool !== "pan") {
-        this.onHint("This is a neighbouring slice, for context only: go back to the marked slice to paint.");
-      }
+    } else if (event.button === 1 || this.tool === "pan" || this.spaceHeld) {
       this.mode = "pan";
       this.last = point;
+    } else if (this.offset !== 0) {
+      // A painting tool on a context slice: nothing is painted and the view stays aligned
+      // with the marked slice (it used to pan, leaving the view shifted).
+      this.mode = "context";
+      this.onHint("This is a neighbouring slice, for context only: go back to the marked slice to paint.");
     } else if (this.tool === "fill") {
       this.mode = "fill";
       this.last = point;

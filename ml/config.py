@@ -3,6 +3,8 @@ about 15 minutes on 2 cores) and ``gpu`` (real use on CUDA). ``pick`` chooses by
 
 from dataclasses import dataclass, replace
 
+from backend.rounds import CONFIG_NAMES
+
 NORMS = ("batch", "instance")
 
 
@@ -83,6 +85,10 @@ CONFIGS = {
     ),
     "gpu": TrainConfig(name="gpu", patch=128, batch_size=32, minutes=60.0, mc_samples=20),
 }
+# The backend validates a round's config against its own list of the names (it never imports
+# ``ml``): the two must not drift apart.
+if tuple(CONFIGS) != CONFIG_NAMES:
+    raise ImportError(f"ml.config.CONFIGS {tuple(CONFIGS)} != backend.rounds.CONFIG_NAMES")
 
 
 def get_config(name: str, **overrides: object) -> TrainConfig:

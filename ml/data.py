@@ -177,7 +177,7 @@ def lesion_load(case: CaseArrays) -> float:
 def lightly_loaded(cases: Sequence[CaseArrays], library: Sequence[NDArray[np.bool_]]) -> bool:
     """Whether the training ``cases``' median lesion load (``lesion_load``) is below the
     median of the ``library``'s expert masks (voxels per axial slice): the rule for
-    planting library lesions into a training set (``mscrowd train --plant-from``). A case
+    planting library lesions into a training set (``mscrowd-ml train --plant-from``). A case
     whose lesions are few and small teaches a model that lesions are few and small;
     planting the library's larger loads into a case already heavier than the library's
     median adds more of what it has plenty of. Training data and library only: the case to

@@ -1,8 +1,11 @@
-"""Screenshots of the volunteer studio for the README, at laptop (1440 x 900) and phone
-(360 x 640) size, written to docs/: a fresh embedded-default site with the demo data, a new
-volunteer who signs up, accepts the consent and paints a stroke on a slice.
+"""Screenshots for the README, written to docs/: the landing page (laptop 1440 x 900 and
+phone 360 x 640), the volunteer studio (a new volunteer who signs up, accepts the consent and
+paints a stroke; laptop and phone), the expert workspace (gold with its overlays, the review
+queue with the volunteers' masks, the raters; laptop) and the rounds page with a learning-curve
+point (laptop). The site is a fresh embedded-default demo that scripts/demo_round.py has put to
+work (four simulated volunteers, one finished round), or the one ``--data`` names.
 
-    .venv/bin/python scripts/screenshots.py [--out docs]
+    .venv/bin/python scripts/screenshots.py [--out docs] [--data DIR]
 
 Needs Debian's Chromium (/usr/bin/chromium, or MSCROWD_TEST_CHROMIUM) and Playwright.
 """
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "backend"]
@@ -44,22 +47,59 @@ def _paint(page: Page) -> None:
 
 def _volunteer(page: Page, base: str, name: str) -> None:
     page.goto(base)
-    page.click("#tab-signup")
     page.fill("#signup-name", name)
     page.fill("#signup-password", PASSWORD)
     page.click("#signup")
     page.wait_for_selector("[data-testid=consent-accept]", state="visible")
 
 
+def _staff(page: Page, base: str, email: str, path: str) -> None:
+    page.goto(base)
+    page.fill("#login-email", email)
+    page.fill("#login-password", "mscrowd-demo")
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#who", state="visible")
+    page.goto(f"{base}{path}")
+
+
+def _staff_pages(browser: Browser, base: str, out: Path) -> None:
+    """The expert workspace's three lists and the rounds page, at laptop size."""
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    _staff(page, base, "expert@demo.mscrowd.org", "/expert")
+    page.wait_for_selector("[data-testid=item]")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / "expert-gold.png"))
+    page.click("#tab-review")
+    page.wait_for_selector("[data-testid=review-list] [data-testid=item]")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / "expert-review.png"))
+    page.click("#tab-raters")
+    page.wait_for_selector("[data-testid=rater-row]")
+    page.locator("[data-testid=rater-name]").first.click()
+    page.wait_for_selector("[data-testid=rater-detail]", state="visible")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(out / "expert-raters.png"))
+    page.context.close()
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    _staff(page, base, "admin@demo.mscrowd.org", "/rounds")
+    page.wait_for_selector("[data-testid=round-1]")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(out / "rounds.png"))
+    page.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--data", type=Path, help="a demo site put to work (default: a new one)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as data:
+    with tempfile.TemporaryDirectory() as fresh:
+        data = str(args.data or fresh)
         env = {**os.environ, "MSCROWD_DATA_DIR": data}
-        for command in (["migrate"], ["demo"]):
-            subprocess.run([*CLI, *command], env=env, check=True, capture_output=True, timeout=600)
+        if args.data is None:
+            work = [sys.executable, str(ROOT / "scripts" / "demo_round.py"), data]
+            subprocess.run(work, env=env, check=True, timeout=1800)
         port = _port()
         server = subprocess.Popen(
             [*CLI, "serve", "--no-worker", "--port", str(port)],
@@ -86,6 +126,10 @@ def main() -> None:
                         is_mobile=touch,
                     )
                     page = context.new_page()
+                    page.goto(base)
+                    page.wait_for_selector("#signup-name", state="visible")
+                    page.wait_for_timeout(300)
+                    page.screenshot(path=str(args.out / f"landing-{label}.png"))
                     _volunteer(page, base, f"Screenshot {n + 1}")
                     if touch:
                         page.screenshot(path=str(args.out / "studio-consent-phone.png"))
@@ -101,6 +145,7 @@ def main() -> None:
                         page.wait_for_timeout(200)
                         page.screenshot(path=str(args.out / "studio-help-desktop.png"))
                     context.close()
+                _staff_pages(browser, base, args.out)
                 browser.close()
         finally:
             server.terminate()

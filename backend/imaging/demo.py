@@ -6,12 +6,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from backend.auth import service as auth
 from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
-from backend.imaging.models import ConsentScope
+from backend.imaging.models import Case, ConsentScope
 from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, imported_case
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
@@ -31,6 +31,13 @@ DEMO_SOURCE = "mscrowd synthetic (MNI152 2009 template and tissue maps shipped b
 class DemoReport:
     outcomes: list[ImportOutcome]
     accounts: list[tuple[str, UserRole, bool]]  # email, role, created now
+    holdout: list[str]  # public ids of the project's held-out cases
+
+
+def holdout_count(cases: int) -> int:
+    """How many of ``cases`` demo cases are held out to evaluate models (the learning curve):
+    none below 4, so the crowd keeps at least 3 to label; one up to 7; two from 8 on."""
+    return min(2, cases // 4)
 
 
 def _synthesize(seed: int) -> CaseSource:
@@ -97,6 +104,20 @@ def build_demo(
     with Session(engine) as session:
         project = projects.get_or_create(session=session, name=DEMO_PROJECT)
         assert project.id is not None
+        # The last seeds' cases are held out for evaluating models unless the project holds
+        # some out already; before the gold pool, which never draws on held-out cases.
+        if not project.holdout_cases:
+            wanted = [synthetic_fingerprint(s) for s in seeds[cases - holdout_count(cases) :]]
+            held = session.exec(
+                select(Case.public_id)
+                .where(Case.project_id == project.id, col(Case.source_sha256).in_(wanted))
+                .order_by(col(Case.id))
+            ).all()
+            if held:
+                projects.set_holdout(
+                    session=session, project_name=DEMO_PROJECT, case_ids=list(held)
+                )
+        holdout = list(project.holdout_cases)
         # A representative pool (``quality.gold_pool``): sized by the gold schedule, stratified
         # by lesion load like the crowd's tasks, empty slices included.
         gold.seed_gold(session=session, storage=storage, project_id=project.id)
@@ -107,5 +128,7 @@ def build_demo(
         if s not in todo
     ]
     return DemoReport(
-        outcomes=done + outcomes, accounts=ensure_accounts(engine=engine, password=password)
+        outcomes=done + outcomes,
+        accounts=ensure_accounts(engine=engine, password=password),
+        holdout=holdout,
     )

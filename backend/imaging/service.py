@@ -30,6 +30,7 @@ from backend.imaging.preprocess import (
 from backend.projects import service as projects
 from backend.projects.models import Project
 from backend.tasks.models import Task, TaskKind, TaskState
+from backend.tasks.order import queue_priority
 
 # Longest first, so "a.nii.gz" is not read as "a.nii" + ".gz".
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -229,8 +230,8 @@ def _store(
                 kind=TaskKind.normal,
                 state=state,
                 required_labels=project.min_labels,
-                # Until a model ranks them, slices with more brain come first.
-                priority=item.brain_fraction,
+                # Until a model ranks them: more brain first, cases' slices spread out.
+                priority=queue_priority(item.brain_fraction, item.index),
             )
         )
     session.flush()

@@ -13,7 +13,7 @@ from sqlalchemy import and_, update
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
-from backend.annotations.masks import to_png
+from backend.annotations.masks import PngMask, RleMask, decode, to_png
 from backend.annotations.models import Annotation
 from backend.auth.models import User
 from backend.core.db import on_rollback, table_of
@@ -172,6 +172,38 @@ def approve_reference(
         slice_id=slice_id,
         mask=mask,
         source=GoldSource.reference,
+        expert_id=expert_id,
+    )
+
+
+def make_gold(
+    *,
+    session: Session,
+    storage: Storage,
+    slice_id: int,
+    source: GoldSource,
+    mask: PngMask | RleMask | None,
+    expert_id: int,
+    max_mask_bytes: int,
+) -> GoldVersion:
+    """An expert's request to make a slice gold: approve its imported reference mask (send no
+    mask), or freeze the mask they painted (decoded at the slice's size)."""
+    if source is GoldSource.reference:
+        if mask is not None:
+            raise InvalidInput("Send no mask when approving the reference mask")
+        return approve_reference(
+            session=session, storage=storage, slice_id=slice_id, expert_id=expert_id
+        )
+    if mask is None:
+        raise InvalidInput("Send the mask you painted (source 'expert')")
+    slice_, _case = _slice_and_case(session, slice_id)
+    painted = decode(mask, width=slice_.width, height=slice_.height, max_bytes=max_mask_bytes)
+    return set_gold(
+        session=session,
+        storage=storage,
+        slice_id=slice_id,
+        mask=painted,
+        source=GoldSource.expert,
         expert_id=expert_id,
     )
 

@@ -58,7 +58,7 @@ from backend.core.storage import Storage
 from backend.imaging.models import Case, Contrast, Slice, Volume
 from backend.imaging.preprocess import HYPERINTENSE_Z
 from backend.projects.models import Project
-from backend.quality.models import GoldVersion
+from backend.quality.models import GoldVersion, RejectionKind, SliceRejection
 from backend.tasks.models import Task, TaskKind, TaskState
 from backend.tasks.service import gold_rate
 
@@ -335,6 +335,15 @@ def pool_state(*, session: Session, project_id: int, storage: Storage | None = N
         .where(in_project)
     ).all()
     ever_gold = {slice_id for slice_id, _, _ in versions}
+    # Candidates an expert rejected in the workspace never come back (nor does ``refill``).
+    rejected = set(
+        session.exec(
+            select(SliceRejection.slice_id).where(
+                SliceRejection.project_id == project_id,
+                SliceRejection.kind == RejectionKind.candidate,
+            )
+        )
+    )
     gold_pixels = {slice_id: px for slice_id, px, retired in versions if retired is None}
     crowd = set(
         session.exec(
@@ -366,6 +375,7 @@ def pool_state(*, session: Session, project_id: int, storage: Storage | None = N
         elif (
             slice_.reference_key is not None
             and slice_.id not in ever_gold
+            and slice_.id not in rejected
             and public_id not in holdout
         ):
             candidates.append(load)

@@ -163,3 +163,25 @@ class ConsensusScore(SQLModel, table=True):
     # Whether the consensus (the others' fused label) has lesion pixels on this slice.
     consensus_lesion: bool
     created_at: datetime = created_at_field()
+
+
+class RejectionKind(StrEnum):
+    candidate = "candidate"  # a gold candidate set aside: never offered or approved again
+    gold = "gold"  # a gold slice an expert retired
+    review = "review"  # a disputed slice dismissed from the review queue
+
+
+class SliceRejection(SQLModel, table=True):
+    """An expert set a slice aside in the workspace, and why: a rejected candidate leaves the
+    gold pool (``gold_pool.pool_state``), a rejected gold slice is retired, a rejected review
+    item leaves the review queue."""
+
+    __tablename__ = "slice_rejections"
+
+    id: int | None = Field(default=None, primary_key=True)
+    slice_id: int = Field(foreign_key="slices.id", ondelete="CASCADE", index=True)
+    project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
+    kind: RejectionKind = Field(sa_type=enum_type(RejectionKind))
+    reason: str = Field(max_length=1000)
+    by_user_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
+    created_at: datetime = created_at_field()

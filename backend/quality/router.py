@@ -6,15 +6,13 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
-from backend.annotations.masks import decode
 from backend.annotations.models import Annotation
 from backend.auth.deps import CurrentUser, require_role
 from backend.auth.models import EXPERT_ROLES, User, UserRole
 from backend.core.deps import SessionDep, SettingsDep, StorageDep
-from backend.core.errors import InvalidInput, NotFound, error_responses
+from backend.core.errors import NotFound, error_responses
 from backend.core.http import no_store_png
 from backend.core.validation import MAX_DB_ID, PathId
-from backend.imaging.models import Slice
 from backend.quality import consistency, gold, review, service
 from backend.quality.gold_pool import Stratum
 from backend.quality.models import GoldScore, GoldSource, GoldVersion
@@ -131,29 +129,15 @@ def make_gold(
     """Make a slice gold (a new version when it already is): approve its reference mask, or
     send the mask you painted (``source: expert``, PNG or RLE at the slice size)."""
     assert expert.id is not None
-    if body.source == GoldSource.reference:
-        if body.mask is not None:
-            raise InvalidInput("Send no mask when approving the reference mask")
-        version = gold.approve_reference(
-            session=session, storage=storage, slice_id=slice_id, expert_id=expert.id
-        )
-    else:
-        if body.mask is None:
-            raise InvalidInput("Send the mask you painted (source 'expert')")
-        slice_ = session.get(Slice, slice_id)
-        if slice_ is None:
-            raise NotFound(f"Slice {slice_id} does not exist")
-        mask = decode(
-            body.mask, width=slice_.width, height=slice_.height, max_bytes=settings.max_mask_bytes
-        )
-        version = gold.set_gold(
-            session=session,
-            storage=storage,
-            slice_id=slice_id,
-            mask=mask,
-            source=GoldSource.expert,
-            expert_id=expert.id,
-        )
+    version = gold.make_gold(
+        session=session,
+        storage=storage,
+        slice_id=slice_id,
+        source=GoldSource(body.source),
+        mask=body.mask,
+        expert_id=expert.id,
+        max_mask_bytes=settings.max_mask_bytes,
+    )
     return _version_read(version)
 
 

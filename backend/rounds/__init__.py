@@ -7,3 +7,7 @@ FUSE_ROUND = "rounds.fuse_round"
 RESUME_STALLED = "rounds.resume_stalled"
 TRAIN_ROUND = "ml.train_round"
 SCORE_POOL = "ml.score_pool"
+
+# The ML worker's training configurations a round may name: the keys of ``ml.config.CONFIGS``,
+# which checks at import that they are the same.
+CONFIG_NAMES = ("tiny", "cpu", "gpu")

@@ -62,7 +62,7 @@ class Round(SQLModel, table=True):
     project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
     number: int = Field(ge=1)  # 1, 2, ... within the project
     status: RoundStatus = Field(default=RoundStatus.open, sa_type=enum_type(RoundStatus))
-    # How the round's slices are chosen (``ml.selection``), how many, and the strategy that
+    # How the round's slices are chosen (``rounds.selection``), how many, and the strategy that
     # actually ran (``cold_start`` when there were no scores yet).
     strategy: str = Field(max_length=32)
     selected_by: str | None = Field(default=None, max_length=32)
@@ -97,7 +97,7 @@ class ModelVersion(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)
-    # The round that trained it (None: mscrowd train).
+    # The round that trained it (None: mscrowd-ml train).
     round_id: int | None = Field(
         default=None, foreign_key="rounds.id", ondelete="SET NULL", index=True
     )

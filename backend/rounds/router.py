@@ -12,7 +12,16 @@ from backend.core.errors import error_responses
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.rounds import service
 from backend.rounds.models import Round
-from backend.rounds.schemas import CurvePointRead, RoundCreate, RoundModel, RoundRead
+from backend.rounds.schemas import (
+    DEFAULT_STRATEGY,
+    STRATEGY_HELP,
+    CurvePointRead,
+    RoundClose,
+    RoundCreate,
+    RoundModel,
+    RoundRead,
+    StrategyRead,
+)
 
 router = APIRouter(prefix="/rounds", tags=["rounds"], responses=error_responses(401, 403, 404))
 Engineer = Annotated[User, Depends(require_role(UserRole.engineer))]
@@ -22,7 +31,7 @@ ProjectQuery = Annotated[int, Query(ge=1, le=MAX_DB_ID)]
 def read(session: Session, round_: Round) -> RoundRead:
     """A round as the API shows it (with its labelling progress and its model)."""
     assert round_.id is not None
-    labelled, _ = service.progress_of_labelling(session, round_)
+    labelling = service.labelling_of(session, round_)
     version = service.model_of(session, round_)
     model = None
     if version is not None and version.id is not None:
@@ -47,7 +56,10 @@ def read(session: Session, round_: Round) -> RoundRead:
         config=round_.config,
         minutes=round_.minutes,
         selected=len(round_.selected),
-        labelled=labelled,
+        labelled=labelling.labelled,
+        labelled_needed=labelling.needed,
+        training_slices=labelling.training,
+        training_chosen=labelling.training_chosen,
         labels_used=round_.labels_used,
         scored_slices=round_.scored_slices,
         progress=round_.progress,
@@ -88,11 +100,26 @@ def start_round(
     return read(session, round_)
 
 
+@router.get("/strategies", response_model=list[StrategyRead])
+def strategies(_user: Engineer) -> list[StrategyRead]:
+    """The selection strategies a round may use, each in one line; the default first."""
+    return [
+        StrategyRead(
+            name=name,
+            help=text,
+            needs_model=name in service.SCORED,
+            default=name == DEFAULT_STRATEGY,
+        )
+        for name, text in STRATEGY_HELP.items()
+    ]
+
+
 @router.get("/curve", response_model=list[CurvePointRead])
 def learning_curve(
     project_id: ProjectQuery, _user: Engineer, session: SessionDep
 ) -> list[CurvePointRead]:
-    """Held-out Dice and lesion F1 of each round's model against the labelled slices used."""
+    """Per round with a model: the labelled slices it trained on, and its Dice and lesion F1
+    on the held-out cases (never trained on) against their expert masks."""
     return [CurvePointRead(**vars(point)) for point in service.learning_curve(session, project_id)]
 
 
@@ -101,10 +128,26 @@ def get_round(round_id: PathId, _user: Engineer, session: SessionDep) -> RoundRe
     return read(session, service.get_round(session, round_id))
 
 
-@router.post("/{round_id}/close", response_model=RoundRead, responses=error_responses(409))
-def close_labelling(round_id: PathId, _user: Engineer, session: SessionDep) -> RoundRead:
-    """End the round's labelling: the workers fuse, train and score, in that order."""
-    return read(session, service.close_labelling(session, round_id))
+@router.post(
+    "/{round_id}/close",
+    response_model=RoundRead,
+    responses=error_responses(
+        400,
+        409,
+        422,
+        e409="`too_few_labelled`: fewer of the chosen slices are labelled than closing needs "
+        "(`labelled_needed`); send `force: true` to close anyway. `round_not_labelling`: "
+        "its labelling is already closed",
+    ),
+)
+def close_labelling(
+    round_id: PathId, _user: Engineer, session: SessionDep, body: RoundClose | None = None
+) -> RoundRead:
+    """End the round's labelling: the workers fuse, train and score, in that order. Refused
+    while fewer of its chosen slices are labelled than ``labelled_needed`` (half of them,
+    ``service.CLOSE_SHARE``), unless ``force``."""
+    force = body is not None and body.force
+    return read(session, service.close_labelling(session, round_id, force=force))
 
 
 @router.post("/{round_id}/resume", response_model=RoundRead, responses=error_responses(409))

@@ -13,13 +13,11 @@ the round is still where it was. ``rounds.resume_stalled`` (beat) re-sends the j
 stalled rounds; ``resume`` does it on request after an error.
 """
 
-import io
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -27,12 +25,14 @@ from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.outbox import defer
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
+from backend.fusion.models import FusionResult
 from backend.imaging.models import Case, Slice
 from backend.projects.models import Project
-from backend.rounds import FUSE_ROUND, SCORE_POOL, TRAIN_ROUND
+from backend.quality.models import GoldVersion
+from backend.rounds import FUSE_ROUND, SCORE_POOL, TRAIN_ROUND, selection
 from backend.rounds.models import JOB_STAGES, ModelStatus, ModelVersion, Round, RoundStatus
+from backend.rounds.pool import apply_priorities, build_pool, latest_scores, pool_rows
 from backend.tasks.models import Task, TaskKind, TaskState
-from ml import selection
 
 # A job's heartbeat older than this: its worker is gone and another may take the round over.
 STALE_SECONDS = 120.0
@@ -44,9 +44,6 @@ STAGE_JOBS = {
 }
 # Strategies that need a model's scores; without them a round starts cold.
 SCORED = frozenset({"entropy", "bald", "bald_diverse"})
-# The queue order of a task no round has chosen is its brain share (0..1, as imported); a
-# round's chosen tasks come first, at 1 + (1 .. 0).
-CHOSEN_BASE = 1.0
 
 
 def _project(session: Session, project_id: int) -> Project:
@@ -83,125 +80,6 @@ def model_of(session: Session, round_: Round) -> ModelVersion | None:
         )
         .order_by(col(ModelVersion.id).desc())
     ).first()
-
-
-# -- the pool and the selection ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PoolRow:
-    slice_id: int
-    task_id: int
-    case_id: int
-    case_public_id: str
-    index: int
-    box: tuple[int, int, int, int]  # the slice's crop: x0, y0, x1, y1 (what volunteers see)
-    candidate_fraction: float | None
-    brain_fraction: float
-
-
-def pool_rows(session: Session, project: Project) -> list[PoolRow]:
-    """The unlabelled pool: slices whose crowd task is still open, of cases not held out."""
-    rows = session.exec(
-        select(Slice, Task.id, Case.public_id)
-        .join(Task, col(Task.slice_id) == col(Slice.id))
-        .join(Case, col(Case.id) == col(Slice.case_id))
-        .where(
-            Task.project_id == project.id,
-            Task.kind == TaskKind.normal,
-            Task.state == TaskState.open,
-        )
-        .order_by(col(Slice.id))
-    ).all()
-    held = set(project.holdout_cases)
-    return [
-        PoolRow(
-            slice_id=s.id or 0,
-            task_id=task_id or 0,
-            case_id=s.case_id,
-            case_public_id=public_id,
-            index=s.index,
-            box=(s.crop_x0, s.crop_y0, s.crop_x1, s.crop_y1),
-            candidate_fraction=s.candidate_fraction,
-            brain_fraction=s.brain_fraction,
-        )
-        for s, task_id, public_id in rows
-        if public_id not in held
-    ]
-
-
-SCORE_NAMES = ("entropy", "bald", "count_variance")
-
-
-def encode_scores(ids: NDArray[np.int64], scores: dict[str, NDArray[np.float64]]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, ids=ids, **scores)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
-def decode_scores(data: bytes) -> tuple[NDArray[np.int64], dict[str, NDArray[np.float64]]]:
-    with np.load(io.BytesIO(data)) as stored:
-        return stored["ids"], {n: stored[n] for n in SCORE_NAMES if n in stored}
-
-
-def build_pool(
-    rows: list[PoolRow], scored: tuple[NDArray[np.int64], dict[str, NDArray[np.float64]]] | None
-) -> selection.Pool:
-    """The pool for ``ml.selection``; a slice the scores do not cover (imported after them)
-    scores 0, and a slice without a measured candidate share gets the pool's mean."""
-    known = [r.candidate_fraction for r in rows if r.candidate_fraction is not None]
-    mean = float(np.mean(known)) if known else 0.0
-    ids = np.array([r.slice_id for r in rows], dtype=np.int64)
-    scores: dict[str, NDArray[np.float64]] = {}
-    if scored is not None:
-        scored_ids, values = scored
-        position = {int(s): n for n, s in enumerate(scored_ids)}
-        at = np.array([position.get(int(i), -1) for i in ids], dtype=np.int64)
-        for name, column in values.items():
-            padded = np.append(np.asarray(column, dtype=np.float64), 0.0)  # [-1] -> 0
-            scores[name] = padded[at]
-    return selection.Pool(
-        ids=ids,
-        cases=np.array([r.case_id for r in rows], dtype=np.int64),
-        indices=np.array([r.index for r in rows], dtype=np.int64),
-        foreground=np.array(
-            [mean if r.candidate_fraction is None else r.candidate_fraction for r in rows],
-            dtype=np.float64,
-        ),
-        scores=scores,
-    )
-
-
-def apply_priorities(session: Session, project: Project, chosen: list[int]) -> None:
-    """Put the chosen slices' open tasks first in the queue, in order; every other open crowd
-    task of the project goes back to its import priority (its brain share)."""
-    now_chosen = selection.priorities(chosen, base=CHOSEN_BASE)
-    tasks = session.exec(
-        select(Task, Slice.brain_fraction)
-        .join(Slice, col(Slice.id) == col(Task.slice_id))
-        .where(
-            Task.project_id == project.id,
-            Task.kind == TaskKind.normal,
-            Task.state == TaskState.open,
-        )
-        .with_for_update(of=Task)
-    ).all()
-    for task, brain_fraction in tasks:
-        wanted = now_chosen.get(task.slice_id, brain_fraction)
-        if task.priority != wanted:
-            task.priority = wanted
-            session.add(task)
-
-
-def _latest_scores(
-    session: Session, storage: Storage, project_id: int
-) -> tuple[NDArray[np.int64], dict[str, NDArray[np.float64]]] | None:
-    key = session.exec(
-        select(Round.scores_key)
-        .where(Round.project_id == project_id, col(Round.scores_key).is_not(None))
-        .order_by(col(Round.number).desc())
-    ).first()
-    return None if key is None else decode_scores(storage.get(key))
 
 
 # -- the round's life ------------------------------------------------------------------
@@ -248,7 +126,7 @@ def start_round(
         .order_by(col(Round.number).desc())
     ).first()
     number = (previous or 0) + 1
-    scored = _latest_scores(session, storage, project_id) if strategy in SCORED else None
+    scored = latest_scores(session, storage, project_id) if strategy in SCORED else None
     used = strategy if strategy not in SCORED or scored is not None else "cold_start"
     pool = build_pool(rows, scored)
     round_seed = number if seed is None else seed
@@ -286,12 +164,115 @@ def progress_of_labelling(session: Session, round_: Round) -> tuple[int, int]:
     return len(done), len(round_.selected)
 
 
-def close_labelling(session: Session, round_id: int) -> Round:
-    """End the round's labelling: fuse, then train, then score (jobs, in that order)."""
+# Closing a round whose labelled share of its chosen slices is below this needs ``force``:
+# its model would learn mostly from labels the round did not choose, and the learning curve
+# would credit the round (and its strategy) with them.
+CLOSE_SHARE = 0.5
+
+
+class TooFewLabelled(Conflict):
+    """Too few of the round's chosen slices are labelled to close it without ``force``."""
+
+
+class RoundNotLabelling(Conflict):
+    """The round's labelling is not open (already closed, or the round is past it)."""
+
+
+@dataclass(frozen=True)
+class Labelling:
+    """What a round's model learns from: the round's chosen slices, how many of them are
+    labelled and how many must be to close without ``force``; the project's labelled slices
+    the model trains on (before training: would, were the round closed now; None when not
+    known) and how many of those the round chose."""
+
+    chosen: int
+    labelled: int
+    needed: int
+    training: int | None
+    training_chosen: int | None
+
+
+def needed_to_close(chosen: int) -> int:
+    """Labelled chosen slices a round of ``chosen`` slices needs to close without force."""
+    return math.ceil(CLOSE_SHARE * chosen)
+
+
+def training_slices(session: Session, project: Project) -> set[int]:
+    """The slices a model trained now would learn from: those of complete crowd tasks (the
+    fusing stage turns their answers into labels) and current gold, of cases not held out."""
+    held = select(Case.id).where(
+        Case.project_id == project.id, col(Case.public_id).in_(list(project.holdout_cases))
+    )
+    crowd = session.exec(
+        select(Task.slice_id)
+        .join(Slice, col(Slice.id) == col(Task.slice_id))
+        .where(
+            Task.project_id == project.id,
+            Task.kind == TaskKind.normal,
+            Task.state == TaskState.complete,
+            col(Slice.case_id).not_in(held),
+        )
+    ).all()
+    gold = session.exec(
+        select(GoldVersion.slice_id)
+        .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
+        .join(Case, col(Case.id) == col(Slice.case_id))
+        .where(
+            Case.project_id == project.id,
+            col(GoldVersion.retired_at).is_(None),
+            col(Slice.case_id).not_in(held),
+        )
+    ).all()
+    return {*crowd, *gold}
+
+
+def labelling_of(session: Session, round_: Round) -> Labelling:
+    """The round's ``Labelling``: from its model's snapshot once trained, else live."""
+    labelled, chosen = progress_of_labelling(session, round_)
+    model = model_of(session, round_)
+    training: int | None
+    training_chosen: int | None
+    if model is not None:
+        # The fused versions it trained on (``ml.jobs.train_version``'s snapshot).
+        used = model.snapshot.get("fused_results")
+        training = round_.labels_used
+        training_chosen = None
+        if used is not None:
+            of_round = session.exec(
+                select(FusionResult.slice_id).where(
+                    col(FusionResult.id).in_(used),
+                    col(FusionResult.slice_id).in_(round_.selected),
+                )
+            ).all()
+            training_chosen = len(set(of_round))
+    elif round_.status is RoundStatus.closed:
+        training, training_chosen = round_.labels_used, None
+    else:
+        slices = training_slices(session, _project(session, round_.project_id))
+        training, training_chosen = len(slices), len(slices & set(round_.selected))
+    return Labelling(chosen, labelled, needed_to_close(chosen), training, training_chosen)
+
+
+def close_labelling(session: Session, round_id: int, *, force: bool = False) -> Round:
+    """End the round's labelling: fuse, then train, then score (jobs, in that order).
+    Below ``CLOSE_SHARE`` of its chosen slices labelled it is refused (``TooFewLabelled``)
+    unless ``force``."""
     round_ = get_round(session, round_id, lock=True)
     if round_.status is not RoundStatus.labelling:
-        raise Conflict(f"Round {round_.number} is {round_.status.value}, not labelling")
-    _enter(session, round_, RoundStatus.fusing, "waiting for the fusion worker")
+        raise RoundNotLabelling(f"Round {round_.number} is {round_.status.value}, not labelling")
+    now = labelling_of(session, round_)
+    early = now.labelled < now.needed
+    if early and not force:
+        raise TooFewLabelled(
+            f"Only {now.labelled} of round {round_.number}'s {now.chosen} chosen slices are "
+            f"labelled; closing needs {now.needed} ({CLOSE_SHARE:.0%}). Its model would train "
+            f"on about {now.training} labelled slices, {now.training_chosen} of them chosen "
+            "by this round. Close it with force to train anyway."
+        )
+    detail = "waiting for the fusion worker"
+    if early:
+        detail += f" (closed with {now.labelled} of {now.chosen} chosen slices labelled)"
+    _enter(session, round_, RoundStatus.fusing, detail)
     return round_
 
 

@@ -35,6 +35,7 @@ from backend.tasks.models import (
     TaskKind,
     TaskState,
 )
+from backend.tasks.order import RANKED
 from backend.tasks.slots import const
 
 # Slices either side of the leased one sent for scrolling context.
@@ -168,6 +169,18 @@ def candidate_statement(
         # NOT IN (a hashed subplan, built once) keeps the walk along the queue index; NOT EXISTS
         # would become an anti-join over every open task.
         query = query.where(TASKS.c.slice_id.not_in(_restricted_slices()))
+    if not expert:
+        # Mixing: pass over the case of the caller's previous task (``last_case``, 0 for
+        # none), so consecutive tasks show different brains. The same hashed NOT IN as above:
+        # the walk stays on the queue index and skips that case's rows, which the queue's
+        # spread order (``backend.tasks.order``) keeps few in a row.
+        # A round's chosen slices (priority RANKED and up) are never passed over.
+        same_case = select(SLICES.c.id).where(SLICES.c.case_id == bindparam("last_case"))
+        query = query.where(
+            or_(
+                TASKS.c.slice_id.not_in(same_case), TASKS.c.priority >= literal_column(repr(RANKED))
+            )
+        )
     return query
 
 
@@ -256,8 +269,8 @@ def slices_statement() -> Select[Any]:
 @cache
 def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]:
     """One row about the caller: answers given and suspension (``rater_stats``), a random gold
-    task on a slice they have never had (with its project's gold schedule), and their first
-    repeat task (with the answer count it is due after)."""
+    task on a slice they have never had (with its project's gold schedule), their first
+    repeat task (with the answer count it is due after), and the case of their latest lease."""
     stats = select(
         func.coalesce(func.sum(RATER_STATS.c.answered), 0).label("answered"),
         func.coalesce(func.sum(RATER_STATS.c.gold), 0).label("gold_answered"),
@@ -291,6 +304,18 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         .order_by((TASKS.c.id * 40503 + bindparam("seed")) % 65521)
         .limit(literal_column("1"))
     )
+    last_task, last_lease = TASKS.alias("last_task"), ASSIGNMENTS.alias("last_lease")
+    last = (
+        select(SLICES.c.case_id.label("last_case"))
+        .select_from(
+            last_lease.join(last_task, last_task.c.id == last_lease.c.task_id).join(
+                SLICES, SLICES.c.id == last_task.c.slice_id
+            )
+        )
+        .where(last_lease.c.user_id == bindparam("user"))
+        .order_by(last_lease.c.id.desc())
+        .limit(literal_column("1"))
+    )
     repeat = (
         select(TASKS.c.id.label("repeat_task"), TASKS.c.due_after)
         .where(
@@ -307,13 +332,16 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         repeat = repeat.where(TASKS.c.project_id == bindparam("project"))
     if restricted_hidden:
         gold = gold.where(TASKS.c.slice_id.not_in(_restricted_slices()))
-    stats_row, gold_row, repeat_row = (
+    stats_row, gold_row, repeat_row, last_row = (
         stats.subquery("stats"),
         gold.subquery("gold"),
         repeat.subquery("rep"),
+        last.subquery("last"),
     )
-    return select(stats_row, gold_row, repeat_row).select_from(
-        stats_row.outerjoin(gold_row, true()).outerjoin(repeat_row, true())
+    return select(stats_row, gold_row, repeat_row, last_row).select_from(
+        stats_row.outerjoin(gold_row, true())
+        .outerjoin(repeat_row, true())
+        .outerjoin(last_row, true())
     )
 
 

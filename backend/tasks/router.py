@@ -1,6 +1,7 @@
 """``/api/tasks``: lease the next task and submit a mask for it."""
 
 import hashlib
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -18,11 +19,12 @@ from backend.core.errors import error_responses
 from backend.core.http import json_response
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging.variant import lease_variant
-from backend.tasks import reports, service
+from backend.tasks import progress, reports, service
 from backend.tasks.models import TaskReport
 from backend.tasks.queue import NEIGHBOUR_REACH
 from backend.tasks.schemas import (
     NeighbourRead,
+    ProgressRead,
     ReportIn,
     ReportListRead,
     ReportRead,
@@ -220,6 +222,29 @@ async def submit_annotation(
     if replayed:
         return json_response(read, status.HTTP_200_OK, {"Idempotent-Replayed": "true"})
     return json_response(read, status.HTTP_201_CREATED)
+
+
+@router.get("/progress", response_model=ProgressRead, responses=error_responses(422))
+def my_progress(
+    user: CurrentUser,
+    session: SessionDep,
+    utc_offset: Annotated[
+        int,
+        Query(
+            ge=-720,
+            le=840,
+            description="Minutes your clock is ahead of UTC (-getTimezoneOffset() in a "
+            "browser): where your day starts for the today counts",
+        ),
+    ] = 0,
+) -> ProgressRead:
+    """Your answers today and in all, and the slices you gave back (skips and reports, which
+    never count as answers). Read by the studio when it starts and after a skip or report."""
+    assert user.id is not None
+    counts = progress.progress(
+        session=session, user_id=user.id, since=progress.day_start(utc_offset)
+    )
+    return ProgressRead(**asdict(counts))
 
 
 @router.get(

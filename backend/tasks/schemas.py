@@ -71,3 +71,14 @@ class ReportListRead(ReportRead):
     axis: str
     reporter: str
     resolved_at: datetime | None
+
+
+class ProgressRead(BaseModel):
+    """Your own counters: answers (a skip or a report is never one) and slices given back."""
+
+    answers: int
+    answers_today: int
+    # Leases given back without an answer (skips and reports), in all and today.
+    skipped: int
+    skipped_today: int
+    reported: int

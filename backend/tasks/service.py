@@ -218,20 +218,24 @@ def next_task(
             rate = 1.0
         if (random.random() if draw is None else draw) < rate:
             chosen = me.gold_task
-    # The same two statements whatever was chosen, so neither the statements nor their
+    # The same three statements whatever was chosen, so neither the statements nor their
     # number tell gold from normal (tests/backend/quality/test_hidden_gold.py): the chosen
-    # task (id 0 when none: no row), then the queue (a one-time false filter when not wanted).
+    # task (id 0 when none: no row), then the queue passing over the caller's last case, then
+    # the queue with it, for when no other case has a free task (each a one-time false
+    # filter when not wanted).
     row = session.execute(chosen_statement(), {**params, "chosen": chosen or 0}).first()
-    queued = session.execute(
-        candidate_statement(in_project, hide_restricted, False), {**params, "want": row is None}
-    ).first()
-    row = row or queued
+    queue = candidate_statement(in_project, hide_restricted, False)
+    for last_case in (me.last_case or 0, 0):
+        queued = session.execute(
+            queue, {**params, "last_case": last_case, "want": row is None}
+        ).first()
+        row = row or queued
     if row is None and dialect == "postgresql":
         # Every free-looking task is locked by a concurrent lease or submission (they take
         # milliseconds). Waiting is safe: each of them updates the task row, and PostgreSQL
         # checks the new row version against the filter again before handing it out.
         waiting = candidate_statement(in_project, hide_restricted, True)
-        row = session.execute(waiting, {**params, "want": True}).first()
+        row = session.execute(waiting, {**params, "want": True, "last_case": 0}).first()
     if row is None:
         return None
     return _lease(session, dialect, user.id, _task(row), now, lease_seconds, is_expert)

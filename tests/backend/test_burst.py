@@ -15,7 +15,8 @@ import pytest
 
 from backend.core.db import create_db_engine
 from backend.core.storage import Storage
-from bench.load import integrity, run_load, seed
+from bench.load import integrity, run_load
+from bench.load_seed import seed
 from tests.live import CLI, cli_env, live_server
 
 

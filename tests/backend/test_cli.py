@@ -221,6 +221,16 @@ def test_worker_refuses_unknown_queues(settings_env: pytest.MonkeyPatch) -> None
     assert "unknown queue(s) cpu" in result.output
 
 
+def test_the_ml_commands_point_to_mscrowd_ml() -> None:
+    """``train`` and ``predict`` moved to ``mscrowd-ml`` (the backend never imports ``ml``);
+    ``mscrowd`` says so instead of "no such command", whatever options follow."""
+    for command in (["train", "--project", "x", "--config", "tiny"], ["predict", "case", "--help"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 1
+        assert f"is now 'mscrowd-ml {command[0]}'" in result.output
+    assert "lesion segmenter" not in runner.invoke(app, ["--help"]).output
+
+
 def test_import_refuses_a_bad_project_name(
     settings_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

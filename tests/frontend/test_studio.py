@@ -112,7 +112,6 @@ def _page(
 def _volunteer(page: Page, base: str, name: str) -> None:
     """Sign up with a pseudonym alone, accept the consent, wait for the first slice."""
     page.goto(base)
-    page.click("#tab-signup")
     page.fill("#signup-name", name)
     page.fill("#signup-password", PASSWORD)
     page.click("#signup")
@@ -185,11 +184,12 @@ def _stored(data_dir: Path) -> list[tuple[Annotation, np.ndarray]]:
 
 
 def _submitted(page: Page, done: int) -> None:
-    """Wait until the session counter says ``done`` answers were acknowledged."""
+    """Wait until the header's counter says ``done`` answers were acknowledged."""
     page.wait_for_function(
-        "(n) => document.querySelector('[data-testid=session-count]').textContent === `${n} done`",
+        "(n) => document.querySelector('[data-testid=session-count]').dataset.answers === `${n}`",
         arg=done,
     )
+    assert page.inner_text("[data-testid=session-count]").startswith(f"{done} done")
 
 
 def test_a_stroke_at_a_known_zoom_and_pan_is_stored_pixel_for_pixel(
@@ -226,7 +226,7 @@ def test_a_stroke_at_a_known_zoom_and_pan_is_stored_pixel_for_pixel(
     page.click("[data-testid=submit]")
     _submitted(page, 1)
     assert "Saved" in page.inner_text("[data-testid=toast]")
-    assert page.inner_text("[data-testid=slice-badge]") == "Slice 2 of this session"
+    assert page.inner_text("[data-testid=slice-badge]") == "Slice 2 today"
     ((annotation, stored),) = _stored(data_dir)
     assert np.array_equal(stored, expected)
     assert annotation.client_info["ui"] == "studio"
@@ -296,6 +296,11 @@ def test_skip_and_report_give_a_new_slice_and_reach_experts(
         "() => document.querySelector('[data-testid=toast]').textContent.includes('expert')"
     )
     engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
+    for _ in range(50):  # the next slice's prefetch may still be on its way
+        with Session(engine) as session:
+            if len(session.exec(select(Assignment)).all()) == 4:
+                break
+        page.wait_for_timeout(100)
     with Session(engine) as session:
         (report,) = session.exec(select(TaskReport)).all()
         reported = (report.reason.value, report.note)
@@ -308,7 +313,8 @@ def test_skip_and_report_give_a_new_slice_and_reach_experts(
     assert reported == ("artefact", "stripes across the slice")
     # Two slices given back, a third on screen and a fourth prefetched; no answer counted.
     assert states == ["active", "active", "skipped", "skipped"]
-    assert page.inner_text("[data-testid=slice-badge]") == "Slice 1 of this session"
+    assert page.inner_text("[data-testid=slice-badge]") == "Slice 1 today · 2 skipped"
+    assert page.get_attribute("[data-testid=session-count]", "data-answers") == "0"
     assert errors == []
     # Experts see it in their workspace, with the slice, and mark it as seen.
     workspace, staff_errors = staff_page(browser, base, "ex@example.org", PASSWORD, "/expert")
@@ -454,12 +460,14 @@ def test_gold_feedback_is_shown_before_moving_on(browser: Any, tmp_path: Path) -
 AXE = Path(__import__("axe_playwright_python").__file__).with_name("axe.min.js")
 
 
-def _axe(page: Page) -> list[dict[str, Any]]:
-    """Serious and critical WCAG 2 A/AA violations on the page as it is now."""
+def _axe(page: Page, within: str | None = None) -> list[dict[str, Any]]:
+    """Serious and critical WCAG 2 A/AA violations on the page as it is now (or in the part
+    of it that the CSS selector ``within`` picks)."""
     page.add_script_tag(path=str(AXE))
     result = page.evaluate(
-        "async () => await axe.run(document, {runOnly: {type: 'tag',"
-        " values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})"
+        "async (within) => await axe.run(within ? {include: [within]} : document,"
+        " {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})",
+        within,
     )
     return [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
 
@@ -474,8 +482,7 @@ def test_accessibility_scan_finds_no_serious_violations(
         page, errors = _page(browser, *size, bypass_csp=True)
         page.goto(base)
         page.wait_for_selector("#auth:not([hidden])")
-        found[f"{size} log in"] = _axe(page)
-        page.click("#tab-signup")
+        found[f"{size} landing"] = _axe(page)
         page.fill("#signup-name", f"Axe {size[0]}")
         page.fill("#signup-password", PASSWORD)
         page.click("#signup")
@@ -557,4 +564,43 @@ def test_a_suspended_volunteer_is_told_why_and_what_to_do(
     page.reload()
     page.wait_for_selector("[data-testid=paused]", state="visible")
     assert "painting outside the brain" in page.inner_text("[data-testid=paused]")
+    assert errors == []
+
+
+def test_a_context_slice_never_moves_the_view_and_home_resets_it(
+    browser: Any, site: tuple[str, Path]
+) -> None:
+    """Dragging with the brush on a neighbouring slice neither paints nor pans (it used to
+    pan), and Home returns to the marked slice with zoom and pan reset (it used to keep them)."""
+    base, _data_dir = site
+    page, errors = _page(browser)
+    _volunteer(page, base, "Context Looker")
+
+    def view() -> list[float]:
+        return page.evaluate(
+            "() => { const d = document.querySelector('#view').dataset;"
+            " return [Number(d.scale), Number(d.panX), Number(d.panY)]; }"
+        )
+
+    fitted = view()
+    page.keyboard.press("+")
+    _frame(page)
+    zoomed = view()
+    assert zoomed[0] > fitted[0]
+    up = not page.is_disabled("#slice-up")  # the slice above, else the one below
+    page.keyboard.press("ArrowUp" if up else "ArrowDown")
+    page.wait_for_function(
+        "(o) => document.querySelector('#view').dataset.offset === o", arg="1" if up else "-1"
+    )
+    page.mouse.move(*_centre(page, 20, 20))
+    page.mouse.down()
+    page.mouse.move(*_centre(page, 40, 30), steps=6)
+    page.mouse.up()
+    _frame(page)
+    assert view() == zoomed
+    assert not _mask(page).any()
+    page.keyboard.press("Home")
+    page.wait_for_function("() => document.querySelector('#view').dataset.offset === '0'")
+    _frame(page)
+    assert view() == pytest.approx(fitted)
     assert errors == []

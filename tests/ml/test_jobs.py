@@ -1,6 +1,6 @@
-"""The ML worker end to end on the CPU: two synthetic cases imported, ``mscrowd train`` with
+"""The ML worker end to end on the CPU: two synthetic cases imported, ``mscrowd-ml train`` with
 the tiny config (one case held out) registers a version with its snapshot and held-out
-figures, and ``mscrowd predict`` writes a mask on the case's own FLAIR grid even when that
+figures, and ``mscrowd-ml predict`` writes a mask on the case's own FLAIR grid even when that
 grid is not RAS."""
 
 import io
@@ -13,7 +13,7 @@ import torch
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
-from backend.cli import app
+from backend.cli import app as mscrowd
 from backend.core.config import get_settings
 from backend.core.db import create_db_engine, transaction
 from backend.core.storage import Storage
@@ -23,6 +23,7 @@ from backend.imaging.service import CaseMeta, import_source
 from backend.imaging.synthetic import synthesize_case
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion
 from ml import jobs
+from ml.cli import app
 from ml.config import get_config
 from ml.data import lesion_load
 from ml.jobs import to_own_grid
@@ -50,7 +51,7 @@ def _write_flipped_case(folder: Path, seed: int) -> nib.Nifti1Image:
 @pytest.mark.usefixtures("settings_env")
 def test_train_registers_a_version_and_predict_writes_on_the_flair_grid(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    assert runner.invoke(mscrowd, ["migrate"]).exit_code == 0
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     storage = Storage(settings.storage_url)
@@ -187,7 +188,7 @@ def test_weights_round_trip_and_older_versions_load_with_instance_norm() -> None
 @pytest.mark.usefixtures("settings_env")
 def test_train_plants_a_librarys_lesions_only_into_lightly_loaded_cases(tmp_path: Path) -> None:
     runner = CliRunner()
-    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    assert runner.invoke(mscrowd, ["migrate"]).exit_code == 0
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     storage = Storage(settings.storage_url)

@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_training_is_resumed_with_the_registry_intact(
             config="tiny",
             minutes=0.25,
         )
-        rounds.close_labelling(session, started.id or 0)
+        rounds.close_labelling(session, started.id or 0, force=True)  # trains on gold
     round_id = started.id or 0
 
     def version(status: ModelStatus) -> ModelVersion | None:

@@ -13,6 +13,7 @@ from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import gold
 from backend.rounds import jobs as round_jobs
+from backend.rounds import pool as round_pool
 from backend.rounds import service as rounds
 from backend.rounds.models import ModelStatus, ModelVersion, Round, RoundStatus
 from backend.tasks import service as tasks
@@ -63,7 +64,7 @@ def test_a_round_trains_scores_and_sets_the_next_rounds_priorities(setup: Setup)
         held = session.exec(select(Slice.id).join(Task, col(Task.slice_id) == col(Slice.id))).all()
         assert held
         project = session.get_one(Project, setup.project_id)
-        pool_cases = {r.case_id for r in rounds.pool_rows(session, project)}
+        pool_cases = {r.case_id for r in round_pool.pool_rows(session, project)}
     assert len(pool_cases) == 1  # the held-out case is never offered for labelling rounds
     label_chosen(setup, first)
     with transaction(engine) as session:
@@ -95,7 +96,7 @@ def test_a_round_trains_scores_and_sets_the_next_rounds_priorities(setup: Setup)
     assert version.snapshot["fused_results"] == fused  # the fused versions it trained on
     assert 0.0 <= version.metrics["dice"] <= 1.0
     assert done.scores_key is not None
-    ids, scores = rounds.decode_scores(storage.get(done.scores_key))
+    ids, scores = round_pool.decode_scores(storage.get(done.scores_key))
     assert done.scored_slices == len(ids) > 0
     assert set(scores) == {"entropy", "bald", "count_variance"}
     assert np.all(scores["bald"] >= 0)

@@ -19,6 +19,7 @@ TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "au
 TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rater_actions"}
 TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rounds"}
 TABLES |= {"task_reports", "consensus_scores"}
+TABLES |= {"slice_rejections"}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -32,7 +32,11 @@ def test_round_commands() -> None:
     assert "Round 1 started: 3 slices chosen by random." in started.output
     status = runner.invoke(app, ["round", "status", "--project", "al"])
     assert "Round 1: labelling, 0 of 3 chosen slices labelled (random, 3 slices)" in status.output
-    closed = runner.invoke(app, ["round", "close", "--project", "al"])
+    # None of the 3 chosen slices is labelled: closing needs --force.
+    early = runner.invoke(app, ["round", "close", "--project", "al"])
+    assert early.exit_code == 1
+    assert "Only 0 of round 1's 3 chosen slices are labelled; closing needs 2" in early.output
+    closed = runner.invoke(app, ["round", "close", "--project", "al", "--force"])
     assert closed.exit_code == 0, closed.output
     status = runner.invoke(app, ["round", "status", "--project", "al"])
     assert "Round 1: fusing, 0 %" in status.output

@@ -22,6 +22,7 @@ from backend.projects.models import Project
 from backend.quality import gold
 from backend.quality.models import GoldSource
 from backend.rounds import FUSE_ROUND, TRAIN_ROUND
+from backend.rounds import pool as round_pool
 from backend.rounds import service as rounds
 from backend.rounds.models import Round, RoundStatus
 from backend.tasks.models import Task
@@ -64,7 +65,8 @@ def test_start_chooses_slices_and_puts_them_first(
         }
         ranked = sorted(priority, key=lambda s: -priority[s])
         assert ranked[:3] == first.selected
-        assert all(priority[s] == 0.5 for s in ranked[3:])  # back to their brain share
+        # The others go back to their import priority, below every chosen slice's.
+        assert all(priority[s] < round_pool.CHOSEN_BASE for s in ranked[3:])
         with pytest.raises(Conflict, match="Round 1 of this project is still labelling"):
             rounds.start_round(session, storage, project_id=project.id, strategy="random", budget=1)
         with pytest.raises(InvalidInput, match="Unknown strategy 'clever'"):
@@ -74,12 +76,17 @@ def test_start_chooses_slices_and_puts_them_first(
         with pytest.raises(NotFound):
             rounds.get_round(session, 999_999)
 
-        # Closing the labelling queues the fusion job in the same transaction.
-        rounds.close_labelling(session, first.id or 0)
-        assert first.status is RoundStatus.fusing
-        assert _outbox(session) == [FUSE_ROUND]
-        with pytest.raises(Conflict, match="not labelling"):
+        # None of the 3 chosen slices is labelled: closing needs force. Forced, it queues
+        # the fusion job in the same transaction.
+        with pytest.raises(rounds.TooFewLabelled, match="Only 0 of round 1's 3 chosen"):
             rounds.close_labelling(session, first.id or 0)
+        assert first.status is RoundStatus.labelling
+        rounds.close_labelling(session, first.id or 0, force=True)
+        assert first.status is RoundStatus.fusing
+        assert "closed with 0 of 3 chosen slices labelled" in first.detail
+        assert _outbox(session) == [FUSE_ROUND]
+        with pytest.raises(rounds.RoundNotLabelling, match="not labelling"):
+            rounds.close_labelling(session, first.id or 0, force=True)
 
 
 def test_random_fg_prefers_candidate_slices(migrated_engine: Engine, storage: Storage) -> None:
@@ -87,8 +94,8 @@ def test_random_fg_prefers_candidate_slices(migrated_engine: Engine, storage: St
     often than their share of the pool (a third)."""
     with Session(migrated_engine) as session:
         project = _project(session, storage, count=24)
-        rows = rounds.pool_rows(session, project)
-    pool = rounds.build_pool(rows, None)
+        rows = round_pool.pool_rows(session, project)
+    pool = round_pool.build_pool(rows, None)
     candidate = {int(i) for i, f in zip(pool.ids, pool.foreground, strict=True) if f > 0}
     drawn = [rounds.selection.select("cold_start", pool, 4, seed=s) for s in range(20)]
     share = np.mean([slice_id in candidate for chosen in drawn for slice_id in chosen])
@@ -103,7 +110,7 @@ def test_stage_jobs_claim_report_fail_and_resume(migrated_engine: Engine, storag
         )
         round_id = started.id or 0
         assert rounds.claim(session, round_id, RoundStatus.fusing) is None  # not fusing yet
-        rounds.close_labelling(session, round_id)
+        rounds.close_labelling(session, round_id, force=True)
         session.commit()
 
         token = rounds.claim(session, round_id, RoundStatus.fusing)
@@ -174,7 +181,7 @@ def test_held_out_cases_stay_out_of_the_pool_and_gold(
         project.holdout_cases = [held_case.public_id]
         session.add(project)
         session.flush()
-        rows = rounds.pool_rows(session, project)
+        rows = round_pool.pool_rows(session, project)
         assert len(rows) == 4
         assert held_case.id not in {r.case_id for r in rows}
         with pytest.raises(Conflict, match="held out for evaluating models"):
@@ -188,8 +195,10 @@ def test_held_out_cases_stay_out_of_the_pool_and_gold(
             )
         # Scores join by slice id; a slice the scores do not cover scores 0.
         ids = np.array([rows[0].slice_id, rows[2].slice_id], dtype=np.int64)
-        stored = rounds.encode_scores(ids, {"bald": np.array([0.7, 0.2]), "entropy": np.ones(2)})
-        pool = rounds.build_pool(rows, rounds.decode_scores(stored))
+        stored = round_pool.encode_scores(
+            ids, {"bald": np.array([0.7, 0.2]), "entropy": np.ones(2)}
+        )
+        pool = round_pool.build_pool(rows, round_pool.decode_scores(stored))
         assert pool.scores["bald"].tolist() == [0.7, 0.0, 0.2, 0.0]
 
 
@@ -225,10 +234,12 @@ def test_the_api_is_for_engineers_and_admins(
         assert refused.status_code == 422, bad
     listed = client.get(f"/api/rounds?project_id={project_id}", headers=token)
     assert [r["number"] for r in listed.json()] == [1]
-    closed = client.post(f"/api/rounds/{read['id']}/close", headers=token)
+    close = f"/api/rounds/{read['id']}/close"
+    assert client.post(close, headers=token).status_code == 409  # 0 of 4 labelled
+    closed = client.post(close, json={"force": True}, headers=token)
     assert closed.status_code == 200, closed.text
     assert closed.json()["status"] == "fusing"
-    assert client.post(f"/api/rounds/{read['id']}/close", headers=token).status_code == 409
+    assert client.post(close, json={"force": True}, headers=token).status_code == 409
     assert client.post(f"/api/rounds/{read['id']}/resume", headers=token).status_code == 409
     assert client.get(f"/api/rounds/curve?project_id={project_id}", headers=token).json() == []
     assert client.get("/api/rounds/999999", headers=token).status_code == 404

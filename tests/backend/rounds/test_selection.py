@@ -4,7 +4,7 @@ each one prefers."""
 import numpy as np
 import pytest
 
-from ml.selection import GAP, STRATEGIES, Pool, priorities, select
+from backend.rounds.selection import GAP, STRATEGIES, Pool, priorities, select
 
 
 def _pool(n: int = 60, seed: int = 0) -> Pool:
