@@ -62,8 +62,7 @@ def main() -> None:
     from sqlmodel import select
 
     from backend.annotations import service as annotations
-    from backend.annotations.masks import encode_rle
-    from backend.annotations.schemas import RleMask
+    from backend.annotations.masks import RleMask, encode_rle
     from backend.auth import service as auth
     from backend.auth.models import User
     from backend.core.db import transaction
@@ -114,9 +113,12 @@ def main() -> None:
                 if left is None:
                     return False
             clock += timedelta(seconds=40)
-            lease = tasks.next_task(
-                session=session, user=user, lease_seconds=600, project_id=project_id, now=clock
-            )
+            try:
+                lease = tasks.next_task(
+                    session=session, user=user, lease_seconds=600, project_id=project_id, now=clock
+                )
+            except tasks.RaterSuspended:  # the quality rules caught this habit: it stops
+                return False
             if lease is None:
                 return False
             slice_ = session.get_one(Slice, lease.task.slice_id)
