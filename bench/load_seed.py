@@ -53,14 +53,14 @@ def _brain(index: int, count: int) -> float:
     return 0.2 + 0.7 * (1 - abs(index - count / 2) / max(count / 2, 1))
 
 
-def _priority(brain: float, index: int) -> float:
+def _priority(slice_id: int, brain: float) -> float:
     """The import priority of the code under test (``PYTHONPATH`` may point at an older tree,
     whose imports ranked by brain share alone)."""
     try:
         from backend.tasks.order import queue_priority
     except ImportError:
         return brain
-    return queue_priority(brain, index)
+    return queue_priority(slice_id)
 
 
 def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> list[str]:
@@ -113,9 +113,9 @@ def seed(engine: Engine, storage: Storage, *, tasks: int, volunteers: int) -> li
                     "project_id": project.id,
                     "slice_id": s,
                     "required_labels": 3,
-                    "priority": _priority(brain, index),
+                    "priority": _priority(s, brain),
                 }
-                for s, brain, index in slice_ids
+                for s, brain, _index in slice_ids
             ],
         )
         tokens = []

@@ -8,16 +8,15 @@ import { decodeRle, encodeRle } from "./mask.js";
 import { Viewer, bindWindowSliders } from "./viewer.js";
 
 // Okabe-Ito and Tableau colours, told apart with the common colour-vision deficiencies.
-const FIXED = { reference: [240, 228, 66], gold: [86, 180, 233], fused: [255, 255, 255] };
+// The reference yellow, gold sky blue, the fused label magenta (white vanished on bright
+// lesions); the volunteers' colours avoid all three (Okabe-Ito and Dark2 hues).
+const FIXED = { reference: [240, 228, 66], gold: [86, 180, 233], fused: [255, 0, 255] };
 const RATERS = [
-  [230, 159, 0],
   [0, 158, 115],
-  [204, 121, 167],
   [213, 94, 0],
   [0, 114, 178],
   [166, 118, 29],
   [102, 166, 30],
-  [231, 41, 138],
 ];
 const KIND = { candidates: "candidate", gold: "gold", answers: "answer", review: "review" };
 const STRATA = { empty: "empty", mimic: "bright look-alike", small: "small", medium: "medium", large: "large" };

@@ -117,7 +117,8 @@ export class Viewer {
       layer.width = slice.width;
       layer.height = slice.height;
     }
-    this.resetWindow(false);
+    // The window (brightness and contrast) is the volunteer's choice and stays from slice to
+    // slice, as the Display sliders say; Reset or right-drag changes it.
     this.userZoomed = false;
     await this.showImage();
     this.fit();

@@ -1,8 +1,9 @@
-"""A demo site at work, for screenshots and manual checks: four simulated volunteers label
+"""A demo site at work, for screenshots and manual checks: five simulated volunteers label
 the demo (each drawing the reference with their own habit: tight, generous, one that misses
-small lesions, one careless), the finished tasks are fused, and one active-learning round
-runs to the end on the CPU (random_fg, 6 slices, the tiny config), so the rounds page shows
-a learning-curve point; a second round is left labelling.
+small lesions, a faithful one, a careless one whom the quality rules pause), the finished
+tasks are fused, and one active-learning round runs to the end on the CPU (random_fg, 6
+slices, the tiny config), so the rounds page shows a learning-curve point; a second round
+is left labelling.
 
     .venv/bin/python scripts/demo_round.py DATA_DIR [--answers 30]
 
@@ -24,14 +25,17 @@ from scipy import ndimage
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "backend"]
-VOLUNTEERS = ("Heron", "Quokka", "Wren", "Ibex")
+VOLUNTEERS = ("Heron", "Quokka", "Wren", "Lark", "Ibex")
 PASSWORD = "a long enough password"
 
 
 def _habit(name: str, truth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A volunteer's mask for a slice whose reference is ``truth`` ([H, W] bool)."""
-    if name == "Heron":  # tight
-        return ndimage.binary_erosion(truth) | (truth & (rng.random(truth.shape) < 0.2))
+    if name == "Heron":  # tight: drawn just inside each lesion (small ones whole)
+        inside = ndimage.binary_erosion(truth)
+        return inside | (truth & ~ndimage.binary_dilation(inside, iterations=2))
+    if name == "Lark":  # faithful, a pixel generous here and there
+        return truth | (ndimage.binary_dilation(truth) & (rng.random(truth.shape) < 0.3))
     if name == "Quokka":  # generous
         return ndimage.binary_dilation(truth, iterations=2)
     if name == "Wren":  # misses lesions under 30 pixels

@@ -230,8 +230,8 @@ def _store(
                 kind=TaskKind.normal,
                 state=state,
                 required_labels=project.min_labels,
-                # Until a model ranks them: more brain first, cases' slices spread out.
-                priority=queue_priority(item.brain_fraction, item.index),
+                # Until a model ranks them: a scramble of the slice id (backend.tasks.order).
+                priority=queue_priority(item.id),
             )
         )
     session.flush()

@@ -8,10 +8,12 @@ from sqlmodel import Session, col, select
 
 from backend.annotations.models import Annotation
 from backend.auth.models import User
+from backend.core.errors import NotFound
 from backend.core.storage import Storage
 from backend.fusion import labels
 from backend.fusion.redundancy import binary_entropy
 from backend.imaging.models import Case, Slice
+from backend.projects.models import Project
 from backend.quality import review, thumbs
 from backend.quality.models import RejectionKind, SliceRejection
 from backend.quality.workspace_schemas import RaterName, ReviewEntry, ReviewPage, ReviewSort
@@ -19,11 +21,16 @@ from backend.quality.workspace_schemas import RaterName, ReviewEntry, ReviewPage
 SCAN = 500  # most recent disputed tasks considered (as ``review.review_queue``)
 
 
+# Pixels below this posterior are background: STAPLE with a prior leaves a small P(lesion)
+# on every pixel (1/255 as stored), which would make every slice's mean entropy the same.
+CANDIDATE_P = 0.05
+
+
 def fused_entropy(soft: NDArray[np.float64]) -> float:
     """Mean binary entropy in bits of a soft label ``[H, W]`` (P(lesion)) over the pixels
-    where it is not zero (those some rater marked): 0 when the label is certain everywhere
-    or empty, 1 when every marked pixel is a coin toss."""
-    marked = soft > 0
+    with P >= CANDIDATE_P (those some rater's mark made possible): 0 when the label is certain
+    everywhere or empty, 1 when every candidate pixel is a coin toss."""
+    marked = soft >= CANDIDATE_P
     if not marked.any():
         return 0.0
     return float(binary_entropy(soft[marked]).mean())
@@ -47,7 +54,10 @@ def review_page(
 ) -> ReviewPage:
     """A page of the slices volunteers disagree on (two or more answers, not gold, not
     dismissed by an expert), most uncertain fused label first or least agreement first, each
-    with its raters' pseudonyms, pairwise Dice and fused entropy; with the total."""
+    with its raters' pseudonyms, pairwise Dice and fused entropy; with the total. ``NotFound``
+    for a project that does not exist (as the other lists answer)."""
+    if session.get(Project, project_id) is None:
+        raise NotFound(f"Project {project_id} does not exist")
     items = review.review_queue(session=session, storage=storage, project_id=project_id, limit=SCAN)
     dismissed = set(
         session.exec(

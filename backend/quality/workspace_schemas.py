@@ -4,10 +4,11 @@ an expert compares on it."""
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
+from backend.core.text import normalise_text
 from backend.core.validation import InputModel
 from backend.quality.gold_pool import Stratum
 from backend.quality.models import GoldSource, RejectionKind
@@ -188,8 +189,14 @@ class SliceDetailRead(SliceItem):
     rejections: list[RejectionRead]
 
 
+def _normalised(value: Any) -> Any:
+    return normalise_text(value).strip() if isinstance(value, str) else value
+
+
 class RejectCreate(InputModel):
     """Set a slice aside: a gold candidate, a gold slice (retired) or a review item."""
 
     kind: RejectionKind
-    reason: str = Field(min_length=3, max_length=1000)
+    # Normalised (NFC, no invisible or direction-changing characters, trimmed) before its
+    # length is checked, like a report's note: "   " is no reason.
+    reason: Annotated[str, BeforeValidator(_normalised)] = Field(min_length=3, max_length=1000)

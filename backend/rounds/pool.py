@@ -110,8 +110,7 @@ def apply_priorities(session: Session, project: Project, chosen: list[int]) -> N
     task of the project goes back to its import priority (``backend.tasks.order``)."""
     now_chosen = selection.priorities(chosen, base=CHOSEN_BASE)
     tasks = session.exec(
-        select(Task, Slice.brain_fraction, Slice.index)
-        .join(Slice, col(Slice.id) == col(Task.slice_id))
+        select(Task)
         .where(
             Task.project_id == project.id,
             Task.kind == TaskKind.normal,
@@ -119,8 +118,8 @@ def apply_priorities(session: Session, project: Project, chosen: list[int]) -> N
         )
         .with_for_update(of=Task)
     ).all()
-    for task, brain_fraction, index in tasks:
-        wanted = now_chosen.get(task.slice_id, queue_priority(brain_fraction, index))
+    for task in tasks:
+        wanted = now_chosen.get(task.slice_id, queue_priority(task.slice_id))
         if task.priority != wanted:
             task.priority = wanted
             session.add(task)

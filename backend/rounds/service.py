@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
+from backend.core.db import serialize_writers
 from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.outbox import defer
 from backend.core.storage import Storage
@@ -256,7 +257,9 @@ def labelling_of(session: Session, round_: Round) -> Labelling:
 def close_labelling(session: Session, round_id: int, *, force: bool = False) -> Round:
     """End the round's labelling: fuse, then train, then score (jobs, in that order).
     Below ``CLOSE_SHARE`` of its chosen slices labelled it is refused (``TooFewLabelled``)
-    unless ``force``."""
+    unless ``force``. Two closes at once: one closes, the other finds it closed (on SQLite,
+    whose ``FOR UPDATE`` is a no-op, through the database write lock taken first)."""
+    serialize_writers(session)
     round_ = get_round(session, round_id, lock=True)
     if round_.status is not RoundStatus.labelling:
         raise RoundNotLabelling(f"Round {round_.number} is {round_.status.value}, not labelling")

@@ -286,6 +286,22 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         .select_from(seen.join(seen_task, seen_task.c.id == seen.c.task_id))
         .where(seen.c.user_id == bindparam("user"))
     )
+    # The case of the caller's latest lease: the queue passes over it (mixing), and so does
+    # the gold draw where it can, or gold from the same case as the last task would stand out.
+    last_task, last_lease = TASKS.alias("last_task"), ASSIGNMENTS.alias("last_lease")
+    last_slice, same_slice = SLICES.alias("last_slice"), SLICES.alias("same_slice")
+    last = (
+        select(last_slice.c.case_id.label("last_case"))
+        .select_from(
+            last_lease.join(last_task, last_task.c.id == last_lease.c.task_id).join(
+                last_slice, last_slice.c.id == last_task.c.slice_id
+            )
+        )
+        .where(last_lease.c.user_id == bindparam("user"))
+        .order_by(last_lease.c.id.desc())
+        .limit(literal_column("1"))
+    )
+    same_case = select(same_slice.c.id).where(same_slice.c.case_id == last.scalar_subquery())
     gold = (
         select(
             TASKS.c.id.label("gold_task"),
@@ -299,21 +315,11 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
             TASKS.c.state == const(TaskState.open),
             TASKS.c.slice_id.not_in(seen_slices),
         )
-        # A different gold task for each request, so concurrent volunteers do not queue on
-        # one row: a cheap hash of the id with a random seed.
-        .order_by((TASKS.c.id * 40503 + bindparam("seed")) % 65521)
-        .limit(literal_column("1"))
-    )
-    last_task, last_lease = TASKS.alias("last_task"), ASSIGNMENTS.alias("last_lease")
-    last = (
-        select(SLICES.c.case_id.label("last_case"))
-        .select_from(
-            last_lease.join(last_task, last_task.c.id == last_lease.c.task_id).join(
-                SLICES, SLICES.c.id == last_task.c.slice_id
-            )
-        )
-        .where(last_lease.c.user_id == bindparam("user"))
-        .order_by(last_lease.c.id.desc())
+        # Gold of another case than the last task's first, as the queue mixes (its case
+        # only when no other has gold left, as the queue falls back too); then a different
+        # gold task for each request, so concurrent volunteers do not queue on one row: a
+        # cheap hash of the id with a random seed.
+        .order_by(TASKS.c.slice_id.in_(same_case), (TASKS.c.id * 40503 + bindparam("seed")) % 65521)
         .limit(literal_column("1"))
     )
     repeat = (

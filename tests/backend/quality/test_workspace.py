@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine
@@ -446,3 +447,16 @@ def test_a_thumbnail_tile_keeps_a_one_pixel_lesion_visible() -> None:
     with Image.open(io.BytesIO(png)) as image:
         assert image.size == (thumbs.TILE * 8, thumbs.TILE * 2)
         assert image.mode == "P"
+
+
+def test_fused_entropy_ignores_the_priors_background() -> None:
+    """STAPLE's prior leaves 1/255 on every pixel; that must not make every slice alike."""
+    from backend.quality.workspace_review import fused_entropy
+
+    background = np.full((20, 20), 1 / 255)
+    sure, unsure = background.copy(), background.copy()
+    sure[5:10, 5:10] = 1.0
+    unsure[5:10, 5:10] = 0.5
+    assert fused_entropy(background) == 0.0
+    assert fused_entropy(sure) == pytest.approx(0.0, abs=1e-6)
+    assert fused_entropy(unsure) == pytest.approx(1.0)

@@ -13,7 +13,7 @@ from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
 from backend.tasks import service
 from backend.tasks.models import Task
-from backend.tasks.order import RANKED, queue_priority, spread
+from backend.tasks.order import RANKED, queue_priority
 from tests.factories import HEIGHT, PASSWORD, WIDTH, create_case_row, create_project, submit
 
 LEASE = 600
@@ -49,7 +49,7 @@ def _cases(
                 project_id=project.id,
                 slice_id=slice_.id,
                 required_labels=2,
-                priority=queue_priority(brain, index),
+                priority=queue_priority(slice_.id),
             )
             session.add(task)
             session.flush()
@@ -67,11 +67,12 @@ def _walk(session: Session, storage: Storage, user: User) -> list[int]:
     return got
 
 
-def test_spread_puts_neighbouring_slices_far_apart() -> None:
-    assert [spread(i) for i in range(4)] == [0.0, 0.5, 0.25, 0.75]
-    assert all(abs(spread(i) - spread(i + 1)) >= 0.25 for i in range(0, 4000, 7))
-    assert queue_priority(1.0, 4095) < 1.0  # below every slice a round chose
-    assert queue_priority(0.55, 3) > queue_priority(0.45, 3)  # more brain first
+def test_the_import_order_scrambles_slice_ids() -> None:
+    values = [queue_priority(i) for i in range(1, 5001)]
+    assert len(set(values)) == len(values)  # no ties
+    assert all(0.0 <= v < RANKED for v in values)  # below every slice a round chose
+    # Neighbouring ids (a case's neighbouring slices) land far apart in the queue.
+    assert min(abs(a - b) for a, b in zip(values, values[1:], strict=False)) > 0.1
 
 
 def test_consecutive_tasks_come_from_different_cases(
@@ -137,3 +138,30 @@ def test_a_rounds_chosen_slices_come_first_even_from_one_case(
         session.flush()
         user = auth.create_user(session=session, email="r@example.org", password=PASSWORD)
         assert _walk(session, storage, user)[:3] == chosen
+
+
+def test_gold_mixes_like_the_queue(migrated_engine: Engine, storage: Storage) -> None:
+    """Attack (issue 34 red team): gold that ignored the mixing rule came from the case of the
+    previous task when the queue never did, which gave it away wherever a case can be told
+    (its crop size). The gold draw prefers another case too, and still serves gold when only
+    the last case has some."""
+    from backend.quality import gold
+    from tests.backend.quality.test_gold import _square_masks, create_case
+
+    with Session(migrated_engine) as session:
+        project = create_project(session, min_labels=2, gold_rate=1.0, gold_schedule=[])
+        case_of: dict[int, int] = {}
+        for number in range(2):
+            for slice_ in create_case(session, storage, project, _square_masks(4)):
+                assert slice_.id is not None
+                gold.approve_reference(
+                    session=session, storage=storage, slice_id=slice_.id, expert_id=None
+                )
+                case_of[slice_.id] = number
+        user = auth.create_user(session=session, email="g@example.org", password=PASSWORD)
+        cases = []
+        while lease := service.next_task(session=session, user=user, lease_seconds=LEASE):
+            cases.append(case_of[lease.task.slice_id])
+            service.release(session=session, user_id=user.id or 0, lease_id=lease.id)
+        assert len(cases) == 8  # every gold slice, once
+        assert cases == [cases[0], 1 - cases[0]] * 4  # alternating while both cases have gold
