@@ -221,3 +221,27 @@ def test_every_strategy_has_a_line_of_help_and_random_fg_is_the_default(
     body = {"project_id": staff["a"], "budget": 2}
     started = client.post("/api/rounds", json=body, headers=staff["engineer"])
     assert started.json()["strategy"] == "random_fg"
+
+
+def test_two_closes_at_once_close_once(
+    client: TestClient, staff: dict[str, Any], migrated_engine: Engine
+) -> None:
+    """Attack (issue 34 red team): four closes sent at the same moment all answered 200 on
+    SQLite, whose FOR UPDATE is a no-op, and queued four fusion jobs. One closes; the others
+    find the round closed (409 round_not_labelling)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = _start(client, staff, "a", 2)
+
+    def close(_: int) -> int:
+        answer = client.post(
+            f"/api/rounds/{started['id']}/close",
+            json={"force": True},
+            headers=staff["engineer"],
+        )
+        return answer.status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(close, range(4)))
+    assert codes == [200, 409, 409, 409]
+    assert _status(migrated_engine, started["id"]) is RoundStatus.fusing
