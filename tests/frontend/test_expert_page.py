@@ -217,8 +217,7 @@ def test_review_overlays_edit_and_save_as_gold(browser: Any, site: tuple[str, Pa
     page.wait_for_function("() => document.querySelector('#view').dataset.offset === '1'")
     # The badge follows once the neighbour's image is drawn: wait for it, never race it.
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=offset-badge]').textContent"
-        ".includes('Context')"
+        "() => document.querySelector('[data-testid=offset-badge]').textContent.includes('Context')"
     )
     page.keyboard.press("Home")
     page.wait_for_function("() => document.querySelector('#view').dataset.offset === '0'")
