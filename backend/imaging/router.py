@@ -10,7 +10,8 @@ from backend.auth.models import EXPERT_ROLES
 from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, PermissionDenied, error_responses
 from backend.core.validation import PathId
-from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.models import ConsentScope
+from backend.imaging.service import slice_and_case
 
 router = APIRouter(prefix="/slices", tags=["imaging"], responses=error_responses(401, 403, 404))
 
@@ -29,15 +30,6 @@ def _png(request: Request, storage_key: str, data: bytes, *, cache: str = IMMUTA
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(content=data, media_type="image/png", headers=headers)
-
-
-def _slice(session: SessionDep, slice_id: int) -> tuple[Slice, Case]:
-    slice_ = session.get(Slice, slice_id)
-    if slice_ is None:
-        raise NotFound(f"Slice {slice_id} does not exist")
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
-    return slice_, case
 
 
 @router.get(
@@ -60,7 +52,7 @@ def slice_image(
     back to slice ids, and so tell gold and repeats from the rest."""
     if user.role not in EXPERT_ROLES:
         raise PermissionDenied("Slice images by id are for experts; volunteers see their tasks")
-    slice_, case = _slice(session, slice_id)
+    slice_, case = slice_and_case(session, slice_id)
     restricted = case.consent_scope is ConsentScope.restricted
     key = slice_.image_keys.get(contrast)
     if key is None:
@@ -79,7 +71,7 @@ def reference_mask(
     """The expert reference lesion mask of a slice; experts and admins only."""
     if user.role not in EXPERT_ROLES:
         raise PermissionDenied("Reference masks are visible to experts only")
-    slice_, _case = _slice(session, slice_id)
+    slice_, _case = slice_and_case(session, slice_id)
     if slice_.reference_key is None:
         raise NotFound(f"Slice {slice_id} has no reference mask")
     return _png(request, slice_.reference_key, storage.get(slice_.reference_key), cache=NO_STORE)

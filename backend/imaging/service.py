@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from backend.core.db import refresh_statistics
+from backend.core.errors import NotFound
 from backend.core.storage import Storage
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.imaging.preprocess import (
@@ -41,6 +42,16 @@ ROLE_PATTERNS: dict[Contrast, re.Pattern[str]] = {
     Contrast.t2: re.compile(r"^(t2|t2w)$"),
     Contrast.reference: re.compile(r"^(lesion[_-]?mask|mask|consensus|lesions?|seg)$"),
 }
+
+
+def slice_and_case(session: Session, slice_id: int) -> tuple[Slice, Case]:
+    """A slice and its case; ``NotFound`` for a slice that does not exist."""
+    slice_ = session.get(Slice, slice_id)
+    if slice_ is None:
+        raise NotFound(f"Slice {slice_id} does not exist")
+    case = session.get(Case, slice_.case_id)
+    assert case is not None
+    return slice_, case
 
 
 def _stem(path: Path) -> str | None:

@@ -21,6 +21,7 @@ from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.imaging.models import Case, Slice
+from backend.imaging.service import slice_and_case
 from backend.projects.models import Project
 from backend.quality import gold_pool
 from backend.quality.models import GoldSource, GoldVersion
@@ -68,15 +69,6 @@ def overlay_png(
 # --- gold versions ------------------------------------------------------------------------
 
 
-def _slice_and_case(session: Session, slice_id: int) -> tuple[Slice, Case]:
-    slice_ = session.get(Slice, slice_id)
-    if slice_ is None:
-        raise NotFound(f"Slice {slice_id} does not exist")
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
-    return slice_, case
-
-
 def set_gold(
     *,
     session: Session,
@@ -92,7 +84,7 @@ def set_gold(
     The slice's open normal task, if any, is retired: with an expert answer its crowd labels
     are not needed, and no volunteer may meet the same slice as normal and as gold.
     """
-    slice_, case = _slice_and_case(session, slice_id)
+    slice_, case = slice_and_case(session, slice_id)
     project = session.get(Project, case.project_id)
     if project is not None and case.public_id in project.holdout_cases:
         raise Conflict(
@@ -162,7 +154,7 @@ def approve_reference(
     *, session: Session, storage: Storage, slice_id: int, expert_id: int | None
 ) -> GoldVersion:
     """Make the slice's imported expert reference mask its gold."""
-    slice_, _case = _slice_and_case(session, slice_id)
+    slice_, _case = slice_and_case(session, slice_id)
     if slice_.reference_key is None:
         raise Conflict(f"Slice {slice_id} has no imported reference mask to approve")
     mask = read_mask(storage, slice_.reference_key).astype(np.uint8)
@@ -196,7 +188,7 @@ def make_gold(
         )
     if mask is None:
         raise InvalidInput("Send the mask you painted (source 'expert')")
-    slice_, _case = _slice_and_case(session, slice_id)
+    slice_, _case = slice_and_case(session, slice_id)
     painted = decode(mask, width=slice_.width, height=slice_.height, max_bytes=max_mask_bytes)
     return set_gold(
         session=session,

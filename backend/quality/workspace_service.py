@@ -19,6 +19,7 @@ from backend.core.errors import Conflict, NotFound
 from backend.core.storage import Storage
 from backend.fusion import labels
 from backend.imaging.models import Case, Slice
+from backend.imaging.service import slice_and_case
 from backend.projects.models import Project
 from backend.quality import gold, gold_pool, metrics, thumbs
 from backend.quality.gold_pool import Stratum
@@ -259,11 +260,7 @@ def slice_detail(*, session: Session, storage: Storage, slice_id: int) -> SliceD
     """A slice with its images, neighbours and every mask on it: reference, current gold,
     the fused label of its crowd task and each answer to it (named by pseudonym, volunteers'
     Dice against the gold, else the reference)."""
-    slice_ = session.get(Slice, slice_id)
-    if slice_ is None:
-        raise NotFound(f"Slice {slice_id} does not exist")
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
+    slice_, case = slice_and_case(session, slice_id)
     project = _project(session, case.project_id)
     neighbours = [
         NeighbourRead(
@@ -354,11 +351,7 @@ def reject(
     """An expert sets a slice aside, with a reason: a gold candidate leaves the pool for good
     (``refill`` never approves it), a gold slice is retired (its versions and scores stay), a
     review item leaves the review queue."""
-    slice_ = session.get(Slice, slice_id)
-    if slice_ is None:
-        raise NotFound(f"Slice {slice_id} does not exist")
-    case = session.get(Case, slice_.case_id)
-    assert case is not None
+    slice_, case = slice_and_case(session, slice_id)
     if kind is RejectionKind.candidate:
         if slice_.reference_key is None:
             raise Conflict(f"Slice {slice_id} has no reference mask: it is not a gold candidate")

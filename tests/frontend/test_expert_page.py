@@ -24,10 +24,10 @@ from backend.quality.models import (
     RejectionKind,
     SliceRejection,
 )
-from backend.tasks import service as tasks
 from backend.tasks.models import Task
-from tests.backend.quality.test_gold import _mask_rle, _square_masks, create_case
-from tests.factories import PASSWORD, create_project, submit
+from tests.backend.quality.test_gold import _square_masks, create_case
+from tests.backend.quality.test_workspace import answer_as_three
+from tests.factories import PASSWORD, create_project
 from tests.frontend.test_studio import _axe
 from tests.live import seeded_site
 
@@ -52,19 +52,9 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             for s in slices[2:4]
         )
         session.flush()
-        mask_of = {s.id: m for s, m in zip(slices, masks, strict=True)}
         elsewhere = np.zeros(SIZE, dtype=bool)
         elsewhere[30:40, 40:52] = True
-        for n, name in enumerate(("Heron", "Marlin", "Quokka")):
-            rater = auth.create_user(
-                session=session,
-                email=f"{name.lower()}@example.org",
-                password=PASSWORD,
-                display_name=name,
-            )
-            while lease := tasks.next_task(session=session, user=rater, lease_seconds=600):
-                painted = elsewhere if n == 2 else mask_of[lease.task.slice_id]
-                submit(session, storage, rater, lease, mask=_mask_rle(painted))
+        answer_as_three(session, storage, slices, masks, elsewhere)
         expert = auth.create_user(session=session, email=EXPERT, password=PASSWORD)
         expert.role = UserRole.expert
         session.add(expert)

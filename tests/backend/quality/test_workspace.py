@@ -20,6 +20,7 @@ from backend.core.storage import Storage
 from backend.fusion import labels
 from backend.fusion import service as fusion
 from backend.fusion.models import FusionResult, FusionRun, FusionScope
+from backend.imaging.models import Slice
 from backend.quality import gold_pool, thumbs
 from backend.quality.models import GoldVersion, SliceRejection
 from backend.tasks import service as tasks
@@ -157,6 +158,28 @@ def test_gold_and_expert_answers_are_paged_with_totals(
     }
 
 
+def answer_as_three(
+    session: Session,
+    storage: Storage,
+    slices: list[Slice],
+    masks: list[np.ndarray],
+    elsewhere: np.ndarray,
+) -> None:
+    """Volunteers Heron, Marlin and Quokka answer every open task: the first two with the
+    slice's mask, Quokka with ``elsewhere`` (a disagreement to review)."""
+    mask_of = {s.id: m for s, m in zip(slices, masks, strict=True)}
+    for n, name in enumerate(("Heron", "Marlin", "Quokka")):
+        rater = auth.create_user(
+            session=session,
+            email=f"{name.lower()}@example.org",
+            password=PASSWORD,
+            display_name=name,
+        )
+        while lease := tasks.next_task(session=session, user=rater, lease_seconds=600):
+            painted = elsewhere if n == 2 else mask_of[lease.task.slice_id]
+            submit(session, storage, rater, lease, mask=_mask_rle(painted))
+
+
 def _crowd(engine: Engine, storage: Storage) -> tuple[int, list[int], list[np.ndarray]]:
     """A project of four slices with reference masks; three named volunteers answer the two
     crowd tasks (the third volunteer paints elsewhere). The project id, slice ids, masks."""
@@ -171,17 +194,7 @@ def _crowd(engine: Engine, storage: Storage) -> tuple[int, list[int], list[np.nd
             for s in slices[1:3]
         )
         session.flush()
-        mask_of = {s.id: m for s, m in zip(slices, masks, strict=True)}
-        for n, name in enumerate(("Heron", "Marlin", "Quokka")):
-            rater = auth.create_user(
-                session=session,
-                email=f"{name.lower()}@example.org",
-                password=PASSWORD,
-                display_name=name,
-            )
-            while lease := tasks.next_task(session=session, user=rater, lease_seconds=600):
-                painted = elsewhere if n == 2 else mask_of[lease.task.slice_id]
-                submit(session, storage, rater, lease, mask=_mask_rle(painted))
+        answer_as_three(session, storage, slices, masks, elsewhere)
         session.commit()
         return project.id or 0, [s.id or 0 for s in slices], masks
 
