@@ -1,36 +1,44 @@
 """Load test: V volunteers labelling against a live ``mscrowd serve`` on PostgreSQL.
 
-Each volunteer (a coroutine with its own bearer token and HTTP connection) starts within the
-first ``--ramp`` s and loops: lease a task (``POST /api/tasks/next``), think for an
-exponentially distributed time (mean ``--think`` s: painting, with the lease held), submit a
-small RLE mask with an Idempotency-Key (``--think-after-submit`` pauses here instead).
-It prints submits/s, p50/p95/p99 latency of next-task and submit (all and after the ramp), and
-answers by status; then checks integrity in the database (every acknowledged submission stored
-exactly once, no task over-labelled, no mask file without its row or row without its file);
-then runs ``pgbench -N`` against the same PostgreSQL server and prints the ratio of the two.
+The crowd as it really comes (``--crowd realistic``, the default; ``bench/load_seed.py`` and
+``bench/load_crowd.py``): new accounts on the project's gold schedule (four in ten of their
+first answers are gold, scored, with feedback), every image the studio loads per lease (seven:
+three contrasts and four neighbours) and the gold feedback overlay, honest volunteers who
+paint what the FLAIR shows, and ``--spammers`` (10 %) who paint at random and are suspended by
+gold. ``--crowd plain``: the bare loop (small slices, no gold, no images, random strokes).
+
+Each volunteer starts within the first ``--ramp`` s and loops: lease a task, load its images,
+think for an exponentially distributed time (mean ``--think`` s: painting, with the lease
+held), submit an RLE mask with an Idempotency-Key (``--think-after-submit`` pauses after it
+instead). It prints submits/s; per request kind (next, image, submit, feedback) the count,
+p50/p95/p99 latency (all and after the ramp) and the server's own time (Server-Timing) with its
+share of the server's busy time; answers by status; gold Dice of honest volunteers and
+spammers and how many of each were suspended. Then it checks integrity in the database (every
+acknowledged submission stored exactly once, no task over-labelled, every gold answer scored
+once, no mask file without its row or row without its file) and runs ``pgbench -N`` against
+the same PostgreSQL server, printing the ratio of the two.
 
 Usage (loopback only; bounded in time and count):
 
-    .venv/bin/python bench/load.py --volunteers 200 --seconds 30
-    .venv/bin/python bench/load.py --volunteers 1000 --ramp 5 --think 10 --seconds 60
-    [--workers 2] [--url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--no-pgbench]
+    .venv/bin/python bench/load.py --volunteers 200 --seconds 30 --workers 2
+    .venv/bin/python bench/load.py --volunteers 1000 --ramp 5 --think 10 --seconds 60 --workers 2
+    [--crowd plain] [--spammers 0.1] [--url postgresql+psycopg://...] [--no-pgbench]
+    [--broker redis://127.0.0.1:6379/14] [--server-env MSCROWD_DB_POOL_SIZE=10]
+    [--profile FILE.svg]
 """
 
 import argparse
 import asyncio
 import gc
 import os
-import random
-import re
+import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import redis
 import uvloop
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
@@ -43,7 +51,9 @@ from backend.annotations.models import Annotation  # noqa: E402
 from backend.core.db import create_db_engine  # noqa: E402
 from backend.core.migrations import upgrade  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
-from backend.tasks.models import Assignment, Task  # noqa: E402
+from backend.quality.models import GoldScore  # noqa: E402
+from backend.tasks.models import Assignment, Task, TaskKind  # noqa: E402
+from bench.load_crowd import KINDS, Crowd, LoadReport, volunteer  # noqa: E402
 from bench.load_measure import (  # noqa: E402
     cpu_snapshot,
     pgbench,
@@ -51,108 +61,8 @@ from bench.load_measure import (  # noqa: E402
     profiling,
     quantiles,
 )
-from bench.load_seed import HEIGHT, WIDTH, fresh_schema, seed  # noqa: E402
+from bench.load_seed import fresh_schema, seed  # noqa: E402
 from tests.live import live_server  # noqa: E402
-
-
-@dataclass
-class LoadReport:
-    seconds: float
-    ramp: float
-    next_latency: list[tuple[float, float]] = field(default_factory=list)  # (start, seconds)
-    submit_latency: list[tuple[float, float]] = field(default_factory=list)
-    # The same requests as the server timed them (Server-Timing: admission queue + app).
-    next_server: list[tuple[float, float]] = field(default_factory=list)
-    submit_server: list[tuple[float, float]] = field(default_factory=list)
-    statuses: Counter[str] = field(default_factory=Counter)
-    errors: Counter[str] = field(default_factory=Counter)
-    acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (lease id, key)
-
-    @property
-    def submits_per_second(self) -> float:
-        return len(self.acknowledged) / self.seconds
-
-    def server_errors(self) -> int:
-        return sum(n for key, n in self.statuses.items() if key.split()[-1].startswith("5"))
-
-
-def _mask(rng: random.Random) -> dict[str, object]:
-    # A short horizontal lesion somewhere on the slice, as a volunteer would paint.
-    start = rng.randrange(WIDTH * HEIGHT - 10)
-    length = rng.randrange(1, 10)
-    return {
-        "encoding": "rle",
-        "width": WIDTH,
-        "height": HEIGHT,
-        "counts": [start, length, WIDTH * HEIGHT - start - length],
-    }
-
-
-def _server_seconds(response: httpx.Response) -> float:
-    """Queue plus app time from the answer's Server-Timing header (0 when absent)."""
-    found = re.findall(r"dur=([0-9.]+)", response.headers.get("server-timing", ""))
-    return sum(float(ms) for ms in found) / 1000
-
-
-async def _volunteer(
-    base: str,
-    token: str,
-    report: LoadReport,
-    t0: float,
-    start_at: float,
-    think: float,
-    paint: bool,
-) -> None:
-    rng = random.Random(token)
-    deadline = t0 + report.seconds
-
-    async def pause() -> bool:
-        """Think for a while (never past the end of the run); False when the run is over."""
-        if think > 0:
-            await asyncio.sleep(min(rng.expovariate(1 / think), deadline - time.perf_counter()))
-        return time.perf_counter() < deadline
-
-    await asyncio.sleep(max(0.0, t0 + start_at - time.perf_counter()))
-    headers = {"Authorization": f"Bearer {token}"}
-    # Plain HTTP on loopback: no TLS context (building one per client cost the generator more
-    # CPU than all its requests). Keep-alive like a browser's (the server keeps idle
-    # connections 75 s by default).
-    transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(keepalive_expiry=60.0))
-    async with httpx.AsyncClient(
-        base_url=base, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
-    ) as client:
-        while time.perf_counter() < deadline:
-            try:
-                begin = time.perf_counter()
-                leased = await client.post("/api/tasks/next")
-                report.next_latency.append((begin - t0, time.perf_counter() - begin))
-                report.next_server.append((begin - t0, _server_seconds(leased)))
-                report.statuses[f"next {leased.status_code}"] += 1
-                if leased.status_code == 204:
-                    return  # nothing left for this volunteer
-                if leased.status_code != 200:
-                    await asyncio.sleep(1.0)
-                    continue
-                task_id = leased.json()["id"]
-                if paint and not await pause():
-                    return  # the run ended while this volunteer was painting
-                key = uuid.uuid4().hex
-                begin = time.perf_counter()
-                sent = await client.post(
-                    f"/api/tasks/{task_id}/annotations",
-                    json={"mask": _mask(rng), "duration_ms": 6000},  # a plausible painting time
-                    headers={"Idempotency-Key": key},
-                )
-                report.submit_latency.append((begin - t0, time.perf_counter() - begin))
-                report.submit_server.append((begin - t0, _server_seconds(sent)))
-                report.statuses[f"submit {sent.status_code}"] += 1
-                if sent.status_code in (200, 201):
-                    report.acknowledged.append((task_id, key))
-            except httpx.HTTPError as exc:
-                report.errors[type(exc).__name__] += 1
-                await asyncio.sleep(1.0)
-            if not paint and not await pause():
-                return
 
 
 async def run_load(
@@ -163,6 +73,7 @@ async def run_load(
     think: float = 0.0,
     ramp: float = 0.0,
     paint: bool = True,
+    crowd: Crowd | None = None,
 ) -> LoadReport:
     """Run the volunteers for ``seconds`` and report what they saw.
 
@@ -170,6 +81,8 @@ async def run_load(
     in the studio); otherwise between a submission and the next request.
     """
     report = LoadReport(seconds=seconds, ramp=ramp)
+    crowd = crowd or Crowd()
+    report.spammers = set(range(round(crowd.spammers * len(tokens))))
     starts = [ramp * i / max(1, len(tokens)) for i in range(len(tokens))]
     # The generator's own garbage collections paused its event loop for up to 300 ms with a
     # thousand clients, and every request in flight then looked that much slower: nothing
@@ -181,8 +94,8 @@ async def run_load(
     try:
         await asyncio.gather(
             *(
-                _volunteer(base, tok, report, t0, s, think, paint)
-                for tok, s in zip(tokens, starts, strict=True)
+                volunteer(base, tok, n, report, t0, s, think, paint, crowd)
+                for n, (tok, s) in enumerate(zip(tokens, starts, strict=True))
             )
         )
     finally:
@@ -201,9 +114,18 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
         ).all()
         # Clients know a task by its lease (assignment) id; the answers are stored by task.
         task_of = dict(session.exec(select(Assignment.id, Assignment.task_id)).all())
+        gold_answers = session.exec(
+            select(func.count())
+            .select_from(Annotation)
+            .join(Task, Task.id == Annotation.task_id)  # type: ignore[arg-type]
+            .where(Task.kind == TaskKind.gold)
+        ).one()
+        scored = session.exec(select(func.count()).select_from(GoldScore)).one()
         over = session.exec(
             select(Task.id)
             .join(Annotation, Annotation.task_id == Task.id)  # type: ignore[arg-type]
+            # Crowd tasks only: gold and repeats are answered by each volunteer they serve.
+            .where(Task.kind == TaskKind.normal)
             .group_by(Task.id, Task.required_labels)  # type: ignore[arg-type]
             .having(func.count() > Task.required_labels)
         ).all()
@@ -219,6 +141,8 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
         problems.append(f"{len(short)} acknowledged submission(s) are not stored")
     if len(rows) != len(report.acknowledged):
         problems.append(f"{len(rows)} annotations stored for {len(report.acknowledged)} acks")
+    if gold_answers != scored:
+        problems.append(f"{gold_answers} gold answers but {scored} gold scores")
     keys = {key for _, _, key in rows}
     files = set(storage.list("annotations"))
     if files - keys:
@@ -229,24 +153,44 @@ def integrity(engine: Engine, storage: Storage, report: LoadReport) -> list[str]
 
 
 def print_report(report: LoadReport) -> None:
-    """The figures of one run, all requests and those after the ramp."""
+    """The figures of one run: per request kind, all requests and those after the ramp, and
+    the server's own time (its sum over the run's busy time: what each kind costs)."""
     print(
         f"submits/s {report.submits_per_second:7.1f}  ({len(report.acknowledged)} in "
         f"{report.seconds:.1f} s)"
     )
-    for name, samples, served in (
-        ("next", report.next_latency, report.next_server),
-        ("submit", report.submit_latency, report.submit_server),
-    ):
-        steady = [s for begin, s in samples if begin >= report.ramp]
-        print(f"  {name:<6} all    {quantiles([s for _, s in samples])}  (n={len(samples)})")
+    busy = sum(served for kind in KINDS for _, _, served in report.samples[kind])
+    for kind in KINDS:
+        samples = report.samples[kind]
+        if not samples:
+            continue
+        print(f"  {kind:<8} all    {quantiles([s for _, s, _ in samples])}  (n={len(samples)})")
+        steady = [s for begin, s, _ in samples if begin >= report.ramp]
         if report.ramp:
-            print(f"  {name:<6} steady {quantiles(steady)}  (n={len(steady)})")
-        in_server = [s for begin, s in served if begin >= report.ramp and s > 0]
-        if in_server:
-            print(f"  {name:<6} server {quantiles(in_server)}  (Server-Timing, after any ramp)")
+            print(f"  {kind:<8} steady {quantiles(steady)}  (n={len(steady)})")
+        served = [s for begin, _, s in samples if begin >= report.ramp and s > 0]
+        if served:
+            share = sum(s for _, _, s in samples) / busy if busy else 0
+            print(
+                f"  {kind:<8} server {quantiles(served)}  (Server-Timing; "
+                f"{share:.0%} of server time)"
+            )
     print(f"  answers {dict(sorted(report.statuses.items()))}")
     print(f"  transport errors {dict(report.errors) or 'none'}")
+    for who in ("honest", "spammer"):
+        dice = report.gold_dice[who]
+        if dice:
+            print(
+                f"  gold answers of {who} volunteers: {len(dice)}, median Dice "
+                f"{statistics.median(dice):.2f}"
+            )
+    if report.spammers or report.suspended:
+        caught = len(report.suspended & report.spammers)
+        wrongly = len(report.suspended - report.spammers)
+        print(
+            f"  suspended: {caught} of {len(report.spammers)} spammers, {wrongly} honest "
+            "volunteer(s)"
+        )
 
 
 def main() -> None:
@@ -261,6 +205,13 @@ def main() -> None:
     )
     parser.add_argument("--ramp", type=float, default=0.0, help="arrivals spread over (s)")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--crowd",
+        choices=("realistic", "plain"),
+        default="realistic",
+        help="realistic: gold, images, spammers (default); plain: the bare loop",
+    )
+    parser.add_argument("--spammers", type=float, default=0.1, help="share (realistic crowd)")
     parser.add_argument("--tasks", type=int, default=0, help="default: enough for the run")
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--no-pgbench", action="store_true")
@@ -278,6 +229,13 @@ def main() -> None:
         help="a setting for the server (repeatable), e.g. MSCROWD_DB_POOL_SIZE=2",
     )
     parser.add_argument(
+        "--broker",
+        default=os.environ.get("MSCROWD_BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"),
+        help="the server's Celery broker, as in production (Redis; a database of its own: "
+        "emptied after the run, since no worker consumes the fusion jobs); '' for the "
+        "embedded default",
+    )
+    parser.add_argument(
         "--url",
         default=os.environ.get(
             "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -291,17 +249,21 @@ def main() -> None:
         engine = create_db_engine(db)
         upgrade(engine)
         storage = Storage((Path(tmp) / "storage").as_uri())
-        tokens = seed(engine, storage, tasks=tasks, volunteers=args.volunteers)
+        realistic = args.crowd == "realistic"
+        crowd = Crowd.realistic(args.spammers) if realistic else Crowd()
+        tokens = seed(engine, storage, tasks=tasks, volunteers=args.volunteers, realistic=realistic)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MSCROWD_")}
         env |= {
             "MSCROWD_DATA_DIR": str(Path(tmp) / "var"),
             "MSCROWD_DATABASE_URL": db,
             "MSCROWD_STORAGE_URL": storage.url,
             "MSCROWD_SERVER_TIMING": "true",
+            "MSCROWD_BROKER_URL": args.broker,
         }
         env |= dict(item.split("=", 1) for item in args.server_env)
         print(
-            f"{args.volunteers} volunteers, {args.seconds:.0f} s, think {args.think} s "
+            f"{args.crowd} crowd ({crowd}), {args.volunteers} volunteers, "
+            f"{args.seconds:.0f} s, think {args.think} s "
             f"({'after submitting' if args.think_after_submit else 'while painting'}), ramp "
             f"{args.ramp} s, {args.workers} server process(es), {tasks} tasks, "
             f"{os.cpu_count()} cores"
@@ -322,6 +284,7 @@ def main() -> None:
                         think=args.think,
                         ramp=args.ramp,
                         paint=not args.think_after_submit,
+                        crowd=crowd,
                     )
                 )
             after = cpu_snapshot(server.pid)
@@ -330,6 +293,8 @@ def main() -> None:
         problems = integrity(engine, storage, report)
         print(f"integrity: {'OK' if not problems else '; '.join(problems)}")
         engine.dispose()
+        if args.broker.startswith("redis://"):
+            redis.Redis.from_url(args.broker).flushdb()
     if not args.no_pgbench:
         tps = pgbench(args.url, args.pgbench_seconds)
         if tps is None:

@@ -99,7 +99,10 @@ async function lease(after) {
 // the next slice shares: the next lease's images are fetched ahead (below), not reused.
 function preload(task) {
   if (!task) return task;
-  const urls = [...Object.values(task.slice.images), ...task.neighbours.map((n) => n.images.flair)];
+  // One sprite holds the slice's contrasts and its neighbours' FLAIR (backend/imaging/sprite.py).
+  const urls = task.slice.sprite
+    ? [task.slice.sprite.url]
+    : [...Object.values(task.slice.images), ...task.neighbours.map((n) => n.images.flair)];
   for (const url of urls) new Image().src = url;
   return task;
 }

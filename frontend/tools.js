@@ -81,9 +81,20 @@ function thumbnails(task) {
       button.dataset.offset = String(n.offset);
       const label = n.offset === 0 ? "this slice" : `${n.offset > 0 ? "+" : ""}${n.offset}`;
       button.setAttribute("aria-label", n.offset === 0 ? "The slice being labelled" : `Context slice ${label}`);
-      const img = document.createElement("img");
-      img.src = n.images.flair;
-      img.alt = "";
+      // Drawn from the pixels the viewer already holds (the lease's sprite): no request.
+      const pixels = viewer.frame(n.offset, "flair");
+      let img;
+      if (pixels) {
+        img = document.createElement("canvas");
+        img.width = pixels.width;
+        img.height = pixels.height;
+        img.getContext("2d").putImageData(pixels, 0, 0);
+      } else {
+        img = document.createElement("img");
+        img.src = n.images.flair;
+        img.alt = "";
+      }
+      img.className = "thumb-image";
       const caption = document.createElement("span");
       caption.textContent = label;
       button.append(img, caption);

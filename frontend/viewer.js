@@ -109,6 +109,7 @@ export class Viewer {
     for (const n of neighbours) {
       for (const [name, url] of Object.entries(n.images)) this.sources.set(`${n.offset}/${name}`, url);
     }
+    if (slice.sprite) await this.loadSprite(slice.sprite, slice.width, slice.height);
     this.offsets = [0, ...neighbours.map((n) => n.offset)].sort((a, b) => a - b);
     this.contrasts = Object.keys(slice.images);
     if (!this.contrasts.includes(this.contrast)) this.contrast = "flair";
@@ -124,6 +125,22 @@ export class Viewer {
     this.fit();
     this.drawOverlays();
     this.changed(false);
+  }
+
+  // A lease's sprite: its frames ("offset/contrast") stacked top to bottom, one request for
+  // what the single images took seven. Frames it lacks load from their own URLs when shown.
+  async loadSprite(sprite, width, height) {
+    const sheet = pixelsOf(await loadImage(sprite.url));
+    const size = width * height * 4;
+    sprite.frames.forEach((frame, i) => {
+      const data = new Uint8ClampedArray(sheet.data.buffer, sheet.data.byteOffset + i * size, size);
+      this.pixels.set(frame, new ImageData(new Uint8ClampedArray(data), width, height));
+    });
+  }
+
+  // The pixels of a frame already loaded (context thumbnails draw from them), else null.
+  frame(offset, contrast) {
+    return this.pixels.get(`${offset}/${contrast}`) || null;
   }
 
   async showImage() {

@@ -1,11 +1,12 @@
 """Who is calling: a session cookie (with CSRF check) or a bearer token (within its scopes),
 and their role."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import Executable
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
@@ -96,12 +97,27 @@ def authenticate(
 ) -> service.Caller:
     """The caller behind ``credentials`` (for endpoints that run in one ``Database.run``),
     refused unless a token has ``scope``."""
-    caller = service.resolve_caller(
-        session=session, secret=credentials.secret, kind=credentials.kind
-    )
+    caller, _row = authenticate_with(session, credentials, scope, service.caller_statement())
+    return caller
+
+
+def authenticate_with(
+    session: Session,
+    credentials: Credentials,
+    scope: TokenScope | None,
+    statement: Executable,
+    params: Mapping[str, Any] | None = None,
+) -> tuple[service.Caller, Any]:
+    """``authenticate`` with a statement that extends ``service.caller_statement`` by the
+    endpoint's own columns (and ``params``): one round trip authenticates and reads. Returns
+    the caller and the row; the columns are read only once the caller is admitted."""
+    row = session.execute(
+        statement, {**service.caller_params(credentials.secret, credentials.kind), **(params or {})}
+    ).first()
+    caller = service.caller_of(row)
     check_csrf(credentials, caller.csrf_token)
     check_scope(caller.scopes, scope)
-    return caller
+    return caller, row
 
 
 async def credentials_dependency(request: Request) -> Credentials:

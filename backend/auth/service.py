@@ -351,7 +351,9 @@ class ConsentRequired(PermissionDenied):
 
 
 @cache
-def _caller_statement() -> Select[Any]:
+def caller_statement() -> Select[Any]:
+    """The caller's columns found by a credential's digest (``caller_params``); hot endpoints
+    add their own columns to it, so one statement authenticates and reads."""
     credentials, users = table_of(Credential), table_of(User)
     return (
         core_select(
@@ -372,13 +374,14 @@ def _caller_statement() -> Select[Any]:
     )
 
 
-def resolve_caller(
-    *, session: Session, secret: str, kind: CredentialKind, now: datetime | None = None
-) -> Caller:
-    """``resolve`` for the hot endpoints: the same rules, read with one Core statement."""
-    row = session.execute(
-        _caller_statement(), {"digest": security.digest(secret), "kind": kind}
-    ).first()
+def caller_params(secret: str, kind: CredentialKind) -> dict[str, Any]:
+    """The parameters of ``caller_statement``."""
+    return {"digest": security.digest(secret), "kind": kind}
+
+
+def caller_of(row: Any, now: datetime | None = None) -> Caller:
+    """The caller in a row of ``caller_statement`` (None: no such credential), checked as
+    ``resolve`` checks."""
     if row is None:
         raise NotAuthenticated(UNKNOWN_SECRET)
     _ensure_usable(row.revoked_at, row.expires_at, row.is_active, now or utcnow())
@@ -389,3 +392,11 @@ def resolve_caller(
         consent_version=row.consent_version,
         scopes=row.scopes,
     )
+
+
+def resolve_caller(
+    *, session: Session, secret: str, kind: CredentialKind, now: datetime | None = None
+) -> Caller:
+    """``resolve`` for the hot endpoints: the same rules, read with one Core statement."""
+    row = session.execute(caller_statement(), caller_params(secret, kind)).first()
+    return caller_of(row, now)

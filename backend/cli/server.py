@@ -109,9 +109,26 @@ def serve(
                 child.kill()
 
 
+def _cuda_devices() -> int:
+    """How many CUDA devices there are, counted without initialising CUDA in this process."""
+    import torch
+
+    # Not torch.cuda.is_available(): it calls cudaGetDeviceCount, which initialises the CUDA
+    # driver here and "poisons" fork, so a process forked from this one fails with "Cannot
+    # re-initialize CUDA in forked subprocess". device_count() asks NVML first (PyTorch
+    # documents that it does not poison fork when NVML answers) and falls back to the CUDA
+    # runtime only where NVML is missing; the solo pool below makes even that harmless.
+    return torch.cuda.device_count()
+
+
 def worker(
     queues: Annotated[str, typer.Option(help="Comma-separated queues to consume.")] = "default,gpu",
-    concurrency: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Worker processes (a worker on queue gpu runs one job at a time)."
+        ),
+    ] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     beat: Annotated[
         bool,
@@ -130,25 +147,34 @@ def worker(
         raise fail(f"unknown queue(s) {', '.join(sorted(unknown))}; known: {', '.join(QUEUES)}")
     if device not in ("auto", "cpu", "cuda"):
         raise fail(f"--device must be auto, cpu or cuda, not {device!r}")
-    if "gpu" in chosen:
+    ml_worker = "gpu" in chosen
+    if ml_worker:
+        if concurrency > 1:
+            raise fail(
+                f"--concurrency {concurrency}: a worker on queue gpu runs one job at a time "
+                "(--pool solo); run queue default in a worker of its own for more"
+            )
         # The ML worker: its jobs (and torch) load in this process only, by module name; the
         # backend itself never imports ``ml``.
         celery_app.conf.include = [*BACKEND_JOBS, ML_JOBS]
         os.environ["MSCROWD_ML_DEVICE"] = device
         get_settings.cache_clear()
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise fail("--device cuda: no CUDA device here; use cpu or auto")
+        if device == "cuda" and _cuda_devices() == 0:
+            raise fail("--device cuda: no CUDA device here; use cpu or auto")
     argv = [
         "worker",
         f"--queues={queues}",
         f"--concurrency={concurrency}",
         f"--loglevel={loglevel}",
     ]
-    if get_settings().broker_is_embedded:
-        argv.append("--pool=solo")  # one process polling SQLite is plenty for the demo
+    # The ML worker runs its jobs in this very process (--pool solo), never in a forked child:
+    # CUDA does not survive a fork once the parent has touched it, and the parent imports
+    # torch, MONAI and whatever they pull in (Celery imports ``ml.jobs`` before it forks), so
+    # no fork at all is the only guarantee that holds whatever those imports do. Training
+    # owns the GPU and runs one job at a time anyway. The embedded broker's single process
+    # polling SQLite is plenty for the demo.
+    if ml_worker or get_settings().broker_is_embedded:
+        argv.append("--pool=solo")
     if beat:
         argv.append("--beat")
     celery_app.worker_main(argv)

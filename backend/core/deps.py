@@ -19,6 +19,7 @@ from backend.core.security import HashingGate
 from backend.core.storage import Storage
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 
 class Database:
@@ -37,6 +38,12 @@ class Database:
     async def run(self, work: Callable[[Session], T]) -> T:
         """``work(session)`` in a fresh transaction, committed when it returns."""
         return await anyio.to_thread.run_sync(self._run, work)
+
+    async def run_then(self, work: Callable[[Session], T], then: Callable[[T], U]) -> U:
+        """``then(work(session))``: ``then`` (reading a file, say) runs on the same worker
+        thread after the transaction has ended, so it neither holds a connection nor costs a
+        second thread hop."""
+        return await anyio.to_thread.run_sync(lambda: then(self._run(work)))
 
     def _run(self, work: Callable[[Session], T]) -> T:
         with transaction(self.engine, self.relay) as session:

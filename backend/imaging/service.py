@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from backend.core.db import refresh_statistics
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
+from backend.imaging import sprite
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.imaging.preprocess import (
     CaseSource,
@@ -230,6 +231,7 @@ def _store(
         )
     session.add_all(slices)
     session.flush()
+    _store_sprites(storage, prepared, slices)
     # A held-out case evaluates models: its slices are never crowd tasks (nor gold).
     state = TaskState.retired if case.public_id in project.holdout_cases else TaskState.open
     for item in slices:
@@ -247,6 +249,26 @@ def _store(
         )
     session.flush()
     return len(slices)
+
+
+def _store_sprites(storage: Storage, prepared: PreparedCase, slices: list[Slice]) -> None:
+    """Each slice's sprite (``imaging.sprite``: its contrasts and its neighbours' FLAIR in one
+    PNG), from the rendered images still in memory."""
+    renders = {render.index: render for render in prepared.slices}
+    for item in slices:
+        assert item.id is not None
+        near = [
+            (offset, item.image_keys)  # only the offsets and contrasts matter to ``frames``
+            for offset in range(-sprite.NEIGHBOUR_REACH, sprite.NEIGHBOUR_REACH + 1)
+            if offset and item.index + offset in renders
+        ]
+        pngs = {0: renders[item.index].pngs}
+        pngs |= {offset: renders[item.index + offset].pngs for offset, _ in near}
+        frames = sprite.frames(item.image_keys, near)
+        data = sprite.build(
+            [pngs[int(o)][Contrast(c)] for o, c in (frame.split("/") for frame in frames)]
+        )
+        storage.put(sprite.sprite_key(item.id, item.image_keys), data)
 
 
 def import_source(

@@ -7,15 +7,15 @@ from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from backend.annotations.models import Annotation
-from backend.auth.deps import CurrentUser, require_role
-from backend.auth.models import EXPERT_ROLES, User, UserRole
-from backend.core.deps import SessionDep, SettingsDep, StorageDep
+from backend.auth.deps import CredentialsDep, authenticate_with, require_role
+from backend.auth.models import TokenScope, User, UserRole
+from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.http import no_store_png
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.quality import consistency, gold, review, service
 from backend.quality.gold_pool import Stratum
-from backend.quality.models import GoldScore, GoldSource, GoldVersion
+from backend.quality.models import GoldSource, GoldVersion
 from backend.quality.reliability import Beta, reliability
 from backend.quality.schemas import (
     ExpertAnswerRead,
@@ -184,30 +184,35 @@ def gold_mask(
     return no_store_png(storage.get(version.mask_key))
 
 
-def _own_score(session: Session, annotation_id: int, user: User) -> GoldScore:
-    """The gold score of an answer the caller gave (experts may see anyone's)."""
-    annotation = session.get(Annotation, annotation_id)
-    score = None if annotation is None else service.gold_score_of(session, annotation_id)
-    if (
-        annotation is None
-        or score is None
-        or (annotation.user_id != user.id and user.role not in EXPERT_ROLES)
-    ):
-        # The same answer whether it does not exist, is not gold or is someone else's.
-        raise NotFound(f"No feedback for an answer {annotation_id} of yours")
-    return score
-
-
 @router.get(
     "/annotations/{annotation_id}/feedback.png",
     response_class=Response,
     responses={**PNG_RESPONSE, **error_responses(404)},
 )
-def feedback_overlay(
-    annotation_id: PathId, user: CurrentUser, session: SessionDep, storage: StorageDep
+async def feedback_overlay(
+    annotation_id: PathId, credentials: CredentialsDep, database: DatabaseDep, storage: StorageDep
 ) -> Response:
-    """Your answer to a check task over the expert's mask: hits, misses and false alarms."""
-    return no_store_png(storage.get(_own_score(session, annotation_id, user).overlay_key))
+    """Your answer to a check task over the expert's mask: hits, misses and false alarms.
+
+    Lean, as the lease's images are (the studio loads it after every check answer): one
+    statement authenticates and finds the overlay, and the file is read after the
+    transaction."""
+
+    def work(session: Session) -> str:
+        # A GET needs a token's read scope (``auth.deps.required_scope``).
+        _caller, row = authenticate_with(
+            session,
+            credentials,
+            TokenScope.read,
+            service.caller_feedback_statement(),
+            {"annotation": annotation_id},
+        )
+        if row.overlay_key is None:
+            # The same answer whether it does not exist, is not gold or is someone else's.
+            raise NotFound(f"No feedback for an answer {annotation_id} of yours")
+        return str(row.overlay_key)
+
+    return no_store_png(await database.run_then(work, storage.get))
 
 
 def _interval(beta: Beta) -> Interval:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import Select, bindparam, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -20,7 +20,8 @@ from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from backend.annotations.models import Annotation
-from backend.auth.models import User
+from backend.auth.models import EXPERT_ROLES, User
+from backend.auth.service import caller_statement
 from backend.core import outbox
 from backend.core.db import on_rollback, table_of
 from backend.core.errors import Conflict, NotFound
@@ -466,3 +467,24 @@ def _limits(session: Session, project_id: int) -> Thresholds:
     if project is None:
         raise NotFound(f"Project {project_id} does not exist")
     return Thresholds.of(project)
+
+
+@cache
+def caller_feedback_statement() -> Select[Any]:
+    """``auth.service.caller_statement`` with the feedback overlay's key of an answer
+    (``annotation``) when it is gold-scored and the caller's own or the caller is staff
+    (``overlay_key``, NULL otherwise): the feedback route's one statement."""
+    users, scores, answers = table_of(User), table_of(GoldScore), table_of(Annotation)
+    overlay = (
+        sa_select(scores.c.overlay_key)
+        .select_from(scores.join(answers, answers.c.id == scores.c.annotation_id))
+        .where(
+            scores.c.annotation_id == bindparam("annotation"),
+            or_(
+                answers.c.user_id == users.c.id,
+                users.c.role.in_([role.value for role in EXPERT_ROLES]),
+            ),
+        )
+        .scalar_subquery()
+    )
+    return caller_statement().add_columns(overlay.label("overlay_key"))

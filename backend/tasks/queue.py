@@ -23,8 +23,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Delete, Insert
 
+from backend.auth.models import User
+from backend.auth.service import caller_statement
 from backend.core.db import table_of
 from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.sprite import NEIGHBOUR_REACH
 from backend.projects.models import Project
 from backend.quality.models import RaterStats
 from backend.quality.reliability import TrustLevel
@@ -37,10 +40,6 @@ from backend.tasks.models import (
 )
 from backend.tasks.order import RANKED
 from backend.tasks.slots import const
-
-# Slices either side of the leased one sent for scrolling context.
-NEIGHBOUR_REACH = 2
-
 
 TASKS = table_of(Task)
 
@@ -368,12 +367,12 @@ def chosen_statement() -> Select[Any]:
     )
 
 
-@cache
-def lease_image_statement() -> Select[Any]:
-    """The image keys of the caller's leased slice or of its neighbour at an offset."""
+def _lease_image_keys(user: ColumnElement[Any], column: str = "image_keys") -> Select[Any]:
+    """The image keys (or another ``column``) of ``user``'s leased slice or of its neighbour
+    at an offset."""
     target = SLICES.alias("target")
     return (
-        select(SLICES.c.image_keys)
+        select(SLICES.c[column])
         .select_from(
             ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id)
             .join(target, target.c.id == TASKS.c.slice_id)
@@ -388,7 +387,7 @@ def lease_image_statement() -> Select[Any]:
         )
         .where(
             ASSIGNMENTS.c.id == bindparam("lease"),
-            ASSIGNMENTS.c.user_id == bindparam("user"),
+            ASSIGNMENTS.c.user_id == user,
             # Readable while the lease lives (experts: their answered tasks too): a skipped,
             # answered or lapsed lease's images are no longer the volunteer's to fetch.
             or_(
@@ -399,4 +398,31 @@ def lease_image_statement() -> Select[Any]:
                 ASSIGNMENTS.c.expert == literal_column("true"),
             ),
         )
+    )
+
+
+@cache
+def lease_image_statement() -> Select[Any]:
+    """The image keys of the caller's (``user``) leased slice or of its neighbour."""
+    return _lease_image_keys(bindparam("user"))
+
+
+@cache
+def caller_image_statement() -> Select[Any]:
+    """``caller_statement`` (the caller by their credential) with the image keys of their
+    leased slice or its neighbour (``image_keys``, NULL when there is none): the lease image
+    route's one statement."""
+    keys = _lease_image_keys(table_of(User).c.id).scalar_subquery()
+    return caller_statement().add_columns(keys.label("image_keys"))
+
+
+@cache
+def caller_sprite_statement() -> Select[Any]:
+    """``caller_statement`` with the id and image keys of the caller's live leased slice
+    (``slice_id`` and ``image_keys``, NULL when there is none; ``offset`` 0): the sprite
+    route's statement."""
+    user = table_of(User).c.id
+    return caller_statement().add_columns(
+        _lease_image_keys(user, "id").scalar_subquery().label("slice_id"),
+        _lease_image_keys(user).scalar_subquery().label("image_keys"),
     )

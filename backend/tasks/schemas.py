@@ -10,6 +10,15 @@ from backend.core.validation import InputModel
 from backend.tasks.models import ReportReason
 
 
+class SpriteRead(BaseModel):
+    """Everything the studio shows at first in one PNG: frames of the slice's size stacked top
+    to bottom, in the order of ``frames`` (``"offset/contrast"``: the slice's contrasts, then
+    each neighbour's FLAIR). Valid for this lease, like the single images."""
+
+    url: str
+    frames: list[str]
+
+
 class SliceRead(BaseModel):
     """The slice to label. Nothing here tells one task from another beyond the images: gold,
     repeat and normal tasks look alike until answered (issue 19)."""
@@ -19,6 +28,7 @@ class SliceRead(BaseModel):
     height: int
     # URL of each contrast's PNG (FLAIR always; T1 and T2 when imported), valid for this lease.
     images: dict[str, str]
+    sprite: SpriteRead
 
 
 class NeighbourRead(BaseModel):

@@ -98,15 +98,38 @@ class Lease:
     lease_expires_at: datetime
 
 
+@dataclass(frozen=True)
+class SliceWithNeighbours:
+    slice: SliceView
+    neighbours: list[SliceView]  # same case and axis, within NEIGHBOUR_REACH, in index order
+
+    @property
+    def index(self) -> int:
+        return self.slice.index
+
+    @property
+    def image_keys(self) -> dict[str, str]:
+        return self.slice.image_keys
+
+
+def leased_slice(session: Session, slice_id: int) -> SliceWithNeighbours:
+    """A slice and its neighbouring slices, in one query."""
+    rows = session.execute(slices_statement(), {"slice": slice_id}).all()
+    views = [SliceView(*row) for row in rows]
+    return SliceWithNeighbours(
+        slice=next(v for v in views if v.id == slice_id),
+        neighbours=[v for v in views if v.id != slice_id],
+    )
+
+
 def _load(session: Session, lease_id: int, task: LeasedTask, expires: datetime) -> Lease:
     """The lease's slice and its neighbouring slices, in one query."""
-    rows = session.execute(slices_statement(), {"slice": task.slice_id}).all()
-    views = [SliceView(*row) for row in rows]
+    found = leased_slice(session, task.slice_id)
     return Lease(
         id=lease_id,
         task=task,
-        slice=next(v for v in views if v.id == task.slice_id),
-        neighbours=[v for v in views if v.id != task.slice_id],
+        slice=found.slice,
+        neighbours=found.neighbours,
         lease_expires_at=expires,
     )
 
@@ -278,12 +301,20 @@ def lease_image_key(
 ) -> str:
     """Storage key of a contrast image of the caller's live lease's slice, or of its neighbour
     at ``offset``; ``NotFound`` for a lease that is not theirs or no longer live, or an image
-    that does not exist. Built once per process: every lease fetches up to 15 images."""
+    that does not exist."""
     row = session.execute(
         lease_image_statement(),
         {"lease": lease_id, "user": user_id, "offset": offset, "now": now or utcnow()},
     ).first()
-    key = None if row is None else row.image_keys.get(contrast)
+    return image_key_of(None if row is None else row.image_keys, lease_id, offset, contrast)
+
+
+def image_key_of(
+    image_keys: dict[str, str] | None, lease_id: int, offset: int, contrast: str
+) -> str:
+    """The key of ``contrast`` among a leased slice's ``image_keys`` (None: no such live lease
+    or neighbour); ``NotFound`` when absent, in the same words whatever the reason."""
+    key = None if image_keys is None else image_keys.get(contrast)
     if key is None:
         raise NotFound(
             f"No {contrast!r} image at offset {offset} of a live lease {lease_id} of yours"

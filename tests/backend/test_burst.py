@@ -16,22 +16,26 @@ import pytest
 from backend.core.db import create_db_engine
 from backend.core.storage import Storage
 from bench.load import integrity, run_load
+from bench.load_crowd import Crowd
 from bench.load_seed import seed
 from tests.live import CLI, cli_env, live_server
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
-    ("volunteers", "server_env"),
+    ("volunteers", "server_env", "realistic"),
     [
-        (120, {"MSCROWD_DB_POOL_SIZE": "2", "MSCROWD_DB_MAX_OVERFLOW": "0"}),
-        (40, {}),
+        (120, {"MSCROWD_DB_POOL_SIZE": "2", "MSCROWD_DB_MAX_OVERFLOW": "0"}, False),
+        (30, {}, True),
     ],
-    ids=["burst-on-a-small-pool", "smoke"],
+    ids=["burst-on-a-small-pool", "smoke-of-a-realistic-crowd"],
 )
 def test_a_burst_of_volunteers_never_stalls_and_loses_nothing(
-    pg_url: str, tmp_path: Path, volunteers: int, server_env: dict[str, str]
+    pg_url: str, tmp_path: Path, volunteers: int, server_env: dict[str, str], realistic: bool
 ) -> None:
+    """The realistic crowd (``bench/load.py``'s default): gold on the project's schedule,
+    every image the studio loads (its sprite) and the gold feedback overlays, honest painters
+    and spammers."""
     data_dir = tmp_path / "var"
     storage = Storage((tmp_path / "storage").as_uri())
     env = cli_env(
@@ -39,15 +43,26 @@ def test_a_burst_of_volunteers_never_stalls_and_loses_nothing(
     )
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
     engine = create_db_engine(pg_url)
-    tokens = seed(engine, storage, tasks=600, volunteers=volunteers)
+    tokens = seed(
+        engine, storage, tasks=300 if realistic else 600, volunteers=volunteers, realistic=realistic
+    )
+    crowd = Crowd.realistic(spammers=0.2) if realistic else Crowd()
     with live_server(env, "--no-worker") as (base, server):
-        report = asyncio.run(run_load(base, tokens, seconds=6))
+        report = asyncio.run(run_load(base, tokens, seconds=6, crowd=crowd))
         assert server.poll() is None
     # Every volunteer got work done: nobody waited out a stall.
     assert report.errors == {}, report.errors
     assert report.server_errors() == 0, report.statuses
     assert len(report.acknowledged) >= volunteers
     assert integrity(engine, storage, report) == []
+    if realistic:
+        # Each lease loaded its sprite; gold answers were scored and their overlays shown;
+        # honest painters score well on gold and spammers do not.
+        assert report.statuses["image 200"] == report.statuses["next 200"]
+        assert report.samples["feedback"]
+        assert min(report.gold_dice["honest"]) > 0.5
+        assert max(report.gold_dice["spammer"], default=0.0) < 0.2
+        assert not report.suspended - report.spammers
     engine.dispose()
 
 

@@ -1,13 +1,16 @@
 """The ``mscrowd`` command: migrate, serve (with its worker), import, demo, users, worker."""
 
+import json
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import httpx
 import pytest
 from sqlmodel import Session, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from backend.auth.models import User, UserRole
 from backend.cli import app
@@ -16,7 +19,7 @@ from backend.core.db import create_db_engine
 from backend.core.migrations import current_revision, head_revision
 from backend.imaging.models import Case, Slice
 from backend.tasks.models import Task, TaskKind, TaskState
-from backend.worker import create_celery
+from backend.worker import celery_app, create_celery
 from tests.live import CLI, cli_env, live_server
 
 runner = CliRunner()
@@ -219,6 +222,135 @@ def test_worker_refuses_unknown_queues(settings_env: pytest.MonkeyPatch) -> None
     result = runner.invoke(app, ["worker", "--queues", "default,cpu"])
     assert result.exit_code == 1
     assert "unknown queue(s) cpu" in result.output
+
+
+# The torch.cuda functions that initialise CUDA in the calling process (``is_available`` calls
+# cudaGetDeviceCount, which initialises the driver): after any of them a forked child cannot
+# use CUDA ("Cannot re-initialize CUDA in forked subprocess").
+CUDA_INITIALISERS = ("init", "_lazy_init", "is_available", "current_device", "set_device")
+
+
+def _fake_torch(monkeypatch: pytest.MonkeyPatch, devices: int) -> list[str]:
+    """Put a ``torch`` whose ``cuda`` sees ``devices`` GPUs in sys.modules; the names of the
+    ``torch.cuda`` functions called, in order."""
+    calls: list[str] = []
+    torch, cuda = ModuleType("torch"), ModuleType("torch.cuda")
+
+    def recorder(name: str, answer: object) -> object:
+        def record(*args: object, **kwargs: object) -> object:
+            calls.append(name)
+            return answer
+
+        return record
+
+    for name in CUDA_INITIALISERS:
+        setattr(cuda, name, recorder(name, devices > 0 if name == "is_available" else None))
+    cuda.device_count = recorder("device_count", devices)  # type: ignore[attr-defined]
+    torch.cuda = cuda  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch.cuda", cuda)
+    return calls
+
+
+def _start_worker(monkeypatch: pytest.MonkeyPatch, args: list[str]) -> tuple[Result, list[str]]:
+    """``mscrowd worker ARGS`` on Redis, up to the Celery command line it would start with
+    (returned; empty when it refused to start). No worker runs."""
+    monkeypatch.setenv("MSCROWD_BROKER_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("MSCROWD_ML_DEVICE", "auto")  # the command sets it; undone afterwards
+    monkeypatch.setitem(celery_app.conf, "include", list(celery_app.conf.include))
+    started: list[list[str]] = []
+    monkeypatch.setattr(celery_app, "worker_main", started.append)
+    result = runner.invoke(app, ["worker", *args])
+    return result, started[0] if started else []
+
+
+def test_the_cuda_worker_never_initialises_cuda_before_it_starts(
+    settings_env: pytest.MonkeyPatch,
+) -> None:
+    """The GPU worker of docker-compose.yml counts GPUs through NVML (``device_count``) and
+    initialises nothing in CUDA; it runs its jobs in its own process (``--pool solo``)."""
+    calls = _fake_torch(settings_env, devices=1)
+    compose = ["--queues", "gpu", "--device", "cuda", "--concurrency", "1"]
+    result, argv = _start_worker(settings_env, compose)
+    assert result.exit_code == 0, result.output
+    assert calls == ["device_count"]
+    assert "--queues=gpu" in argv
+    assert "--pool=solo" in argv
+    assert celery_app.conf.include[-1] == "ml.jobs"
+
+
+def test_the_cuda_worker_refuses_to_start_without_cuda(settings_env: pytest.MonkeyPatch) -> None:
+    calls = _fake_torch(settings_env, devices=0)
+    result, argv = _start_worker(settings_env, ["--queues", "gpu", "--device", "cuda"])
+    assert result.exit_code == 1
+    assert "--device cuda: no CUDA device here; use cpu or auto" in result.output
+    assert argv == []
+    assert calls == ["device_count"]
+
+
+@pytest.mark.parametrize(
+    ("queues", "device", "pool"),
+    [
+        ("gpu", "cpu", "--pool=solo"),
+        ("gpu", "auto", "--pool=solo"),
+        ("default,gpu", "auto", "--pool=solo"),
+        ("default", "auto", None),  # backend jobs only: Celery's prefork pool
+    ],
+)
+def test_a_worker_on_queue_gpu_never_forks_its_jobs(
+    settings_env: pytest.MonkeyPatch, queues: str, device: str, pool: str | None
+) -> None:
+    calls = _fake_torch(settings_env, devices=1)
+    result, argv = _start_worker(settings_env, ["--queues", queues, "--device", device])
+    assert result.exit_code == 0, result.output
+    assert [a for a in argv if a.startswith("--pool")] == ([pool] if pool else [])
+    assert calls == []  # only --device cuda asks about GPUs before the jobs run
+
+
+def test_a_worker_on_queue_gpu_refuses_more_than_one_process(
+    settings_env: pytest.MonkeyPatch,
+) -> None:
+    result, argv = _start_worker(settings_env, ["--queues", "default,gpu", "--concurrency", "2"])
+    assert result.exit_code == 1
+    assert "a worker on queue gpu runs one job at a time" in result.output
+    assert argv == []
+
+
+# What Celery's main process does before it forks a pool: import the jobs modules it runs.
+# torch.cuda's initialisers are replaced first by recorders, so any call shows.
+_IMPORT_JOBS = f"""
+import json
+import torch
+
+calls = []
+for name in {CUDA_INITIALISERS!r} + ("device_count",):
+    original = getattr(torch.cuda, name)
+    def record(*args, _name=name, _original=original, **kwargs):
+        calls.append(_name)
+        return _original(*args, **kwargs)
+    setattr(torch.cuda, name, record)
+
+from backend.worker import BACKEND_JOBS, ML_JOBS, celery_app
+
+celery_app.conf.include = [*BACKEND_JOBS, ML_JOBS]
+celery_app.loader.import_default_modules()
+import ml.jobs  # noqa: F401  (imported above; fails here if it was not)
+print(json.dumps(calls))
+"""
+
+
+def test_importing_the_ml_jobs_touches_no_cuda(tmp_path: Path) -> None:
+    """Nothing in ``ml`` (nor MONAI, as ``ml`` imports it) calls into CUDA at import time."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_JOBS],
+        env=cli_env(tmp_path / "var"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == []
 
 
 def test_the_ml_commands_point_to_mscrowd_ml() -> None:

@@ -571,9 +571,12 @@ def test_a_context_slice_never_moves_the_view_and_home_resets_it(
     browser: Any, site: tuple[str, Path]
 ) -> None:
     """Dragging with the brush on a neighbouring slice neither paints nor pans (it used to
-    pan), and Home returns to the marked slice with zoom and pan reset (it used to keep them)."""
+    pan), and Home returns to the marked slice with zoom and pan reset (it used to keep them).
+    Everything on screen comes from the lease's sprite."""
     base, _data_dir = site
     page, errors = _page(browser)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
     _volunteer(page, base, "Context Looker")
 
     def view() -> list[float]:
@@ -603,4 +606,9 @@ def test_a_context_slice_never_moves_the_view_and_home_resets_it(
     page.wait_for_function("() => document.querySelector('#view').dataset.offset === '0'")
     _frame(page)
     assert view() == pytest.approx(fitted)
+    # Issue 35: the slice, its contrasts, the context slices and their thumbnails all came
+    # from one sprite per lease (this one and the next, fetched ahead): no single image.
+    assert not [url for url in asked if "/images/" in url]
+    assert 1 <= len([url for url in asked if url.endswith("/sprite.png")]) <= 2
+    assert page.locator("#thumbs canvas.thumb-image").count() >= 2
     assert errors == []

@@ -187,3 +187,83 @@ def test_hot_endpoints_make_only_the_statements_their_work_needs(
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert ids
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_the_sprite_holds_every_image_of_the_lease_in_the_listed_order(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    # Slices seeded without sprites (as imported before them): the first lease builds it.
+    _seed(migrated_engine, storage, count=5)
+    signup(client, "v1@example.org")
+    task = client.post("/api/tasks/next").json()
+    sheet = task["slice"]["sprite"]
+    assert sheet["url"] == f"/api/tasks/{task['id']}/sprite.png"
+    offsets = sorted(n["offset"] for n in task["neighbours"])
+    assert sheet["frames"] == ["0/flair", *(f"{o}/flair" for o in offsets)]
+    got = client.get(sheet["url"])
+    assert got.status_code == 200
+    assert got.headers["cache-control"] == "private, max-age=86400"
+    pixels = _pixels(got.content)
+    assert pixels.shape == (HEIGHT * len(sheet["frames"]), WIDTH)
+    for i, frame in enumerate(sheet["frames"]):
+        offset, contrast = frame.split("/")
+        single = _pixels(
+            client.get(f"/api/tasks/{task['id']}/images/{offset}/{contrast}.png").content
+        )
+        assert np.array_equal(pixels[i * HEIGHT : (i + 1) * HEIGHT], single), frame
+    again = client.get(sheet["url"], headers={"If-None-Match": got.headers["etag"]})
+    assert again.status_code == 304
+
+    # A second account's lease of a slice gets the same pixels in bytes of its own (a hash
+    # of the file must not tell a slice seen before), and never another volunteer's sprite.
+    other = TestClient(client.app)
+    signup(other, "v2@example.org")
+    assert other.get(sheet["url"]).status_code == 404
+    mine = other.post("/api/tasks/next").json()
+    theirs = other.get(mine["slice"]["sprite"]["url"]).content
+    assert theirs != got.content
+    anonymous = TestClient(client.app)
+    assert anonymous.get(sheet["url"]).status_code == 401
+    # An answered lease's sprite is gone with its images.
+    mask = {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": [WIDTH * HEIGHT]}
+    assert (
+        client.post(f"/api/tasks/{task['id']}/annotations", json={"mask": mask}).status_code == 201
+    )
+    assert client.get(sheet["url"]).status_code == 404
+
+
+def test_the_image_routes_make_one_statement(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    # Issue 35: the studio loads a sprite (or seven images) per lease and a feedback overlay
+    # after each check answer; each authenticates and finds its file in one statement, with
+    # no ORM session (BEGIN, COMMIT and the pool's ping are not counted).
+    _seed(migrated_engine, storage, count=3)
+    signup(client, "v1@example.org")
+    task = client.post("/api/tasks/next").json()
+    assert client.get(task["slice"]["sprite"]["url"]).status_code == 200  # built: 2 statements
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]).split(None, 1)[0])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        for url in (task["slice"]["sprite"]["url"], task["slice"]["images"]["flair"]):
+            statements.clear()
+            assert client.get(url).status_code == 200
+            assert statements == ["SELECT"], url
+        statements.clear()
+        assert client.get("/api/annotations/999/feedback.png").status_code == 404
+        assert statements == ["SELECT"]
+    finally:
+        event.remove(engine, "before_cursor_execute", count)

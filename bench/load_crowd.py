@@ -1,0 +1,225 @@
+"""The load test's volunteers (``bench/load.py``): each a coroutine with its own bearer token
+and HTTP connection, making the requests the studio makes.
+
+Per lease: ``POST /api/tasks/next``; with ``Crowd.images`` every image the studio loads for it
+(its sprite when the server offers one, else each contrast of the slice and the FLAIR of its
+four neighbours: seven on the realistic seed, fetched one after another on the volunteer's
+connection); think (painting, with the lease
+held); submit with an Idempotency-Key; after a gold answer, its feedback overlay (the studio
+shows it). Honest volunteers paint what the FLAIR shows (pixels above the seed's lesion level,
+shifted by a pixel: Dice about 0.8 against the reference, a careful but imperfect hand);
+spammers (``Crowd.spammers`` of them, the first indices) paint a random short stroke, as the
+plain crowd's volunteers all do. A volunteer told they are paused (``rater_suspended``) leaves.
+"""
+
+import asyncio
+import io
+import random
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from bench.load_seed import LESION_LEVEL
+
+KINDS = ("next", "image", "submit", "feedback")
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """How the volunteers behave (the plain crowd: no images, every answer a random stroke)."""
+
+    spammers: float = 0.0  # share of volunteers who paint at random
+    images: bool = False  # fetch every image the studio does, and gold feedback overlays
+    honest: bool = False  # the others paint the lesions they see
+
+    @classmethod
+    def realistic(cls, spammers: float = 0.1) -> "Crowd":
+        return cls(spammers=spammers, images=True, honest=True)
+
+
+@dataclass
+class LoadReport:
+    seconds: float
+    ramp: float
+    # Per request kind: (start since t0, client seconds, server seconds from Server-Timing).
+    samples: dict[str, list[tuple[float, float, float]]] = field(
+        default_factory=lambda: {kind: [] for kind in KINDS}
+    )
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    acknowledged: list[tuple[int, str]] = field(default_factory=list)  # (lease id, key)
+    spammers: set[int] = field(default_factory=set)  # volunteer indices
+    suspended: set[int] = field(default_factory=set)  # told they are paused
+    gold_dice: dict[str, list[float]] = field(default_factory=lambda: {"honest": [], "spammer": []})
+
+    @property
+    def submits_per_second(self) -> float:
+        return len(self.acknowledged) / self.seconds
+
+    def server_errors(self) -> int:
+        return sum(n for key, n in self.statuses.items() if key.split()[-1].startswith("5"))
+
+
+def _server_seconds(response: httpx.Response) -> float:
+    """Queue plus app time from the answer's Server-Timing header (0 when absent)."""
+    found = re.findall(r"dur=([0-9.]+)", response.headers.get("server-timing", ""))
+    return sum(float(ms) for ms in found) / 1000
+
+
+def rle(mask: np.ndarray) -> list[int]:
+    """Run lengths of a 0/1 mask, row-major, starting with a (possibly empty) background run."""
+    flat = mask.ravel().astype(np.int8)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    runs = np.diff(np.concatenate(([0], edges, [flat.size]))).tolist()
+    return [0, *runs] if flat[0] else runs
+
+
+def stroke(rng: random.Random, width: int, height: int) -> list[int]:
+    """A short horizontal stroke somewhere on the slice (the plain crowd's and spammers')."""
+    start = rng.randrange(width * height - 10)
+    length = rng.randrange(1, 10)
+    return [start, length, width * height - start - length]
+
+
+def painted(flair: np.ndarray, rng: random.Random) -> list[int]:
+    """An honest answer: the FLAIR's lesion pixels, shifted a pixel one way (hand jitter)."""
+    mask = flair > LESION_LEVEL
+    dy, dx = rng.choice(((0, 1), (1, 0), (0, -1), (-1, 0), (0, 0)))
+    return rle(np.roll(mask, (dy, dx), axis=(0, 1)))
+
+
+async def _timed(
+    report: LoadReport, kind: str, t0: float, request: "asyncio.Future[httpx.Response]"
+) -> httpx.Response:
+    begin = time.perf_counter()
+    response = await request
+    report.samples[kind].append(
+        (begin - t0, time.perf_counter() - begin, _server_seconds(response))
+    )
+    report.statuses[f"{kind} {response.status_code}"] += 1
+    return response
+
+
+async def _load_images(
+    client: httpx.AsyncClient, report: LoadReport, t0: float, task: dict
+) -> np.ndarray | None:
+    """Load what the studio loads for a lease; the slice's FLAIR pixels (None if not loaded).
+    A server that offers a sprite (``slice.sprite``) is asked for it alone, as the studio
+    does; an older one for each contrast and each neighbour's FLAIR."""
+    shown = task["slice"]["images"]
+    sheet = task["slice"].get("sprite")
+    if sheet is not None:
+        got = await _timed(report, "image", t0, client.get(sheet["url"]))
+        if got.status_code != 200 or "0/flair" not in sheet["frames"]:
+            return None
+        height = task["slice"]["height"]
+        at = sheet["frames"].index("0/flair") * height
+        return np.asarray(Image.open(io.BytesIO(got.content)))[at : at + height]
+    flair = None
+    for url in [*shown.values(), *(n["images"]["flair"] for n in task["neighbours"])]:
+        got = await _timed(report, "image", t0, client.get(url))
+        if url == shown.get("flair") and got.status_code == 200:
+            flair = np.asarray(Image.open(io.BytesIO(got.content)))
+    return flair
+
+
+def _paused(response: httpx.Response) -> bool:
+    return response.status_code == 403 and '"rater_suspended"' in response.text
+
+
+async def volunteer(
+    base: str,
+    token: str,
+    index: int,
+    report: LoadReport,
+    t0: float,
+    start_at: float,
+    think: float,
+    paint: bool,
+    crowd: Crowd,
+) -> None:
+    """One volunteer's loop until the run's end (``paint``: think between receiving a task and
+    submitting it, as in the studio; else between a submission and the next request)."""
+    rng = random.Random(token)
+    deadline = t0 + report.seconds
+    spammer = index in report.spammers
+
+    async def pause() -> bool:
+        """Think for a while (never past the end of the run); False when the run is over."""
+        if think > 0:
+            await asyncio.sleep(min(rng.expovariate(1 / think), deadline - time.perf_counter()))
+        return time.perf_counter() < deadline
+
+    await asyncio.sleep(max(0.0, t0 + start_at - time.perf_counter()))
+    headers = {"Authorization": f"Bearer {token}"}
+    # Plain HTTP on loopback: no TLS context (building one per client cost the generator more
+    # CPU than all its requests). Keep-alive like a browser's (the server keeps idle
+    # connections 75 s by default).
+    transport = httpx.AsyncHTTPTransport(verify=False, limits=httpx.Limits(keepalive_expiry=60.0))
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
+    ) as client:
+        while time.perf_counter() < deadline:
+            try:
+                leased = await _timed(report, "next", t0, client.post("/api/tasks/next"))
+                if leased.status_code == 204:
+                    return  # nothing left for this volunteer
+                if _paused(leased):
+                    report.suspended.add(index)
+                    return
+                if leased.status_code != 200:
+                    await asyncio.sleep(1.0)
+                    continue
+                task = leased.json()
+                flair = None
+                if crowd.images:
+                    flair = await _load_images(client, report, t0, task)
+                if paint and not await pause():
+                    return  # the run ended while this volunteer was painting
+                size = task["slice"]["width"], task["slice"]["height"]
+                honest = crowd.honest and not spammer and flair is not None
+                counts = painted(flair, rng) if honest else stroke(rng, *size)  # type: ignore[arg-type]
+                key = uuid.uuid4().hex
+                sent = await _timed(
+                    report,
+                    "submit",
+                    t0,
+                    client.post(
+                        f"/api/tasks/{task['id']}/annotations",
+                        json={
+                            "mask": {
+                                "encoding": "rle",
+                                "width": size[0],
+                                "height": size[1],
+                                "counts": counts,
+                            },
+                            "duration_ms": 6000,  # a plausible painting time
+                        },
+                        headers={"Idempotency-Key": key},
+                    ),
+                )
+                if _paused(sent):
+                    report.suspended.add(index)
+                    return
+                if sent.status_code in (200, 201):
+                    report.acknowledged.append((task["id"], key))
+                    feedback = sent.json()["feedback"]
+                    if feedback is not None:
+                        report.gold_dice["spammer" if spammer else "honest"].append(
+                            feedback["dice"]
+                        )
+                        if crowd.images:
+                            await _timed(
+                                report, "feedback", t0, client.get(feedback["overlay_url"])
+                            )
+            except httpx.HTTPError as exc:
+                report.errors[type(exc).__name__] += 1
+                await asyncio.sleep(1.0)
+            if not paint and not await pause():
+                return
