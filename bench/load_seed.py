@@ -31,7 +31,6 @@ from backend.core.db import refresh_statistics
 from backend.core.security import hash_password
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
-from backend.imaging import sprite
 from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
@@ -117,6 +116,10 @@ def _store_sprites(
 ) -> None:
     """Each slice's sprite where the import puts it (``imaging.sprite``). Slices of one pattern
     with the same neighbours share one sprite's bytes: stored once, hard-linked for the rest."""
+    try:
+        from backend.imaging import sprite
+    except ImportError:  # the code under test (``PYTHONPATH``) predates sprites
+        return
     built: dict[tuple[int, tuple[int, ...]], str] = {}
     reach = sprite.NEIGHBOUR_REACH
     for slice_id, _brain, index in rows:
