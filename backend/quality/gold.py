@@ -3,6 +3,8 @@ from a representative pool (``quality.gold_pool``), rested after enough reveals;
 masks and images quality control reads, and the feedback overlay."""
 
 import io
+import threading
+from collections import OrderedDict
 from itertools import islice
 from typing import Any
 
@@ -42,6 +44,38 @@ def read_grey(storage: Storage, key: str) -> NDArray[np.uint8]:
         return np.asarray(image.convert("L"))
 
 
+class FrozenImages:
+    """Decoded gold masks and slice images for scoring, kept per process (a gold version's
+    mask and a slice's image never change once stored: edits and re-imports make new keys).
+    Every answer to a gold slice is scored against the same two images; decoding them once
+    instead of per answer took a fifth off a check answer's CPU (issue 35). Bounded (LRU);
+    the arrays are read-only, so no caller can change another's copy."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[str, str, bool], NDArray[Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, storage: Storage, key: str, *, mask: bool) -> NDArray[Any]:
+        """``read_mask`` (``mask``) or ``read_grey`` of ``key``, decoded at most once."""
+        item = (storage.url, key, mask)
+        with self._lock:
+            found = self._items.get(item)
+            if found is not None:
+                self._items.move_to_end(item)
+                return found
+        found = read_mask(storage, key) if mask else read_grey(storage, key)
+        found.flags.writeable = False
+        with self._lock:
+            self._items[item] = found
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return found
+
+
+FROZEN = FrozenImages()
+
+
 def brain_region(flair: NDArray[np.uint8]) -> NDArray[np.bool_] | None:
     """Pixels inside the brain of a skull-stripped FLAIR slice image (non-zero), or None when
     the image has no zero background to tell it by."""
@@ -62,7 +96,9 @@ def overlay_png(
     ):
         rgb[where] = colour
     buffer = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", optimize=False)
+    # The fastest deflate: an overlay is made for every check answer and shown once (level 6
+    # took 3 times as long for files a third smaller).
+    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Select, bindparam, func, or_, update
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,7 +31,7 @@ from backend.core.timeutil import utcnow
 from backend.fusion import REFUSE_RATER
 from backend.projects.models import Project
 from backend.quality import metrics, scoring
-from backend.quality.gold import brain_region, overlay_png, read_grey, read_mask, retire_gold
+from backend.quality.gold import FROZEN, brain_region, overlay_png, read_mask, retire_gold
 from backend.quality.models import (
     GoldScore,
     GoldVersion,
@@ -194,9 +195,9 @@ def _score_gold(
 ) -> tuple[scoring.GoldScore, Feedback]:
     version = session.get(GoldVersion, task.gold_version_id)
     assert version is not None
-    gold = read_mask(storage, version.mask_key)
+    gold = FROZEN.get(storage, version.mask_key, mask=True)
     flair = (
-        read_grey(storage, task.flair_key)
+        FROZEN.get(storage, task.flair_key, mask=False)
         if task.flair_key
         else np.zeros(gold.shape, dtype=np.uint8)
     )
@@ -223,7 +224,8 @@ def _score_gold(
         overlay_key=key,
         created_at=now,
     )
-    session.add(stored)
+    # Core, not the unit of work: no flush of the whole session before the reveal count.
+    session.execute(sa_insert(table_of(GoldScore)), [stored.model_dump(exclude={"id"})])
     _rest_revealed(session, task, version)
     return result, feedback_of(stored)
 
@@ -232,7 +234,6 @@ def _rest_revealed(session: Session, task: AnsweredTask, version: GoldVersion) -
     """Retire a gold slice once ``gold_reveals`` volunteers have seen its feedback (which
     shows the expert's outline), and have the pool refilled from the candidates once this
     transaction commits: feedback teaches, but must not become a shared answer key."""
-    session.flush()  # this answer's score counts
     shown = session.execute(
         sa_select(func.count())
         .select_from(table_of(GoldScore))
