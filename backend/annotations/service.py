@@ -22,7 +22,7 @@ from backend.fusion import FUSE_TASK
 from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import service as quality
-from backend.quality.models import RaterStats
+from backend.quality.models import GoldVersion, RaterStats
 from backend.quality.reliability import Thresholds
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 from backend.tasks.queue import suspended_in
@@ -164,6 +164,7 @@ def submit(
             project_id=row.project_id,
             slice_id=row.slice_id,
             gold_version_id=row.gold_version_id,
+            gold_mask_key=row.gold_mask_key,
             repeat_of_id=row.repeat_of_id,
             flair_key=row.image_keys.get("flair"),
             limits=Thresholds.of(row),
@@ -185,7 +186,8 @@ def submit(
 def _lock_statement(with_key: bool) -> Select[Any]:
     """Lock the lease's task and read what the checks and scoring need in one statement: the
     caller's assignment, the task's slot columns and kind, the slice's size and images, the
-    project's quality settings, and whether the key is taken by another answer."""
+    project's quality settings, the gold mask to score against, and whether the key is taken
+    by another answer."""
     tasks, assignments, slices = table_of(Task), table_of(Assignment), table_of(Slice)
     projects = table_of(Project)
     other = assignments.alias("other")
@@ -198,7 +200,10 @@ def _lock_statement(with_key: bool) -> Select[Any]:
         if with_key
         else literal(False)
     )
-    stats = table_of(RaterStats)
+    stats, gold = table_of(RaterStats), table_of(GoldVersion)
+    gold_mask = (
+        core_select(gold.c.mask_key).where(gold.c.id == tasks.c.gold_version_id).scalar_subquery()
+    )
     last_answer = (
         core_select(stats.c.updated_at)
         .where(stats.c.user_id == bindparam("user"), stats.c.project_id == tasks.c.project_id)
@@ -213,6 +218,7 @@ def _lock_statement(with_key: bool) -> Select[Any]:
             tasks.c.project_id,
             tasks.c.slice_id,
             tasks.c.gold_version_id,
+            gold_mask.label("gold_mask_key"),
             tasks.c.repeat_of_id,
             (slices.c.crop_x1 - slices.c.crop_x0).label("width"),
             (slices.c.crop_y1 - slices.c.crop_y0).label("height"),

@@ -34,7 +34,6 @@ from backend.quality import metrics, scoring
 from backend.quality.gold import FROZEN, brain_region, overlay_png, read_mask, retire_gold
 from backend.quality.models import (
     GoldScore,
-    GoldVersion,
     RaterAction,
     RaterActionKind,
     RaterStats,
@@ -74,6 +73,7 @@ class AnsweredTask:
     project_id: int
     slice_id: int
     gold_version_id: int | None
+    gold_mask_key: str | None
     repeat_of_id: int | None
     flair_key: str | None
     limits: Thresholds
@@ -148,7 +148,7 @@ def record_answer(
     timing = server_ms if server_ms is not None else duration_ms
     delta = scoring.add_answer(RaterTotals(), timing, task.limits)
     feedback = None
-    if task.kind is TaskKind.gold and task.gold_version_id is not None:
+    if task.kind is TaskKind.gold and task.gold_version_id and task.gold_mask_key:
         result, feedback = _score_gold(session, storage, task, user_id, annotation_id, answer, now)
         delta = scoring.add_gold(delta, result, None, task.limits)
     elif task.kind is TaskKind.repeat and task.repeat_of_id is not None:
@@ -193,9 +193,9 @@ def _score_gold(
     answer: NDArray[np.bool_],
     now: datetime,
 ) -> tuple[scoring.GoldScore, Feedback]:
-    version = session.get(GoldVersion, task.gold_version_id)
-    assert version is not None
-    gold = FROZEN.get(storage, version.mask_key, mask=True)
+    assert task.gold_version_id is not None
+    assert task.gold_mask_key is not None
+    gold = FROZEN.get(storage, task.gold_mask_key, mask=True)
     flair = (
         FROZEN.get(storage, task.flair_key, mask=False)
         if task.flair_key
@@ -210,7 +210,7 @@ def _score_gold(
         annotation_id=annotation_id,
         user_id=user_id,
         project_id=task.project_id,
-        gold_version_id=version.id or 0,
+        gold_version_id=task.gold_version_id,
         tp=c.tp,
         fp=c.fp,
         fn=c.fn,
@@ -226,18 +226,18 @@ def _score_gold(
     )
     # Core, not the unit of work: no flush of the whole session before the reveal count.
     session.execute(sa_insert(table_of(GoldScore)), [stored.model_dump(exclude={"id"})])
-    _rest_revealed(session, task, version)
+    _rest_revealed(session, task)
     return result, feedback_of(stored)
 
 
-def _rest_revealed(session: Session, task: AnsweredTask, version: GoldVersion) -> None:
+def _rest_revealed(session: Session, task: AnsweredTask) -> None:
     """Retire a gold slice once ``gold_reveals`` volunteers have seen its feedback (which
     shows the expert's outline), and have the pool refilled from the candidates once this
     transaction commits: feedback teaches, but must not become a shared answer key."""
     shown = session.execute(
         sa_select(func.count())
         .select_from(table_of(GoldScore))
-        .where(table_of(GoldScore).c.gold_version_id == version.id)
+        .where(table_of(GoldScore).c.gold_version_id == task.gold_version_id)
     ).scalar_one()
     if shown < task.gold_reveals:
         return
