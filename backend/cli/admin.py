@@ -1,4 +1,5 @@
-"""``mscrowd holdout``, ``users ...`` and ``storage check``: an operator's housekeeping."""
+"""``mscrowd holdout``, ``users ...`` and ``storage check`` / ``sprites``: an operator's
+housekeeping."""
 
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from backend.cli.common import fail, unit_of_work
 from backend.core.storage import Storage
 
 users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
-storage_app = typer.Typer(help="Check blob storage against the database.", no_args_is_help=True)
+storage_app = typer.Typer(
+    help="Check blob storage against the database; build missing sprites.", no_args_is_help=True
+)
 
 
 def holdout(
@@ -119,3 +122,19 @@ def storage_check(
     )
     if (report.orphans and not fix) or report.missing:
         raise typer.Exit(code=1)
+
+
+@storage_app.command("sprites")
+def storage_sprites() -> None:
+    """Build the sprites (one PNG of a slice's contrasts and its neighbours' FLAIR, which the
+    studio loads per lease) of slices imported before sprites; imports build their own."""
+    from backend.imaging.sprite import missing_sprites
+
+    with unit_of_work() as (settings, session), typer.progressbar(length=1, label="Sprites") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        built = missing_sprites(session, Storage(settings.storage_url), progress)
+    typer.echo(f"{built} sprite(s) built.")

@@ -13,12 +13,14 @@ its hash.
 
 import io
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
+from sqlmodel import Session, select
 
 from backend.core.storage import Storage
+from backend.imaging.models import Case, Slice
 
 # Slices either side of the leased one sent for scrolling context.
 NEIGHBOUR_REACH = 2
@@ -26,7 +28,7 @@ NEIGHBOUR_REACH = 2
 NEIGHBOUR_CONTRAST = "flair"
 
 
-def sprite_key(slice_id: int, image_keys: dict[str, str]) -> str:
+def sprite_key(slice_id: int, image_keys: Mapping[str, str]) -> str:
     """Where a slice's sprite is stored: beside its images (under its case's prefix, so a
     failed import or a deleted case takes it along)."""
     first = image_keys.get(NEIGHBOUR_CONTRAST) or min(image_keys.values())
@@ -34,7 +36,7 @@ def sprite_key(slice_id: int, image_keys: dict[str, str]) -> str:
 
 
 def frames(
-    image_keys: dict[str, str], neighbours: Sequence[tuple[int, dict[str, str]]]
+    image_keys: Mapping[str, str], neighbours: Sequence[tuple[int, Mapping[str, str]]]
 ) -> list[str]:
     """The sprite's frames, top to bottom, as ``"offset/contrast"``: the slice's contrasts in
     name order, then each neighbour's FLAIR by offset (``neighbours``: (offset, image keys))."""
@@ -48,7 +50,7 @@ def frames(
 
 
 def frame_keys(
-    image_keys: dict[str, str], neighbours: Sequence[tuple[int, dict[str, str]]]
+    image_keys: Mapping[str, str], neighbours: Sequence[tuple[int, Mapping[str, str]]]
 ) -> list[str]:
     """The storage keys of ``frames``, in the same order."""
     by_offset = {0: image_keys, **dict(neighbours)}
@@ -79,3 +81,37 @@ def stored_sprite(storage: Storage, key: str, frame_keys: Sequence[str] | None) 
         storage.put(key, data)
         return data
     return storage.get(key)
+
+
+def missing_sprites(
+    session: Session, storage: Storage, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Build the sprite of every slice that has none (slices imported before sprites); returns
+    how many were built. A slice's first lease would build it anyway, but that lease would
+    answer a little slower than any later one: a timing a volunteer could read to tell a
+    never-leased slice from one others have seen (gold). ``progress(done, total)`` after each
+    case."""
+    cases = session.exec(select(Case.id)).all()
+    built = 0
+    for done, case_id in enumerate(cases, start=1):
+        rows = session.exec(
+            select(Slice.id, Slice.axis, Slice.index, Slice.image_keys).where(
+                Slice.case_id == case_id
+            )
+        ).all()
+        by_place = {(axis, index): keys for _id, axis, index, keys in rows}
+        for slice_id, axis, index, keys in rows:
+            assert slice_id is not None
+            key = sprite_key(slice_id, keys)
+            if storage.exists(key):
+                continue
+            near = [
+                (offset, by_place[axis, index + offset])
+                for offset in range(-NEIGHBOUR_REACH, NEIGHBOUR_REACH + 1)
+                if offset and (axis, index + offset) in by_place
+            ]
+            stored_sprite(storage, key, frame_keys(keys, near))
+            built += 1
+        if progress is not None:
+            progress(done, len(cases))
+    return built

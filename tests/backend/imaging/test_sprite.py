@@ -13,6 +13,7 @@ from backend.imaging import sprite
 from backend.imaging.models import Slice
 from backend.imaging.service import CaseLoader, CaseMeta, import_cases
 from backend.imaging.synthetic import synthesize_case
+from tests.factories import create_tasks
 
 
 def _grey(png: bytes) -> np.ndarray:
@@ -65,3 +66,21 @@ def test_frames_list_the_slice_then_each_neighbour_by_offset() -> None:
         "c.png",
     ]
     assert sprite.sprite_key(7, keys) == "a/sprite-7.png"
+
+
+def test_slices_imported_before_sprites_get_theirs_from_the_backfill(
+    migrated_engine: Engine, storage: Storage
+) -> None:
+    with Session(migrated_engine) as session:
+        create_tasks(session, storage, count=6)
+        session.commit()
+        slices = session.exec(select(Slice)).all()
+        assert not any(storage.exists(sprite.sprite_key(s.id or 0, s.image_keys)) for s in slices)
+        seen: list[tuple[int, int]] = []
+        assert sprite.missing_sprites(session, storage, lambda *p: seen.append(p)) == 6
+        assert seen[-1][0] == seen[-1][1]
+        for item in slices:
+            sheet = _grey(storage.get(sprite.sprite_key(item.id or 0, item.image_keys)))
+            flair = _grey(storage.get(item.image_keys["flair"]))
+            assert np.array_equal(sheet[: item.height], flair)
+        assert sprite.missing_sprites(session, storage) == 0  # built once
