@@ -263,7 +263,8 @@ async def volunteer(
                         report.gold_dice["spammer" if spammer else "honest"].append(
                             feedback["dice"]
                         )
-                        if crowd.images:
+                        if crowd.images and not feedback.get("overlay_png"):
+                            # Older servers: the studio loads the overlay by its URL.
                             await _timed(
                                 report, "feedback", t0, client, "GET", feedback["overlay_url"]
                             )

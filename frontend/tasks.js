@@ -253,7 +253,8 @@ function showFeedback(feedback) {
     `False alarms: ${feedback.false_alarms}.`,
   ];
   $("feedback-text").textContent = lines.join(" ");
-  $("feedback-image").src = feedback.overlay_url;
+  // Inline in a fresh answer (no second request); a replayed answer carries the URL alone.
+  $("feedback-image").src = feedback.overlay_png || feedback.overlay_url;
   $("feedback").hidden = false;
   $("feedback-next").focus();
   return new Promise((resolve) => {

@@ -43,6 +43,9 @@ class FeedbackRead(BaseModel):
     # Your mask over the expert's: hits, misses and false alarms in distinct colours. The
     # expert's mask alone is never served to volunteers (it would be a reusable answer key).
     overlay_url: str
+    # The same overlay inline (``data:image/png;base64,...``) in the answer to the submission
+    # itself, so the studio shows it without another request; null on a replay.
+    overlay_png: str | None = None
 
 
 class AnnotationRead(BaseModel):

@@ -4,7 +4,7 @@ live in ``quality.gold``, the review queue in ``quality.review``."""
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -92,6 +92,9 @@ class Feedback:
     lesions_found: int
     lesions_missed: int
     false_alarms: int
+    # The overlay PNG when it was just made (a fresh answer), sent with the answer so the
+    # studio needs no second request; None on a replay (it reads ``overlay_url``).
+    overlay: bytes | None = None
 
 
 @cache
@@ -203,7 +206,8 @@ def _score_gold(
     )
     result = scoring.score(gold, answer, brain_region(flair))
     key = f"feedback/{annotation_id}.png"
-    storage.put(key, overlay_png(flair, gold, answer))
+    overlay = overlay_png(flair, gold, answer)
+    storage.put(key, overlay)
     on_rollback(session, lambda: storage.delete(key))
     c, report = result.confusion, result.report
     stored = GoldScore(
@@ -227,7 +231,7 @@ def _score_gold(
     # Core, not the unit of work: no flush of the whole session before the reveal count.
     session.execute(sa_insert(table_of(GoldScore)), [stored.model_dump(exclude={"id"})])
     _rest_revealed(session, task)
-    return result, feedback_of(stored)
+    return result, replace(feedback_of(stored), overlay=overlay)
 
 
 def _rest_revealed(session: Session, task: AnsweredTask) -> None:

@@ -1,5 +1,6 @@
 """``/api/tasks``: lease the next task and submit a mask for it."""
 
+import base64
 import hashlib
 from dataclasses import asdict
 from typing import Annotated
@@ -112,6 +113,9 @@ def _annotation_read(result: annotations.Submission) -> AnnotationRead:
             lesions_missed=feedback.lesions_missed,
             false_alarms=feedback.false_alarms,
             overlay_url=f"/api/annotations/{stored.id}/feedback.png",
+            overlay_png=None
+            if feedback.overlay is None
+            else "data:image/png;base64," + base64.b64encode(feedback.overlay).decode(),
         ),
     )
 

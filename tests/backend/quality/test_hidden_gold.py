@@ -1,6 +1,7 @@
 """Gold is invisible until answered: everything a volunteer's client receives before submitting
 looks the same for gold and normal tasks; the feedback comes after, to that volunteer only."""
 
+import base64
 import hashlib
 import io
 import random
@@ -205,6 +206,10 @@ def test_feedback_is_for_the_volunteer_who_answered_and_only_after(
     overlay = client.get(feedback["overlay_url"])
     assert overlay.status_code == 200
     assert overlay.headers["cache-control"] == "no-store"
+    # The same overlay comes inline with the answer (the studio needs no second request).
+    prefix = "data:image/png;base64,"
+    assert feedback["overlay_png"].startswith(prefix)
+    assert base64.b64decode(feedback["overlay_png"][len(prefix) :]) == overlay.content
     # The expert's mask is never handed out as a file: it would be a reusable answer key.
     assert "gold_url" not in feedback
     assert client.get(f"/api/annotations/{sent.json()['id']}/gold.png").status_code == 404
