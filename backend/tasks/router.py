@@ -2,8 +2,9 @@
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi import Path as FastPath
@@ -47,6 +48,7 @@ from backend.tasks.schemas import (
 )
 from backend.tasks.service import SliceView
 
+T = TypeVar("T")
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
 # Idempotency keys are client-chosen tokens (a UUID, say): printable ASCII, no spaces.
 IDEMPOTENCY_KEY = r"^[!-~]{1,64}$"
@@ -298,11 +300,6 @@ async def lease_image(
     thread hop, one statement that authenticates the caller and finds the image (no ORM
     session), and the file read after the transaction has ended.
     """
-    # The ETag and the bytes belong to the lease's image, not the stored file: neither may
-    # repeat across leases, or a second account could recognise an image (gold) by its hash.
-    token = f"{lease_id}/{offset}/{contrast}"
-    etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
-    fresh = request.headers.get("if-none-match") == etag
 
     def work(session: Session) -> str:
         # A GET needs a token's read scope (``auth.deps.required_scope``).
@@ -315,16 +312,9 @@ async def lease_image(
         )
         return service.image_key_of(row.image_keys, lease_id, offset, contrast)
 
-    secret = settings.secret_key.encode()
-
-    def load(key: str) -> bytes | None:
-        return None if fresh else lease_variant(storage.get(key), secret, token)
-
-    content = await database.run_then(work, load)
-    headers = {"Cache-Control": "private, max-age=86400", "ETag": etag}
-    if content is None:
-        return Response(status_code=304, headers=headers)
-    return Response(content=content, media_type="image/png", headers=headers)
+    return await _lease_png(
+        request, database, settings, f"{lease_id}/{offset}/{contrast}", work, storage.get
+    )
 
 
 @router.get(
@@ -347,9 +337,6 @@ async def lease_sprite(
     """Your leased slice's contrasts and its neighbours' FLAIR in one PNG, stacked in the
     order of the lease's ``slice.sprite.frames``, while your lease lasts: one request where
     the single images take seven."""
-    token = f"{lease_id}/sprite"
-    etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
-    fresh = request.headers.get("if-none-match") == etag
 
     def work(session: Session) -> tuple[str, list[str] | None]:
         _caller, row = authenticate_with(
@@ -362,19 +349,44 @@ async def lease_sprite(
         if row.slice_id is None:
             raise NotFound(f"No live lease {lease_id} of yours")
         key = sprite.sprite_key(row.slice_id, row.image_keys)
-        if fresh or storage.exists(key):
+        if storage.exists(key):
             return key, None
-        # A slice imported before sprites: its frames' keys, to build its sprite once.
+        # A slice imported before sprites (``mscrowd storage sprites`` builds them all): its
+        # frames' keys, to build its sprite once.
         found = service.leased_slice(session, row.slice_id)
         near = [(n.index - found.index, n.image_keys) for n in found.neighbours]
         return key, sprite.frame_keys(found.image_keys, near)
 
+    return await _lease_png(
+        request,
+        database,
+        settings,
+        f"{lease_id}/sprite",
+        work,
+        lambda found: sprite.stored_sprite(storage, *found),
+    )
+
+
+async def _lease_png(
+    request: Request,
+    database: DatabaseDep,
+    settings: SettingsDep,
+    token: str,
+    work: Callable[[Session], T],
+    read: Callable[[T], bytes],
+) -> Response:
+    """A lease's image: ``work`` authenticates and finds it in one transaction, ``read``
+    reads it after (on the same thread hop); ``304`` when the client holds it already.
+
+    The ETag and the bytes belong to the lease (``token``), not the stored file: neither may
+    repeat across leases, or a second account could recognise an image (gold) by its hash.
+    """
+    etag = '"' + hashlib.sha256(token.encode()).hexdigest()[:32] + '"'
+    fresh = request.headers.get("if-none-match") == etag
     secret = settings.secret_key.encode()
 
-    def load(found: tuple[str, list[str] | None]) -> bytes | None:
-        if fresh:
-            return None
-        return lease_variant(sprite.stored_sprite(storage, *found), secret, token)
+    def load(found: T) -> bytes | None:
+        return None if fresh else lease_variant(read(found), secret, token)
 
     content = await database.run_then(work, load)
     headers = {"Cache-Control": "private, max-age=86400", "ETag": etag}

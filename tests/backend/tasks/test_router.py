@@ -1,5 +1,8 @@
 """Leasing tasks over the API: the lease, reloads, neighbours, images, and running dry."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
@@ -138,6 +141,21 @@ def test_restricted_cases_are_hidden_from_volunteers(
     assert image.headers["cache-control"] == "no-store"
 
 
+@contextmanager
+def _counted(engine: Engine) -> Iterator[list[str]]:
+    """The verbs of the statements ``engine`` runs inside the block."""
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]).split(None, 1)[0])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
 def test_hot_endpoints_make_only_the_statements_their_work_needs(
     client: TestClient, migrated_engine: Engine, storage: Storage
 ) -> None:
@@ -147,13 +165,7 @@ def test_hot_endpoints_make_only_the_statements_their_work_needs(
     ids = _seed(migrated_engine, storage, count=3)
     signup(client, "v1@example.org")
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]).split(None, 1)[0])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with _counted(engine) as statements:
         sqlite = engine.dialect.name == "sqlite"
 
         def expect(*verbs: str) -> list[str]:
@@ -184,8 +196,6 @@ def test_hot_endpoints_make_only_the_statements_their_work_needs(
         # caller, task lock with the checks' reads, annotation, assignment, slot update, the
         # rater's totals
         assert statements == expect("SELECT", "SELECT", "INSERT", "UPDATE", "UPDATE", "INSERT")
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert ids
 
 
@@ -251,13 +261,7 @@ def test_the_image_routes_make_one_statement(
     task = client.post("/api/tasks/next").json()
     assert client.get(task["slice"]["sprite"]["url"]).status_code == 200  # built: 2 statements
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
-    statements: list[str] = []
-
-    def count(*args: object) -> None:
-        statements.append(str(args[2]).split(None, 1)[0])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with _counted(engine) as statements:
         for url in (task["slice"]["sprite"]["url"], task["slice"]["images"]["flair"]):
             statements.clear()
             assert client.get(url).status_code == 200
@@ -265,5 +269,3 @@ def test_the_image_routes_make_one_statement(
         statements.clear()
         assert client.get("/api/annotations/999/feedback.png").status_code == 404
         assert statements == ["SELECT"]
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
