@@ -21,7 +21,6 @@ install: $(INSTALLED)
 run: $(INSTALLED)
 	$(BIN)/mscrowd migrate
 	$(BIN)/mscrowd demo
-	$(BIN)/mscrowd storage sprites
 	$(BIN)/mscrowd serve --port 8000
 
 ## Lint, type-check and run the whole suite against real PostgreSQL and Redis.

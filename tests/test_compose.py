@@ -55,7 +55,6 @@ def test_workers_share_storage_and_the_gpu_worker_reserves_a_gpu() -> None:
     # Several server processes, and the orphan sweep before them.
     assert "--workers" in " ".join(services["api"]["command"])
     assert "storage check --fix" in " ".join(services["api"]["command"])
-    assert "storage sprites" in " ".join(services["api"]["command"])
     command = services["worker"]["command"]
     assert command[command.index("--queues") + 1] == "default"
     assert "--beat" in command  # one worker relays the job outbox

@@ -1,5 +1,6 @@
 """``/api/quality``: gold samples for experts; ``/api/annotations``: a volunteer's feedback."""
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response, status
@@ -12,6 +13,7 @@ from backend.auth.models import TokenScope, User, UserRole
 from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.http import no_store_png
+from backend.core.storage import BlobNotFound
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.quality import consistency, gold, review, service
 from backend.quality.gold_pool import Stratum
@@ -31,6 +33,7 @@ from backend.quality.schemas import (
     ReviewItemRead,
 )
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["quality"], responses=error_responses(401, 403))
 ExpertUser = Annotated[User, Depends(require_role(UserRole.expert))]
 PNG_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -212,7 +215,14 @@ async def feedback_overlay(
             raise NotFound(f"No feedback for an answer {annotation_id} of yours")
         return str(row.overlay_key)
 
-    return no_store_png(await database.run_then(work, storage.get))
+    def read(key: str) -> bytes:
+        try:
+            return storage.get(key)
+        except BlobNotFound:
+            log.exception("the feedback overlay of answer %s is missing", annotation_id)
+            raise NotFound(f"No feedback for an answer {annotation_id} of yours") from None
+
+    return no_store_png(await database.run_then(work, read))
 
 
 def _interval(beta: Beta) -> Interval:

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.dml import Delete, Insert
 
-from backend.auth.models import User
+from backend.auth.models import EXPERT_ROLES, User
 from backend.auth.service import caller_statement
 from backend.core.db import table_of
 from backend.imaging.models import Case, ConsentScope, Slice
@@ -371,6 +371,7 @@ def _lease_image_keys(user: ColumnElement[Any], column: str = "image_keys") -> S
     """The image keys (or another ``column``) of ``user``'s leased slice or of its neighbour
     at an offset."""
     target = SLICES.alias("target")
+    staff = table_of(User).alias("staff")  # the caller, as they are now
     return (
         select(SLICES.c[column])
         .select_from(
@@ -388,14 +389,20 @@ def _lease_image_keys(user: ColumnElement[Any], column: str = "image_keys") -> S
         .where(
             ASSIGNMENTS.c.id == bindparam("lease"),
             ASSIGNMENTS.c.user_id == user,
-            # Readable while the lease lives (experts: their answered tasks too): a skipped,
-            # answered or lapsed lease's images are no longer the volunteer's to fetch.
+            # Readable while the lease lives (experts: their answered tasks too, while they
+            # are experts): a skipped, answered or lapsed lease's images are no longer the
+            # volunteer's to fetch.
             or_(
                 and_(
                     ASSIGNMENTS.c.state == const(AssignmentState.active),
                     ASSIGNMENTS.c.lease_expires_at > bindparam("now"),
                 ),
-                ASSIGNMENTS.c.expert == literal_column("true"),
+                and_(
+                    ASSIGNMENTS.c.expert == literal_column("true"),
+                    exists().where(
+                        staff.c.id == user, staff.c.role.in_([r.value for r in EXPERT_ROLES])
+                    ),
+                ),
             ),
         )
     )

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, TypeVar
@@ -25,6 +26,7 @@ from backend.core.body import json_body, parse_json, read_body
 from backend.core.deps import DatabaseDep, SessionDep, SettingsDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.http import json_response
+from backend.core.storage import BlobNotFound
 from backend.core.timeutil import utcnow
 from backend.core.validation import MAX_DB_ID, PathId
 from backend.imaging import sprite
@@ -49,6 +51,7 @@ from backend.tasks.schemas import (
 from backend.tasks.service import SliceView
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
 # Idempotency keys are client-chosen tokens (a UUID, say): printable ASCII, no spaces.
 IDEMPOTENCY_KEY = r"^[!-~]{1,64}$"
@@ -386,7 +389,15 @@ async def _lease_png(
     secret = settings.secret_key.encode()
 
     def load(found: T) -> bytes | None:
-        return None if fresh else lease_variant(read(found), secret, token)
+        if fresh:
+            return None
+        try:
+            return lease_variant(read(found), secret, token)
+        except BlobNotFound:
+            # A lost file: the volunteer gets the answer a stranger's lease gets (the storage
+            # key would name the case and slice); the operator gets the key in the log.
+            log.exception("the image of lease %s is missing from storage", token)
+            raise NotFound("No such image of a live lease of yours") from None
 
     content = await database.run_then(work, load)
     headers = {"Cache-Control": "private, max-age=86400", "ETag": etag}

@@ -612,3 +612,8 @@ def test_a_context_slice_never_moves_the_view_and_home_resets_it(
     assert 1 <= len([url for url in asked if url.endswith("/sprite.png")]) <= 2
     assert page.locator("#thumbs canvas.thumb-image").count() >= 2
     assert errors == []
+    # The site's slices were seeded without sprites (as if imported before them): serve built
+    # them all before its first answer, so no lease is slower for building one (a timing
+    # that would tell a never-leased slice from gold).
+    storage = Storage((_data_dir / "storage").as_uri())
+    assert len([k for k in storage.list("cases") if "/sprite-" in k]) == 4

@@ -269,3 +269,36 @@ def test_the_image_routes_make_one_statement(
         statements.clear()
         assert client.get("/api/annotations/999/feedback.png").status_code == 404
         assert statements == ["SELECT"]
+
+
+def test_a_lost_image_file_answers_like_a_strangers_lease(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    # The red team's finding: a missing file's error named its storage key (case and slice).
+    _seed(migrated_engine, storage, count=3)
+    signup(client, "v1@example.org")
+    task = client.post("/api/tasks/next").json()
+    assert client.get(task["slice"]["sprite"]["url"]).status_code == 200
+    for key in storage.list("cases"):
+        storage.delete(key)
+    for url in (task["slice"]["sprite"]["url"], task["slice"]["images"]["flair"]):
+        lost = client.get(url)
+        assert lost.status_code == 404
+        assert lost.json()["code"] == "not_found"
+        assert "cases/" not in lost.text
+
+
+def test_an_expert_demoted_to_volunteer_no_longer_sees_their_answered_slices(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    _seed(migrated_engine, storage, count=3)
+    signup(client, "e1@example.org")
+    set_role(migrated_engine, UserRole.expert)
+    task = client.post("/api/tasks/next").json()
+    mask = {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": [WIDTH * HEIGHT]}
+    sent = client.post(f"/api/tasks/{task['id']}/annotations", json={"mask": mask})
+    assert sent.status_code == 201
+    urls = (task["slice"]["sprite"]["url"], task["slice"]["images"]["flair"])
+    assert [client.get(u).status_code for u in urls] == [200, 200]  # experts review theirs
+    set_role(migrated_engine, UserRole.volunteer)
+    assert [client.get(u).status_code for u in urls] == [404, 404]
