@@ -9,7 +9,7 @@ import { dropDraft, loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { count, decodeRle, encodeRle } from "./mask.js";
 import { setUpTools, showTask } from "./tools.js";
 import { show, status, toast } from "./ui.js";
-import { Viewer } from "./viewer.js";
+import { Viewer, cutSprite } from "./viewer.js";
 
 const UI = "studio";
 const VERSION = "2";
@@ -99,10 +99,15 @@ async function lease(after) {
 // the next slice shares: the next lease's images are fetched ahead (below), not reused.
 function preload(task) {
   if (!task) return task;
-  // One sprite holds the slice's contrasts and its neighbours' FLAIR (backend/imaging/sprite.py).
-  const urls = task.slice.sprite
-    ? [task.slice.sprite.url]
-    : [...Object.values(task.slice.images), ...task.neighbours.map((n) => n.images.flair)];
+  const { slice } = task;
+  if (slice.sprite) {
+    // One sprite holds the slice's contrasts and its neighbours' FLAIR
+    // (backend/imaging/sprite.py): fetched and cut into frames while the volunteer paints.
+    slice.sprite.cut = cutSprite(slice.sprite, slice.width, slice.height);
+    slice.sprite.cut.catch(() => {}); // the viewer tries again when it shows the task
+    return task;
+  }
+  const urls = [...Object.values(slice.images), ...task.neighbours.map((n) => n.images.flair)];
   for (const url of urls) new Image().src = url;
   return task;
 }

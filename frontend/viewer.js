@@ -38,6 +38,19 @@ function pixelsOf(img) {
   return ctx.getImageData(0, 0, canvas.width, canvas.height);
 }
 
+// A sprite's frames as ImageData by "offset/contrast" (the sprite is one PNG of the frames
+// stacked top to bottom, each width x height).
+export async function cutSprite(sprite, width, height) {
+  const sheet = pixelsOf(await loadImage(sprite.url));
+  const size = width * height * 4;
+  return new Map(
+    sprite.frames.map((frame, i) => [
+      frame,
+      new ImageData(sheet.data.slice(i * size, (i + 1) * size), width, height),
+    ]),
+  );
+}
+
 // The Display panel's sliders, shared by the studio and the expert workspace: brightness and
 // contrast drive the view's level and window, and follow a right-drag and the reset button.
 // Returns the function that puts the sliders back in step with the view.
@@ -128,14 +141,16 @@ export class Viewer {
   }
 
   // A lease's sprite: its frames ("offset/contrast") stacked top to bottom, one request for
-  // what the single images took seven. Frames it lacks load from their own URLs when shown.
+  // what the single images took seven; cut ahead when the task was prefetched. Frames it
+  // lacks load from their own URLs when shown.
   async loadSprite(sprite, width, height) {
-    const sheet = pixelsOf(await loadImage(sprite.url));
-    const size = width * height * 4;
-    sprite.frames.forEach((frame, i) => {
-      const data = new Uint8ClampedArray(sheet.data.buffer, sheet.data.byteOffset + i * size, size);
-      this.pixels.set(frame, new ImageData(new Uint8ClampedArray(data), width, height));
-    });
+    let frames;
+    try {
+      frames = await (sprite.cut || cutSprite(sprite, width, height));
+    } catch {
+      frames = await cutSprite(sprite, width, height); // the prefetch failed: once more
+    }
+    for (const [frame, pixels] of frames) this.pixels.set(frame, pixels);
   }
 
   // The pixels of a frame already loaded (context thumbnails draw from them), else null.
