@@ -297,12 +297,7 @@ async def lease_image(
     settings: SettingsDep,
 ) -> Response:
     """One contrast of your leased slice (offset 0) or a neighbour, as an 8-bit PNG, while
-    your lease lasts.
-
-    The studio loads seven of these per lease, so the route is as lean as the lease: one
-    thread hop, one statement that authenticates the caller and finds the image (no ORM
-    session), and the file read after the transaction has ended.
-    """
+    your lease lasts. As lean as the lease (``_lease_png``)."""
 
     def work(session: Session) -> str:
         # A GET needs a token's read scope (``auth.deps.required_scope``).
@@ -378,8 +373,9 @@ async def _lease_png(
     work: Callable[[Session], T],
     read: Callable[[T], bytes],
 ) -> Response:
-    """A lease's image: ``work`` authenticates and finds it in one transaction, ``read``
-    reads it after (on the same thread hop); ``304`` when the client holds it already.
+    """A lease's image: ``work`` authenticates and finds it in one statement (no ORM
+    session), ``read`` reads it after the transaction, on the same thread hop; ``304`` when
+    the client holds it already.
 
     The ETag and the bytes belong to the lease (``token``), not the stored file: neither may
     repeat across leases, or a second account could recognise an image (gold) by its hash.

@@ -39,6 +39,7 @@ POLICY = {
     ("GET", "/api/reports"): EXPERT,
     ("POST", "/api/reports/{report_id}/resolve"): EXPERT,
     ("GET", "/api/tasks/{lease_id}/images/{offset}/{contrast}.png"): USER,
+    ("GET", "/api/tasks/{lease_id}/sprite.png"): USER,  # own live leases only
     ("GET", "/api/slices/{slice_id}/images/{contrast}.png"): EXPERT,
     ("GET", "/api/slices/{slice_id}/reference.png"): EXPERT,
     ("GET", "/api/annotations/{annotation_id}/feedback.png"): USER,  # own answers only

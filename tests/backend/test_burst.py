@@ -56,10 +56,11 @@ def test_a_burst_of_volunteers_never_stalls_and_loses_nothing(
     assert len(report.acknowledged) >= volunteers
     assert integrity(engine, storage, report) == []
     if realistic:
-        # Each lease loaded its sprite; gold answers were scored and their overlays shown;
-        # honest painters score well on gold and spammers do not.
+        # Each lease loaded its sprite; gold answers were scored, their overlays inline (no
+        # feedback request); honest painters score well on gold and spammers do not.
         assert report.statuses["image 200"] == report.statuses["next 200"]
-        assert report.samples["feedback"]
+        assert report.gold_dice["honest"]
+        assert not report.samples["feedback"]
         assert min(report.gold_dice["honest"]) > 0.5
         assert max(report.gold_dice["spammer"], default=0.0) < 0.2
         assert not report.suspended - report.spammers
