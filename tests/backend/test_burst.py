@@ -26,7 +26,7 @@ from tests.live import CLI, cli_env, live_server
     ("volunteers", "server_env", "realistic"),
     [
         (120, {"MSCROWD_DB_POOL_SIZE": "2", "MSCROWD_DB_MAX_OVERFLOW": "0"}, False),
-        (30, {}, True),
+        (20, {}, True),
     ],
     ids=["burst-on-a-small-pool", "smoke-of-a-realistic-crowd"],
 )
@@ -44,11 +44,11 @@ def test_a_burst_of_volunteers_never_stalls_and_loses_nothing(
     subprocess.run([*CLI, "migrate"], env=env, check=True, capture_output=True, timeout=60)
     engine = create_db_engine(pg_url)
     tokens = seed(
-        engine, storage, tasks=300 if realistic else 600, volunteers=volunteers, realistic=realistic
+        engine, storage, tasks=150 if realistic else 600, volunteers=volunteers, realistic=realistic
     )
     crowd = Crowd.realistic(spammers=0.2) if realistic else Crowd()
     with live_server(env, "--no-worker") as (base, server):
-        report = asyncio.run(run_load(base, tokens, seconds=6, crowd=crowd))
+        report = asyncio.run(run_load(base, tokens, seconds=4 if realistic else 6, crowd=crowd))
         assert server.poll() is None
     # Every volunteer got work done: nobody waited out a stall.
     assert report.errors == {}, report.errors
