@@ -205,8 +205,8 @@ def seed(
             rows = session.execute(
                 select(Slice.id, Slice.brain_fraction, Slice.index).where(Slice.case_id == case.id)
             ).all()
-            if realistic:
-                _store_sprites(storage, rows, count, first // SLICES_PER_CASE, looks)
+            # As an import does (else the server would build them all as it starts).
+            _store_sprites(storage, rows, count, first // SLICES_PER_CASE, looks)
             slice_ids += rows
         session.execute(
             insert(Task),
