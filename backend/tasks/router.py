@@ -1,6 +1,5 @@
 """``/api/tasks``: lease the next task and submit a mask for it."""
 
-import base64
 import hashlib
 import logging
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from sqlmodel import Session
 
 from backend.annotations import service as annotations
 from backend.annotations.masks import MAX_MASK_BODY_BYTES, mask_body_limit
-from backend.annotations.schemas import AnnotationCreate, AnnotationRead, FeedbackRead
+from backend.annotations.schemas import AnnotationCreate, AnnotationRead
 from backend.auth.deps import (
     CredentialsDep,
     CurrentUser,
@@ -38,91 +37,24 @@ from backend.tasks.queue import (
     caller_image_statement,
     caller_sprite_statement,
 )
+from backend.tasks.reads import (
+    annotation_read,
+    sprite_token,
+    task_read,
+)
 from backend.tasks.schemas import (
-    NeighbourRead,
     ProgressRead,
     ReportIn,
     ReportListRead,
     ReportRead,
-    SliceRead,
-    SpriteRead,
     TaskRead,
 )
-from backend.tasks.service import SliceView
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/tasks", tags=["tasks"], responses=error_responses(401, 403))
 # Idempotency keys are client-chosen tokens (a UUID, say): printable ASCII, no spaces.
 IDEMPOTENCY_KEY = r"^[!-~]{1,64}$"
-
-
-def image_urls(lease_id: int, offset: int, slice_: SliceView) -> dict[str, str]:
-    """Relative URLs of a leased slice's (or neighbour's) contrast images.
-
-    Scoped to the lease, not the slice: a slice's own URL would tell a volunteer they had seen
-    it before (a repeat) or that its id is out of the queue's order (gold). Written out rather
-    than built with ``url_path_for``, which walked the routes on every call (5 % of a request);
-    ``test_router`` checks they resolve.
-    """
-    return {
-        contrast: f"/api/tasks/{lease_id}/images/{offset}/{contrast}.png"
-        for contrast in sorted(slice_.image_keys)
-    }
-
-
-def _task_read(lease: service.Lease) -> TaskRead:
-    slice_ = lease.slice
-    return TaskRead(
-        id=lease.id,
-        project_id=lease.task.project_id,
-        slice=SliceRead(
-            axis=slice_.axis.value,
-            width=slice_.width,
-            height=slice_.height,
-            images=image_urls(lease.id, 0, slice_),
-            sprite=SpriteRead(
-                url=f"/api/tasks/{lease.id}/sprite.png",
-                frames=sprite.frames(
-                    slice_.image_keys,
-                    [(n.index - slice_.index, n.image_keys) for n in lease.neighbours],
-                ),
-            ),
-        ),
-        neighbours=[
-            NeighbourRead(
-                offset=n.index - slice_.index,
-                images=image_urls(lease.id, n.index - slice_.index, n),
-            )
-            for n in lease.neighbours
-        ],
-        lease_expires_at=lease.lease_expires_at,
-    )
-
-
-def _annotation_read(result: annotations.Submission) -> AnnotationRead:
-    stored, feedback = result.annotation, result.feedback
-    assert stored.id is not None
-    return AnnotationRead(
-        id=stored.id,
-        task_id=result.lease_id,
-        lesion_pixels=stored.lesion_pixels,
-        duration_ms=stored.duration_ms,
-        created_at=stored.created_at,
-        feedback=None
-        if feedback is None
-        else FeedbackRead(
-            dice=feedback.dice,
-            lesions_reference=feedback.lesions_reference,
-            lesions_found=feedback.lesions_found,
-            lesions_missed=feedback.lesions_missed,
-            false_alarms=feedback.false_alarms,
-            overlay_url=f"/api/annotations/{stored.id}/feedback.png",
-            overlay_png=None
-            if feedback.overlay is None
-            else "data:image/png;base64," + base64.b64encode(feedback.overlay).decode(),
-        ),
-    )
 
 
 # The two endpoints every volunteer calls in a loop are async and put their whole database
@@ -169,7 +101,7 @@ async def next_task(
             project_id=project_id,
             after=after,
         )
-        return None if lease is None else _task_read(lease)
+        return None if lease is None else task_read(lease)
 
     read = await database.run(work)
     if read is None:
@@ -245,7 +177,7 @@ async def submit_annotation(
             duration_ms=body.duration_ms,
             client_info=body.client_info.model_dump(exclude_none=True),
         )
-        return _annotation_read(result), result.replayed
+        return annotation_read(result), result.replayed
 
     read, replayed = await database.run(work)
     if replayed:
@@ -359,7 +291,7 @@ async def lease_sprite(
         request,
         database,
         settings,
-        f"{lease_id}/sprite",
+        sprite_token(lease_id),
         work,
         lambda found: sprite.stored_sprite(storage, *found),
     )

@@ -1,0 +1,82 @@
+"""What the task routes answer: a lease as the studio reads it (its image URLs and sprite)
+and a stored answer with its feedback."""
+
+import base64
+
+from backend.annotations import service as annotations
+from backend.annotations.schemas import AnnotationRead, FeedbackRead
+from backend.imaging import sprite
+from backend.tasks import service
+from backend.tasks.schemas import NeighbourRead, SliceRead, SpriteRead, TaskRead
+from backend.tasks.service import SliceView
+
+
+def image_urls(lease_id: int, offset: int, slice_: SliceView) -> dict[str, str]:
+    """Relative URLs of a leased slice's (or neighbour's) contrast images.
+
+    Scoped to the lease, not the slice: a slice's own URL would tell a volunteer they had seen
+    it before (a repeat) or that its id is out of the queue's order (gold). Written out rather
+    than built with ``url_path_for``, which walked the routes on every call (5 % of a request);
+    ``test_router`` checks they resolve.
+    """
+    return {
+        contrast: f"/api/tasks/{lease_id}/images/{offset}/{contrast}.png"
+        for contrast in sorted(slice_.image_keys)
+    }
+
+
+def sprite_token(lease_id: int) -> str:
+    """What a lease's sprite bytes and ETag are made unique by (``imaging.variant``)."""
+    return f"{lease_id}/sprite"
+
+
+def task_read(lease: service.Lease) -> TaskRead:
+    slice_ = lease.slice
+    near = [(n.index - slice_.index, n.image_keys) for n in lease.neighbours]
+    return TaskRead(
+        id=lease.id,
+        project_id=lease.task.project_id,
+        slice=SliceRead(
+            axis=slice_.axis.value,
+            width=slice_.width,
+            height=slice_.height,
+            images=image_urls(lease.id, 0, slice_),
+            sprite=SpriteRead(
+                url=f"/api/tasks/{lease.id}/sprite.png",
+                frames=sprite.frames(slice_.image_keys, near),
+            ),
+        ),
+        neighbours=[
+            NeighbourRead(
+                offset=n.index - slice_.index,
+                images=image_urls(lease.id, n.index - slice_.index, n),
+            )
+            for n in lease.neighbours
+        ],
+        lease_expires_at=lease.lease_expires_at,
+    )
+
+
+def annotation_read(result: annotations.Submission) -> AnnotationRead:
+    stored, feedback = result.annotation, result.feedback
+    assert stored.id is not None
+    return AnnotationRead(
+        id=stored.id,
+        task_id=result.lease_id,
+        lesion_pixels=stored.lesion_pixels,
+        duration_ms=stored.duration_ms,
+        created_at=stored.created_at,
+        feedback=None
+        if feedback is None
+        else FeedbackRead(
+            dice=feedback.dice,
+            lesions_reference=feedback.lesions_reference,
+            lesions_found=feedback.lesions_found,
+            lesions_missed=feedback.lesions_missed,
+            false_alarms=feedback.false_alarms,
+            overlay_url=f"/api/annotations/{stored.id}/feedback.png",
+            overlay_png=None
+            if feedback.overlay is None
+            else "data:image/png;base64," + base64.b64encode(feedback.overlay).decode(),
+        ),
+    )
