@@ -44,6 +44,9 @@ from backend.quality.workspace import router as workspace_router
 from backend.rounds.router import router as rounds_router
 from backend.tasks.router import reports_router
 from backend.tasks.router import router as tasks_router
+from backend.tutorials.content import default_catalog
+from backend.tutorials.lessons_router import router as lessons_router
+from backend.tutorials.router import router as tutorials_router
 
 FRONTEND_DIR = Path(__file__).resolve().parents[1] / "frontend"
 # Largest request body accepted at all, by the routes that take a mask; every other route
@@ -55,6 +58,8 @@ MAX_BODY_BYTES = MAX_MASK_BODY_BYTES
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
     """Build the mscrowd API; refuses to start on a database that is not migrated."""
     settings = settings or get_settings()
+    # The lessons validate before anything else: a broken one fails with its file and line.
+    default_catalog()
     owns_engine = engine is None
     db_engine = engine or create_db_engine(
         settings.database_url,
@@ -126,6 +131,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # Experts paint gold masks (POST /api/quality/slices/{id}/gold) at the mask routes' size.
     app.include_router(quality_router, prefix="/api", max_body_size=MAX_BODY_BYTES)
     app.include_router(workspace_router, prefix="/api")  # the expert workspace
+    app.include_router(tutorials_router, prefix="/api")  # practice and qualification items
+    app.include_router(lessons_router, prefix="/api")  # lessons and the field guide
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)
     add_frontend(app, Frontend(FRONTEND_DIR))

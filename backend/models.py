@@ -25,6 +25,12 @@ from backend.tasks.models import (
     TaskReport,
     TaskState,
 )
+from backend.tutorials.models import (
+    LessonCompletion,
+    QualificationAttempt,
+    TutorialItem,
+    TutorialSlice,
+)
 
 __all__ = [
     "Annotation",
@@ -41,9 +47,11 @@ __all__ = [
     "FusionRun",
     "GoldScore",
     "GoldVersion",
+    "LessonCompletion",
     "ModelVersion",
     "OutboxJob",
     "Project",
+    "QualificationAttempt",
     "RaterAction",
     "RaterStats",
     "RepeatScore",
@@ -55,6 +63,8 @@ __all__ = [
     "TaskReport",
     "TaskKind",
     "TaskState",
+    "TutorialItem",
+    "TutorialSlice",
     "User",
     "UserRole",
     "Volume",

@@ -6,13 +6,21 @@ backend never imports ``ml``.
 
 import typer
 
-from backend.cli import admin, data, rounds, server
+from backend.cli import admin, data, rounds, server, tutorials
 from backend.cli.common import fail
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.storage_app, name="storage")
 app.add_typer(rounds.rounds_app, name="round")
+app.add_typer(tutorials.tutorials_app, name="tutorials")
+
+
+@app.callback()
+def _validate() -> None:
+    """Every command starts from lessons that validate (a broken file names its line)."""
+    tutorials.check_content()
+
 
 app.command()(server.migrate)
 app.command()(server.serve)

@@ -7,7 +7,7 @@ invalid input, one entry per offending field. Submitted values are never echoed 
 import re
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 def snake_case(name: str) -> str:
@@ -26,12 +26,18 @@ class DomainError(Exception):
     code: str | None = None
 
     def __init__(
-        self, message: str, *, headers: dict[str, str] | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+        href: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = headers
         self.code = code or type(self).code or snake_case(type(self).__name__)
+        self.href = href
 
 
 class SchemaNotCurrent(DomainError):
@@ -104,6 +110,9 @@ class ErrorRead(BaseModel):
     detail: str
     code: str = "error"
     errors: list[FieldError] = []
+    # Where to go to put it right (the tutorial, for ``qualification_required``); left out
+    # when there is no such place.
+    href: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 _DESCRIPTIONS = {

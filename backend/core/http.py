@@ -199,7 +199,7 @@ async def domain_error_handler(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, DomainError)
     return JSONResponse(
         status_code=exc.status_code,
-        content=ErrorRead(detail=exc.message, code=exc.code or "error").model_dump(),
+        content=ErrorRead(detail=exc.message, code=exc.code or "error", href=exc.href).model_dump(),
         headers=exc.headers,
     )
 

@@ -48,6 +48,9 @@ class Case(SQLModel, table=True):
     consent_scope: ConsentScope = Field(default=ConsentScope.open, sa_type=enum_type(ConsentScope))
     # Voxels of the expert reference lesion mask, or None when the case has no reference.
     reference_voxels: int | None = Field(default=None, ge=0)
+    # Teaching material (``tutorials.material``): its slices illustrate lessons and make up
+    # practice and qualification items; never crowd tasks, gold or held out.
+    tutorial: bool = Field(default=False, index=True)
     created_at: datetime = created_at_field()
 
 

@@ -4,11 +4,13 @@ Each case: the MNI152 tissue maps (grey matter, white matter, CSF) warped by a r
 deformation; white-matter lesions of realistic sizes placed where MS puts them
 (periventricular, juxtacortical, deep white matter, infratentorial); FLAIR, T1 and T2 built
 from tissue intensities with partial volume; a multiplicative bias field and Rician noise;
-skull-stripped like the open MS data. The lesion mask is the known truth.
+skull-stripped like the open MS data. The lesion mask is the known truth. On request
+(``mimics=True``) a case also holds the lesion mimics of ``backend.imaging.mimics``, left out of
+the lesion mask and recorded in ``mimic_labels``.
 """
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 
@@ -17,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from backend.imaging.mimics import KINDS, Mimic, MimicKind, MimicLayers, code, plant_mimics
 from backend.imaging.models import Contrast
 from backend.imaging.preprocess import CaseSource
 
@@ -52,6 +55,9 @@ class SyntheticCase:
     source: CaseSource
     lesions: list[Lesion]
     lesion_mask: npt.NDArray[np.uint8]
+    # 0 = none, else 1 + the kind's index in MimicKind (``mimics.code``); all zeros without mimics.
+    mimic_labels: npt.NDArray[np.uint8]
+    mimics: list[Mimic] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -180,13 +186,16 @@ def _plant(
     return occupancy, lesions
 
 
-def synthetic_fingerprint(seed: int, lesion_count: int | None = None) -> str:
+def synthetic_fingerprint(seed: int, lesion_count: int | None = None, mimics: bool = False) -> str:
     """The import fingerprint of a synthetic case, known without synthesising it."""
-    return hashlib.sha256(f"mscrowd-synthetic-v1:{seed}:{lesion_count}".encode()).hexdigest()
+    key = f"mscrowd-synthetic-v1:{seed}:{lesion_count}" + (":mimics" if mimics else "")
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
-def synthesize_case(seed: int, *, lesion_count: int | None = None) -> SyntheticCase:
-    """One synthetic case, fully determined by ``seed``."""
+def synthesize_case(
+    seed: int, *, lesion_count: int | None = None, mimics: bool = False
+) -> SyntheticCase:
+    """One synthetic case, fully determined by ``seed`` (and whether it holds mimics)."""
     rng = np.random.default_rng(seed)
     atlas = _atlas()
     gm, wm, csf = _warp([atlas.gm, atlas.wm, atlas.csf], rng, amplitude_mm=float(rng.uniform(2, 4)))
@@ -195,12 +204,21 @@ def synthesize_case(seed: int, *, lesion_count: int | None = None) -> SyntheticC
     count = lesion_count if lesion_count is not None else int(rng.integers(6, 22))
     occupancy, lesions = _plant(rng, sites, wm, count)
     lesion_mask = ((occupancy > 0.5) & brain).astype(np.uint8)
+    layers: MimicLayers | None = None
+    if mimics:
+        # Their own generator: the lesions, bias and noise of a seed stay what they were.
+        layers = plant_mimics(
+            np.random.default_rng([seed, 1]), gm, wm, csf, brain, lesion_mask, atlas.affine
+        )
 
     bias = np.exp(0.15 * _smooth_field(rng, wm.shape, sigma=40.0))
     healthy = 1.0 - occupancy
     images: dict[Contrast, nib.spatialimages.SpatialImage] = {}
     for contrast, (s_wm, s_gm, s_csf, s_lesion) in TISSUE_SIGNAL.items():
-        signal = healthy * (s_wm * wm + s_gm * gm + s_csf * csf) + occupancy * s_lesion
+        tissue = s_wm * wm + s_gm * gm + s_csf * csf
+        if layers is not None:
+            tissue = layers.apply(contrast, tissue)
+        signal = healthy * tissue + occupancy * s_lesion
         signal = signal * bias * 100.0
         sigma = 2.5
         noisy = np.sqrt(
@@ -209,11 +227,46 @@ def synthesize_case(seed: int, *, lesion_count: int | None = None) -> SyntheticC
         )
         data = np.where(brain, noisy, 0.0).astype(np.float32)
         images[contrast] = nib.Nifti1Image(data, atlas.affine)
-    fingerprint = synthetic_fingerprint(seed, lesion_count)
+    fingerprint = synthetic_fingerprint(seed, lesion_count, mimics)
     source = CaseSource(
         name=f"synthetic-{seed}",
         images=images,
         reference=nib.Nifti1Image(lesion_mask, atlas.affine),
         fingerprint=fingerprint,
     )
-    return SyntheticCase(source=source, lesions=lesions, lesion_mask=lesion_mask)
+    return SyntheticCase(
+        source=source,
+        lesions=lesions,
+        lesion_mask=lesion_mask,
+        mimic_labels=layers.labels if layers is not None else np.zeros_like(lesion_mask),
+        mimics=layers.mimics if layers is not None else [],
+    )
+
+
+# Label voxels a mimic needs in a slice to be plain to see there, per kind: a perivascular space
+# is a dot of a few voxels, a cap or a ghost row covers far more.
+MIN_VISIBLE_VOXELS: dict[MimicKind, int] = {
+    MimicKind.perivascular_space: 3,
+    MimicKind.periventricular_cap: 25,
+    MimicKind.choroid_plexus: 12,
+    MimicKind.flow_artefact: 20,
+}
+
+
+def mimic_slices(
+    case: SyntheticCase, *, axis: int = 2, only: bool = False
+) -> dict[MimicKind, list[int]]:
+    """Per mimic kind, the slices along ``axis`` (2: axial) that show it clearly and hold no
+    lesion; with ``only``, no other mimic kind either."""
+    others = tuple(a for a in range(3) if a != axis)
+    lesion_free = ~case.lesion_mask.any(axis=others)
+    counts = {kind: (case.mimic_labels == code(kind)).sum(axis=others) for kind in KINDS}
+    out: dict[MimicKind, list[int]] = {}
+    for kind in KINDS:
+        shown = lesion_free & (counts[kind] >= MIN_VISIBLE_VOXELS[kind])
+        if only:
+            for other in KINDS:
+                if other is not kind:
+                    shown &= counts[other] == 0
+        out[kind] = [int(i) for i in np.flatnonzero(shown)]
+    return out

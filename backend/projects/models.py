@@ -48,6 +48,19 @@ class ProjectBase(SQLModel):
     consensus_gap: float = Field(default=0.35, gt=0, le=1)
     # Cases (public ids) held out for evaluating models: never trained on, never gold.
     holdout_cases: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    # The qualification gate (``tutorials.qualification``): until a volunteer passes this
+    # project's short test (``qualification_items`` tutorial slices: lesion, empty and mimic
+    # slices) they get no task of it. Passing needs lesion-wise F1 and Dice over the lesion
+    # slices at least the minimums, and no false lesion on ``qualification_min_clean`` of the
+    # empty and mimic slices; a failed attempt waits ``qualification_cooldown_minutes``, and
+    # at most ``qualification_attempts_per_day`` start in 24 hours.
+    qualification_required: bool = True
+    qualification_items: int = Field(default=10, ge=4, le=40)
+    qualification_min_f1: float = Field(default=0.6, ge=0, le=1)
+    qualification_min_dice: float = Field(default=0.5, ge=0, le=1)
+    qualification_min_clean: float = Field(default=0.8, ge=0, le=1)
+    qualification_cooldown_minutes: int = Field(default=10, ge=0, le=10_080)
+    qualification_attempts_per_day: int = Field(default=3, ge=1, le=100)
 
     @field_validator("gold_schedule")
     @classmethod

@@ -5,19 +5,22 @@ masks and images quality control reads, and the feedback overlay."""
 import io
 import threading
 from collections import OrderedDict
+from functools import cache
 from itertools import islice
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
-from sqlalchemy import and_, update
+from sqlalchemy import Select, and_, bindparam, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 from sqlmodel import select as orm_select
 
 from backend.annotations.masks import PngMask, RleMask, decode, to_png
 from backend.annotations.models import Annotation
-from backend.auth.models import User
+from backend.auth.models import EXPERT_ROLES, User
+from backend.auth.service import caller_statement
 from backend.core.db import on_rollback, table_of
 from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
@@ -26,7 +29,7 @@ from backend.imaging.models import Case, Slice
 from backend.imaging.service import slice_and_case
 from backend.projects.models import Project
 from backend.quality import gold_pool
-from backend.quality.models import GoldSource, GoldVersion
+from backend.quality.models import GoldScore, GoldSource, GoldVersion
 from backend.tasks.models import Assignment, Task, TaskKind, TaskState
 
 # Okabe-Ito colours, distinguishable with the common colour-vision deficiencies.
@@ -373,3 +376,24 @@ def current_gold_versions(
         .limit(limit)
     ).all()
     return [(v, s, c) for v, s, c in rows]
+
+
+@cache
+def caller_feedback_statement() -> Select[Any]:
+    """``auth.service.caller_statement`` with the feedback overlay's key of an answer
+    (``annotation``) when it is gold-scored and the caller's own or the caller is staff
+    (``overlay_key``, NULL otherwise): the feedback route's one statement."""
+    users, scores, answers = table_of(User), table_of(GoldScore), table_of(Annotation)
+    overlay = (
+        sa_select(scores.c.overlay_key)
+        .select_from(scores.join(answers, answers.c.id == scores.c.annotation_id))
+        .where(
+            scores.c.annotation_id == bindparam("annotation"),
+            or_(
+                answers.c.user_id == users.c.id,
+                users.c.role.in_([role.value for role in EXPERT_ROLES]),
+            ),
+        )
+        .scalar_subquery()
+    )
+    return caller_statement().add_columns(overlay.label("overlay_key"))

@@ -114,6 +114,9 @@ class RaterStats(SQLModel, table=True):
     # Why the rater's labels are held out of fusion until an expert clears them (gold far
     # better than their agreement with the crowd: answer farming). None when not flagged.
     flagged_reason: str | None = Field(default=None, max_length=1000)
+    # When they passed the project's qualification test (``tutorials.qualification``): from
+    # then on at least ``qualified`` until the rules or an expert say otherwise.
+    qualified_at: datetime | None = timestamp_field(nullable=True)
     updated_at: datetime = created_at_field()
 
     def totals(self) -> RaterTotals:
@@ -131,6 +134,8 @@ class RaterActionKind(StrEnum):
     reinstated = "reinstated"
     flagged = "flagged"  # by the consistency check: labels held out until cleared
     cleared = "cleared"  # an expert lifted the flag
+    qualified = "qualified"  # passed the project's qualification test
+    requalify = "requalify"  # an expert let a suspended rater take the test again
 
 
 class RaterAction(SQLModel, table=True):

@@ -224,13 +224,17 @@ def suspension_reasons(totals: RaterTotals, limits: Thresholds) -> list[str]:
     return reasons
 
 
-def trust_level(totals: RaterTotals, limits: Thresholds, *, suspend: bool = True) -> TrustLevel:
+def trust_level(
+    totals: RaterTotals, limits: Thresholds, *, suspend: bool = True, passed_test: bool = False
+) -> TrustLevel:
     """The trust level the totals earn; with ``suspend`` False, the level short of suspension
-    (for a rater an expert reinstated). An expert's decision overrides the rules."""
+    (for a rater an expert reinstated). An expert's decision overrides the rules. A rater who
+    passed the project's qualification test (``passed_test``) is ``qualified`` before their
+    gold answers are enough to judge them."""
     if suspend and suspension_reasons(totals, limits):
         return TrustLevel.suspended
     if totals.gold < limits.min_gold:
-        return TrustLevel.new
+        return TrustLevel.qualified if passed_test else TrustLevel.new
     if totals.gold >= limits.trusted_gold and reliability(totals).quality >= limits.trusted_quality:
         return TrustLevel.trusted
     return TrustLevel.qualified

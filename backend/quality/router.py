@@ -207,7 +207,7 @@ async def feedback_overlay(
             session,
             credentials,
             TokenScope.read,
-            service.caller_feedback_statement(),
+            gold.caller_feedback_statement(),
             {"annotation": annotation_id},
         )
         if row.overlay_key is None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Select, bindparam, func, or_, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,8 +21,7 @@ from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 from backend.annotations.models import Annotation
-from backend.auth.models import EXPERT_ROLES, User
-from backend.auth.service import caller_statement
+from backend.auth.models import User
 from backend.core import outbox
 from backend.core.db import on_rollback, table_of
 from backend.core.errors import Conflict, NotFound
@@ -122,6 +121,7 @@ def _bump_statement(dialect: str) -> ReturningInsert[Any]:
         RATER_STATS.c.trust,
         RATER_STATS.c.override,
         RATER_STATS.c.rule_base,
+        RATER_STATS.c.qualified_at,
         *(RATER_STATS.c[name] for name in columns),
     )
 
@@ -290,7 +290,12 @@ def _update_trust(
     if override == RaterActionKind.suspended.value:
         return
     reasons = suspension_reasons(since(totals, row.rule_base), task.limits)
-    earned = TrustLevel.suspended if reasons else trust_level(totals, task.limits, suspend=False)
+    passed = row.qualified_at is not None
+    earned = (
+        TrustLevel.suspended
+        if reasons
+        else trust_level(totals, task.limits, suspend=False, passed_test=passed)
+    )
     if earned is stored:
         return
     values: dict[str, Any] = {"trust": earned, "suspended_reason": None}
@@ -433,7 +438,12 @@ def set_suspension(
     else:
         if stats.trust is not TrustLevel.suspended:
             raise Conflict(f"User {user_id} is not suspended in project {project_id}")
-        stats.trust = trust_level(stats.totals(), _limits(session, project_id), suspend=False)
+        stats.trust = trust_level(
+            stats.totals(),
+            _limits(session, project_id),
+            suspend=False,
+            passed_test=stats.qualified_at is not None,
+        )
         stats.suspended_reason = None
         # The rules start a new window of evidence from here.
         stats.rule_base = {
@@ -472,24 +482,3 @@ def _limits(session: Session, project_id: int) -> Thresholds:
     if project is None:
         raise NotFound(f"Project {project_id} does not exist")
     return Thresholds.of(project)
-
-
-@cache
-def caller_feedback_statement() -> Select[Any]:
-    """``auth.service.caller_statement`` with the feedback overlay's key of an answer
-    (``annotation``) when it is gold-scored and the caller's own or the caller is staff
-    (``overlay_key``, NULL otherwise): the feedback route's one statement."""
-    users, scores, answers = table_of(User), table_of(GoldScore), table_of(Annotation)
-    overlay = (
-        sa_select(scores.c.overlay_key)
-        .select_from(scores.join(answers, answers.c.id == scores.c.annotation_id))
-        .where(
-            scores.c.annotation_id == bindparam("annotation"),
-            or_(
-                answers.c.user_id == users.c.id,
-                users.c.role.in_([role.value for role in EXPERT_ROLES]),
-            ),
-        )
-        .scalar_subquery()
-    )
-    return caller_statement().add_columns(overlay.label("overlay_key"))

@@ -40,6 +40,7 @@ from backend.tasks.models import (
 )
 from backend.tasks.order import RANKED
 from backend.tasks.slots import const
+from backend.tutorials.models import TutorialSlice
 
 TASKS = table_of(Task)
 
@@ -57,6 +58,7 @@ PROJECTS = table_of(Project)
 
 
 RATER_STATS = table_of(RaterStats)
+TUTORIAL_SLICES = table_of(TutorialSlice)
 
 
 TASK_COLUMNS = (
@@ -331,22 +333,50 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         .order_by(TASKS.c.due_after, TASKS.c.id)
         .limit(literal_column("1"))
     )
+    gate = _gate()
     if in_project:
         stats = stats.where(RATER_STATS.c.project_id == bindparam("project"))
         gold = gold.where(TASKS.c.project_id == bindparam("project"))
         repeat = repeat.where(TASKS.c.project_id == bindparam("project"))
+        gate = gate.where(PROJECTS.c.id == bindparam("project"))
     if restricted_hidden:
         gold = gold.where(TASKS.c.slice_id.not_in(_restricted_slices()))
-    stats_row, gold_row, repeat_row, last_row = (
+    stats_row, gold_row, repeat_row, last_row, gate_row = (
         stats.subquery("stats"),
         gold.subquery("gold"),
         repeat.subquery("rep"),
         last.subquery("last"),
+        gate.subquery("gate"),
     )
-    return select(stats_row, gold_row, repeat_row, last_row).select_from(
+    return select(stats_row, gold_row, repeat_row, last_row, gate_row).select_from(
         stats_row.outerjoin(gold_row, true())
         .outerjoin(repeat_row, true())
         .outerjoin(last_row, true())
+        .outerjoin(gate_row, true())
+    )
+
+
+def _gate() -> Select[Any]:
+    """The qualification gate (``tutorials.qualification``): the name of a project with crowd
+    work open that asks for its test and that the caller has not passed (no row: none)."""
+    passed = exists().where(
+        RATER_STATS.c.user_id == bindparam("user"),
+        RATER_STATS.c.project_id == PROJECTS.c.id,
+        RATER_STATS.c.qualified_at.is_not(None),
+    )
+    open_work = exists().where(
+        TASKS.c.project_id == PROJECTS.c.id,
+        TASKS.c.state == const(TaskState.open),
+        TASKS.c.kind != const(TaskKind.practice),
+    )
+    # No tutorial material, no test to pass: the gate opens rather than lock everyone out
+    # (the admin's project page says so).
+    material = exists().where(TUTORIAL_SLICES.c.kind.is_not(None))
+    return (
+        select(PROJECTS.c.name.label("must_qualify"))
+        .where(PROJECTS.c.qualification_required == true(), ~passed, open_work, material)
+        .order_by(PROJECTS.c.id)
+        .limit(literal_column("1"))
     )
 
 

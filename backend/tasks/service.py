@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import quote
 
 from sqlalchemy import (
     select,
@@ -142,6 +143,15 @@ class RaterSuspended(PermissionDenied):
     """The rater is suspended in the project: no more real tasks until an expert reinstates."""
 
 
+class QualificationRequired(PermissionDenied):
+    """The volunteer has not passed the project's qualification test yet."""
+
+
+def tutorial_url(project: str) -> str:
+    """The studio's tutorial page for a project (lessons, then its qualification test)."""
+    return f"/tutorials?project={quote(project)}"
+
+
 def paused_message(reason: str) -> str:
     """What a suspended volunteer reads: why (the kind of problem, not the thresholds), and
     what they can do."""
@@ -229,6 +239,13 @@ def next_task(
     ).one()
     if me.suspended is not None:
         raise RaterSuspended(paused_message(me.suspended))
+    if me.must_qualify is not None:
+        raise QualificationRequired(
+            f"Project {me.must_qualify!r} asks new volunteers to take its short tutorial and "
+            "pass a ten-minute test first: it shows what lesions look like and what to leave "
+            "alone.",
+            href=tutorial_url(me.must_qualify),
+        )
     chosen = None
     if me.repeat_task is not None and me.due_after <= me.answered:
         chosen = me.repeat_task

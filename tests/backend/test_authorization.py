@@ -43,6 +43,23 @@ POLICY = {
     ("GET", "/api/slices/{slice_id}/images/{contrast}.png"): EXPERT,
     ("GET", "/api/slices/{slice_id}/reference.png"): EXPERT,
     ("GET", "/api/annotations/{annotation_id}/feedback.png"): USER,  # own answers only
+    ("GET", "/api/tutorials/qualification"): USER,
+    ("POST", "/api/tutorials/qualification"): USER,
+    ("POST", "/api/tutorials/qualification/{attempt_id}/next"): USER,  # own attempts only
+    ("POST", "/api/tutorials/items/{item_id}/answer"): USER,  # own items only
+    ("GET", "/api/tutorials/items/{item_id}/feedback"): USER,  # own, once revealed
+    ("GET", "/api/tutorials/items/{item_id}/feedback.png"): USER,  # own, once revealed
+    ("GET", "/api/tutorials/items/{item_id}/images/{offset}/{contrast}.png"): USER,
+    ("GET", "/api/tutorials/items/{item_id}/sprite.png"): USER,
+    ("POST", "/api/tutorials/cases"): ADMIN,
+    ("GET", "/api/tutorials/lessons"): USER,
+    ("GET", "/api/tutorials/lessons/{lesson_id}"): USER,
+    ("GET", "/api/tutorials/lessons/{lesson_id}/figures/{figure_id}.png"): USER,
+    ("POST", "/api/tutorials/lessons/{lesson_id}/complete"): USER,
+    ("POST", "/api/tutorials/lessons/{lesson_id}/exercises/{exercise_id}"): USER,
+    ("GET", "/api/tutorials/field-guide"): USER,
+    ("GET", "/api/tutorials/field-guide/{entry_id}.png"): USER,
+    ("POST", "/api/tutorials/raters/{user_id}/requalify"): EXPERT,
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,

@@ -12,7 +12,6 @@ from sqlmodel import Session, SQLModel
 
 import backend.models  # noqa: F401  (registers every table)
 from backend.core.migrations import current_revision, downgrade, head_revision, upgrade
-from backend.imaging.models import Case
 
 TABLES_0001 = {"users", "cases", "slices", "tasks", "annotations"}
 TABLES = TABLES_0001 | {"projects", "volumes", "assignments", "credentials", "auth_throttle"}
@@ -20,6 +19,7 @@ TABLES |= {"gold_versions", "gold_scores", "repeat_scores", "rater_stats", "rate
 TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rounds"}
 TABLES |= {"task_reports", "consensus_scores"}
 TABLES |= {"slice_rejections"}
+TABLES |= {"tutorial_slices", "lesson_completions", "qualification_attempts", "tutorial_items"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -117,10 +117,16 @@ def test_0004_fills_the_slot_columns_from_existing_assignments(db_engine: Engine
                 "VALUES (1, 'p', '', 3, 0.1, CURRENT_TIMESTAMP)"
             )
         )
-    with Session(db_engine) as session:  # these tables are as the models describe them
-        case = Case(project_id=1, public_id="c", source_sha256="h", source="s", licence="CC0")
-        session.add(case)
-        session.flush()
+    with Session(db_engine) as session:
+        # Cases as 0003 knew them (0016 added the tutorial flag the model has).
+        session.execute(
+            text(
+                "INSERT INTO cases (id, project_id, public_id, source_sha256, source, licence, "
+                "consent_scope, created_at) "
+                "VALUES (1, 1, 'c', 'h', 's', 'CC0', 'open', CURRENT_TIMESTAMP)"
+            )
+        )
+        case = SimpleNamespace(id=1)
         # Users as 0003 knew them (0010 added the consent columns the model has).
         for n in (1, 2, 3, 4):
             session.execute(

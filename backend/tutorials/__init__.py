@@ -1,0 +1,1 @@
+"""Tutorials: lessons, practice exercises and the field guide, written as data in tutorials/."""
