@@ -25,9 +25,9 @@ depends_on: str | Sequence[str] | None = None
 PROJECT_COLUMNS: list[tuple[str, sa.types.TypeEngine[object], str]] = [
     ("qualification_required", sa.Boolean(), "true"),
     ("qualification_items", sa.Integer(), "'10'"),
-    ("qualification_min_f1", sa.Float(), "'0.6'"),
-    ("qualification_min_dice", sa.Float(), "'0.5'"),
-    ("qualification_min_clean", sa.Float(), "'0.8'"),
+    ("qualification_min_f1", sa.Float(), "'0.4'"),
+    ("qualification_min_dice", sa.Float(), "'0.4'"),
+    ("qualification_min_clean", sa.Float(), "'0.6'"),
     ("qualification_cooldown_minutes", sa.Integer(), "'10'"),
     ("qualification_attempts_per_day", sa.Integer(), "'3'"),
 ]

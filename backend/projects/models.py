@@ -56,9 +56,9 @@ class ProjectBase(SQLModel):
     # at most ``qualification_attempts_per_day`` start in 24 hours.
     qualification_required: bool = True
     qualification_items: int = Field(default=10, ge=4, le=40)
-    qualification_min_f1: float = Field(default=0.6, ge=0, le=1)
-    qualification_min_dice: float = Field(default=0.5, ge=0, le=1)
-    qualification_min_clean: float = Field(default=0.8, ge=0, le=1)
+    qualification_min_f1: float = Field(default=0.4, ge=0, le=1)
+    qualification_min_dice: float = Field(default=0.4, ge=0, le=1)
+    qualification_min_clean: float = Field(default=0.6, ge=0, le=1)
     qualification_cooldown_minutes: int = Field(default=10, ge=0, le=10_080)
     qualification_attempts_per_day: int = Field(default=3, ge=1, le=100)
 

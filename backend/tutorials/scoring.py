@@ -13,13 +13,16 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
-from backend.quality.metrics import Detection
+from backend.quality.metrics import Detection, lesion_report
 from backend.quality.scoring import score
 from backend.tutorials.models import MaterialKind
 
 # A lesion under this many pixels (about 1 mm each) is small: the easiest to overlook.
 SMALL_LESION_PIXELS = 30
+# Lesions under this many pixels on the slice are not counted lesion-wise (``score_item``).
+COUNTED_LESION_PIXELS = 10
 # The lessons that teach each kind of error (``tutorials/lessons``' ids).
 LESSONS_FOR = {
     "missed": ("reading-the-images", "where-lesions-sit"),
@@ -60,10 +63,31 @@ def score_item(
     answer: NDArray[np.bool_],
     brain: NDArray[np.bool_] | None = None,
 ) -> ItemScore:
-    """Score an answer [H, W] against the slice's reference [H, W]."""
+    """Score an answer [H, W] against the slice's reference [H, W].
+
+    Lesions are counted only from ``COUNTED_LESION_PIXELS`` up: a cross-section of a few
+    pixels (the tip of a lesion, mostly) is one experts disagree on, so finding it is a bonus
+    and painting it is no false alarm; it still counts in Dice, pixel by pixel."""
     result = score(reference, answer, brain)
-    c, report = result.confusion, result.report
-    sizes = np.bincount(report.reference_labels.ravel())[1:]
+    c = result.confusion
+    labels, count = ndimage.label(reference, structure=np.ones((3, 3), dtype=bool))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    tiny = np.isin(labels, np.flatnonzero(sizes < COUNTED_LESION_PIXELS) + 1)
+    report = lesion_report(reference & ~tiny, answer)
+    predicted = report.prediction_labels
+    # Painted lesions on a tiny one only: neither found nor false.
+    on_tiny = {int(j) for j in np.unique(predicted[tiny & (predicted > 0)])}
+    undetected = np.flatnonzero(~report.prediction_detected) + 1
+    false_alarms = sum(1 for j in undetected if int(j) not in on_tiny)
+    counted = report.prediction_lesions - sum(
+        1 for j in on_tiny if not report.prediction_detected[j - 1]
+    )
+    found, reference_lesions = report.found, report.reference_lesions
+    true_predicted = counted - false_alarms
+    sensitivity = found / reference_lesions if reference_lesions else 1.0
+    ppv = true_predicted / counted if counted else (1.0 if reference_lesions == 0 else 0.0)
+    f1 = 2 * sensitivity * ppv / (sensitivity + ppv) if sensitivity + ppv else 0.0
+    kept_sizes = np.bincount(report.reference_labels.ravel())[1:]
     missed = ~report.reference_detected
     return ItemScore(
         kind=kind,
@@ -73,12 +97,12 @@ def score_item(
         fp=c.fp,
         fn=c.fn,
         dice=result.dice,
-        lesion_f1=report.detection.f1,
-        lesions_reference=report.reference_lesions,
-        lesions_found=report.found,
-        lesions_predicted=report.prediction_lesions,
-        false_alarms=report.false_alarms,
-        missed_small=int(np.count_nonzero(missed & (sizes < SMALL_LESION_PIXELS))),
+        lesion_f1=f1,
+        lesions_reference=reference_lesions,
+        lesions_found=found,
+        lesions_predicted=counted,
+        false_alarms=false_alarms,
+        missed_small=int(np.count_nonzero(missed & (kept_sizes < SMALL_LESION_PIXELS))),
     )
 
 
@@ -86,9 +110,9 @@ def score_item(
 class Limits:
     """A project's pass marks (``Project.qualification_*``)."""
 
-    min_f1: float = 0.6
-    min_dice: float = 0.5
-    min_clean: float = 0.8
+    min_f1: float = 0.4
+    min_dice: float = 0.4
+    min_clean: float = 0.6
 
     @classmethod
     def of(cls, project: Any) -> "Limits":
@@ -157,7 +181,7 @@ def judge(items: Sequence[ItemScore], limits: Limits) -> Result:
         if found < reference:
             reasons.append(f"You found {found} of the {reference} lesions on the lesion slices.")
             errors.append("missed")
-        if overpainted or true_predicted < predicted:
+        if overpainted or (predicted and true_predicted * 2 < predicted):
             reasons.append("You painted well beyond the lesions, or marked spots that are not.")
             errors.append("overpainted")
         if not reasons:

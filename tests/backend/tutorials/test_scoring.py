@@ -52,8 +52,10 @@ def test_a_test_holds_half_lesion_slices_then_mimics_and_empty_slices() -> None:
     assert loads == set(LesionLoad)
 
 
-@pytest.mark.parametrize(("dirty", "passed"), [(0, True), (1, True), (2, False)])
-def test_four_of_five_clean_slices_are_enough(dirty: int, passed: bool) -> None:
+@pytest.mark.parametrize(("dirty", "passed"), [(0, True), (2, True), (3, False)])
+def test_three_of_five_clean_slices_are_enough(dirty: int, passed: bool) -> None:
+    # The default pass mark (Limits.min_clean 0.6; bench/qualification.py): a test's three
+    # mimic slices painted fail it, as does any three of its five clean slices.
     lesions = [_lesion(2, 2) for _ in range(5)]
     clean = [_clean(MaterialKind.mimic, int(i < dirty), "choroid_plexus") for i in range(5)]
     result = judge([*lesions, *clean], Limits())
