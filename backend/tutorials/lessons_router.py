@@ -11,9 +11,9 @@ from backend.auth.models import User
 from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.timeutil import utcnow
-from backend.tutorials import lessons
+from backend.tutorials import lessons, stats
 from backend.tutorials.content import Catalog, FieldGuideEntry, Lesson, default_catalog
-from backend.tutorials.router import _item_read, _volunteer
+from backend.tutorials.router import ExpertUser, _item_read, _volunteer
 from backend.tutorials.schemas import (
     ExerciseRead,
     FieldGuideEntryRead,
@@ -23,6 +23,7 @@ from backend.tutorials.schemas import (
     LessonListRead,
     LessonRead,
     LessonSummaryRead,
+    TutorialStatsRead,
 )
 
 router = APIRouter(prefix="/tutorials", tags=["tutorials"], responses=error_responses(401, 403))
@@ -256,3 +257,10 @@ def field_guide_image(
         raise lessons.MaterialMissing("This example is not on this site", code="material_missing")
     png = lessons.figure_png(session, storage, found, entry.material.contrast.value)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/stats", response_model=TutorialStatsRead)
+def tutorial_stats(_expert: ExpertUser, session: SessionDep) -> TutorialStatsRead:
+    """For experts and admins: lesson completion, each exercise's errors, which look-alikes
+    fool volunteers most, and qualification pass rates per project."""
+    return TutorialStatsRead.model_validate(stats.tutorial_stats(session, default_catalog()))

@@ -194,3 +194,44 @@ class FieldGuideRead(BaseModel):
     language: str
     version: int
     entries: list[FieldGuideEntryRead]
+
+
+class LessonStatsRead(BaseModel):
+    id: str
+    title: str
+    version: int
+    completed_current: int  # volunteers who completed the current version
+    completed_any: int
+
+
+class ExerciseStatsRead(BaseModel):
+    lesson: str
+    exercise: str
+    kind: str
+    mimic: str | None
+    answers: int
+    mean_dice: float | None  # lesion exercises
+    missed_share: float | None  # lesions missed, of those shown
+    false_alarm_share: float | None  # answers that painted a lesion that is none
+
+
+class MimicStatsRead(BaseModel):
+    mimic: str
+    answers: int
+    fooled_share: float | None  # answers that painted it as a lesion
+
+
+class QualificationStatsRead(BaseModel):
+    project: str
+    attempts: int
+    passed: int
+    pass_rate: float | None
+    volunteers_passed: int
+    first_attempt_pass_rate: float | None
+
+
+class TutorialStatsRead(BaseModel):
+    lessons: list[LessonStatsRead]
+    exercises: list[ExerciseStatsRead]
+    mimics: list[MimicStatsRead]  # most fooling first
+    qualification: list[QualificationStatsRead]

@@ -58,6 +58,7 @@ POLICY = {
     ("POST", "/api/tutorials/lessons/{lesson_id}/complete"): USER,
     ("POST", "/api/tutorials/lessons/{lesson_id}/exercises/{exercise_id}"): USER,
     ("GET", "/api/tutorials/field-guide"): USER,
+    ("GET", "/api/tutorials/stats"): EXPERT,
     ("GET", "/api/tutorials/field-guide/{entry_id}.png"): USER,
     ("POST", "/api/tutorials/raters/{user_id}/requalify"): EXPERT,
     ("GET", "/api/quality/gold-candidates"): EXPERT,

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, SQLModel, select
 
 from backend.annotations.models import Annotation
+from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
 from backend.fusion.models import FusionResult, FusionRun
 from backend.quality.models import ConsensusScore, GoldScore, RaterStats
@@ -160,3 +161,33 @@ def test_the_field_guide_is_searchable_with_example_images(
     assert image is not None
     assert client.get(image).status_code == 200
     assert client.get("/api/tutorials/field-guide/nope.png").status_code == 404
+
+
+def test_experts_see_completion_error_patterns_and_pass_rates(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    _material(migrated_engine, storage)
+    signup(client, "v@example.org")
+    client.post("/api/tutorials/lessons/mimics/complete")
+    lesson = client.get("/api/tutorials/lessons/mimics").json()
+    for exercise in lesson["exercise_list"]:
+        item = client.post(f"/api/tutorials/lessons/mimics/exercises/{exercise['id']}").json()
+        everything = np.ones(SIZE, dtype=bool)  # paints the look-alike too
+        client.post(f"/api/tutorials/items/{item['id']}/answer", json={"mask": rle_of(everything)})
+    assert client.get("/api/tutorials/stats").status_code == 403
+    expert = TestClient(client.app)
+    signup(expert, "e@example.org")
+    with Session(migrated_engine) as session:
+        staff = session.exec(select(User).where(User.email == "e@example.org")).one()
+        staff.role = UserRole.expert
+        session.add(staff)
+        session.commit()
+    seen = expert.get("/api/tutorials/stats").json()
+    completed = {row["id"]: row["completed_current"] for row in seen["lessons"]}
+    assert completed["mimics"] == 1
+    assert completed["no-lesions"] == 0
+    rows = [row for row in seen["exercises"] if row["lesson"] == "mimics"]
+    assert len(rows) == len(lesson["exercise_list"])
+    assert all(row["false_alarm_share"] == 1.0 for row in rows)
+    assert {row["mimic"] for row in seen["mimics"]} >= {"choroid_plexus"}
+    assert seen["mimics"][0]["fooled_share"] == 1.0
