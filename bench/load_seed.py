@@ -35,8 +35,15 @@ from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
 from backend.projects.models import Project
 from backend.quality.gold import seed_gold
+from backend.quality.models import RaterStats
+from backend.quality.reliability import TrustLevel
 from backend.tasks.models import Task
 from tests.factories import create_token
+
+try:  # trees before issue 36 have no qualification gate to pass
+    from backend.tutorials.material import use_case
+except ImportError:  # pragma: no cover - the before-and-after runs only
+    use_case = None  # type: ignore[assignment]
 
 WIDTH, HEIGHT = 64, 48  # the plain seed's small slice: the server, not PNG sizes
 # The realistic seed's slice: a cropped adult brain at 1 mm (the demo's and open_ms_data's
@@ -138,6 +145,43 @@ def _store_sprites(
         os.link(Path(storage.root) / master, target)
 
 
+def _tutorial_case(
+    session: Session,
+    storage: Storage,
+    project: Project,
+    looks: list[dict[str, Any]],
+    width: int,
+    height: int,
+) -> None:
+    """A case of the seed's patterns set aside as tutorial material (its slices are no
+    crowd tasks)."""
+    case = Case(
+        project_id=project.id or 0,
+        public_id=uuid.uuid4().hex[:16],
+        source_sha256=uuid.uuid4().hex,
+        source="bench/load.py tutorial",
+        licence="CC0",
+        reference_voxels=sum(look.get("reference_pixels", 0) for look in looks) or 1,
+    )
+    session.add(case)
+    session.flush()
+    for i, look in enumerate(looks):
+        session.add(
+            Slice(
+                case_id=case.id or 0,
+                index=i,
+                crop_x0=0,
+                crop_y0=0,
+                crop_x1=width,
+                crop_y1=height,
+                brain_fraction=0.6,
+                **look,
+            )
+        )
+    session.flush()
+    use_case(session=session, storage=storage, project_name=project.name, public_id=case.public_id)
+
+
 def seed(
     engine: Engine, storage: Storage, *, tasks: int, volunteers: int, realistic: bool = False
 ) -> list[str]:
@@ -223,6 +267,9 @@ def seed(
         if realistic:
             # The project's representative pool, approved from the references.
             seed_gold(session=session, storage=storage, project_id=project.id or 0)
+            # Tutorial material, so the qualification gate holds and runs with every lease.
+            if use_case is not None:
+                _tutorial_case(session, storage, project, looks, width, height)
         tokens = []
         for n in range(volunteers):
             user = User(
@@ -235,6 +282,15 @@ def seed(
             session.add(user)
             session.flush()
             tokens.append(create_token(session, user, "load"))
+            if realistic and use_case is not None:  # each passed the qualification test
+                session.add(
+                    RaterStats(
+                        user_id=user.id or 0,
+                        project_id=project.id or 0,
+                        trust=TrustLevel.qualified,
+                        qualified_at=utcnow(),
+                    )
+                )
         session.commit()
     # As an import does: statistics for the bulk-loaded tables before the crowd arrives.
     refresh_statistics(engine, "slices", "tasks", "users", "credentials", "gold_versions")

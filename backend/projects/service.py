@@ -97,6 +97,16 @@ def set_holdout(*, session: Session, project_name: str, case_ids: list[str]) -> 
     unknown = sorted(set(case_ids) - set(cases))
     if unknown:
         raise InvalidInput(f"Not cases of {project_name!r}: {', '.join(unknown)}")
+    teaching = session.exec(
+        select(Case.public_id).where(
+            Case.project_id == project.id, col(Case.public_id).in_(case_ids), col(Case.tutorial)
+        )
+    ).all()
+    if teaching:
+        raise Conflict(
+            f"Tutorial material cannot be held out: {', '.join(sorted(teaching))}",
+            code="case_is_tutorial",
+        )
     held = {cases[c] for c in case_ids}
     freed = {cases[c] for c in project.holdout_cases if c in cases} - held
     in_held = col(Task.slice_id).in_(select(Slice.id).where(col(Slice.case_id).in_(held)))

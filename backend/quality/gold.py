@@ -129,6 +129,8 @@ def set_gold(
         raise Conflict(
             f"Case {case.public_id} is held out for evaluating models: its slices cannot be gold"
         )
+    if case.tutorial:
+        raise Conflict(f"Case {case.public_id} is tutorial material: its slices cannot be gold")
     if mask.shape != (slice_.height, slice_.width):
         raise InvalidInput(
             f"The gold mask must be {slice_.width} x {slice_.height} pixels, "

@@ -357,7 +357,7 @@ def pool_state(*, session: Session, project_id: int, storage: Storage | None = N
     rows = session.exec(
         select(Slice, Case.public_id)
         .join(Case, col(Case.id) == col(Slice.case_id))
-        .where(in_project)
+        .where(in_project, col(Case.tutorial).is_(False))  # teaching material is never gold
     ).all()
     holdout = set(project.holdout_cases)
     gold, candidates, counts = [], [], Counter[Stratum]()

@@ -309,6 +309,7 @@ def slice_detail(*, session: Session, storage: Storage, slice_id: int) -> SliceD
         slice_.reference_key is not None
         and not versions
         and case.public_id not in project.holdout_cases
+        and not case.tutorial
         and not any(r.kind is RejectionKind.candidate for r in rejections)
     )
     return SliceDetailRead(
