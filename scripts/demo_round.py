@@ -79,6 +79,7 @@ def main() -> None:
     from backend.rounds import service as rounds
     from backend.tasks import service as tasks
     from backend.tasks.models import Task, TaskState
+    from backend.tutorials import qualification
     from backend.worker import job_resources
     from ml import jobs as ml_jobs
 
@@ -121,7 +122,7 @@ def main() -> None:
                 lease = tasks.next_task(
                     session=session, user=user, lease_seconds=600, project_id=project_id, now=clock
                 )
-            except tasks.RaterSuspended:  # the quality rules caught this habit: it stops
+            except (tasks.RaterSuspended, tasks.QualificationRequired):  # stopped, or failed
                 return False
             if lease is None:
                 return False
@@ -147,7 +148,42 @@ def main() -> None:
             )
         return True
 
+    def qualify(user: User) -> bool:
+        """The volunteer takes the demo's qualification test with their habit; passed?"""
+        nonlocal clock
+        with transaction(engine) as session:
+            try:
+                attempt = qualification.start(session=session, user=user, project_name="demo")
+            except qualification.Conflict:  # already qualified, or no tutorial material
+                return True
+            except qualification.TooManyAttempts:  # failed a moment ago: waits
+                return False
+            todo = [
+                (i.id or 0, i.slice_id) for i in qualification.items_of(session, attempt.id or 0)
+            ]
+        passed = False
+        for item_id, slice_id in todo:
+            with transaction(engine) as session:
+                slice_ = session.get_one(Slice, slice_id)
+                truth = gold.read_mask(storage, slice_.reference_key or "")
+                mask = _habit(user.display_name or "", truth, rng).astype(np.uint8)
+                h, w = mask.shape
+                clock += timedelta(seconds=30)
+                _item, _scored, done = qualification.submit_answer(
+                    session=session,
+                    storage=storage,
+                    user_id=user.id or 0,
+                    item_id=item_id,
+                    mask_in=RleMask(encoding="rle", width=w, height=h, counts=encode_rle(mask)),
+                    max_mask_bytes=1 << 20,
+                    now=clock,
+                )
+                passed = bool(done and done.passed)
+        return passed
+
     began = time.time()
+    qualified = [user for user in users if qualify(user)]
+    print(f"{len(qualified)} of {len(users)} volunteers passed the qualification", flush=True)
     for user in users:
         for _ in range(args.answers):
             if not answer(user):

@@ -75,6 +75,13 @@ def demo(
     password: Annotated[
         str | None, typer.Option(help="Password of the demo admin and expert.")
     ] = None,
+    tutorial: Annotated[
+        bool,
+        typer.Option(
+            help="Add the tutorial cases (synthetic mimics): lessons, practice and the "
+            "qualification test, whose gate volunteers then pass before labelling."
+        ),
+    ] = False,
 ) -> None:
     """Build synthetic MS cases from the MNI152 template, import them, add demo accounts."""
     from backend.imaging.demo import DEMO_PASSWORD, DEMO_PROJECT, build_demo
@@ -90,6 +97,7 @@ def demo(
             cases=cases,
             seed=seed,
             password=password or DEMO_PASSWORD,
+            tutorial=tutorial,
         )
     finally:
         engine.dispose()

@@ -76,8 +76,11 @@ def build_demo(
     seed: int = 0,
     password: str = DEMO_PASSWORD,
     workers: int | None = None,
+    tutorial: bool = False,
 ) -> DemoReport:
-    """Synthesise and import ``cases`` demo cases (idempotent) and the demo accounts."""
+    """Synthesise and import ``cases`` demo cases (idempotent) and the demo accounts; with
+    ``tutorial``, the tutorial cases too (``tutorials.demo``: the qualification gate then
+    holds for the demo's volunteers)."""
     seeds = [seed + i for i in range(cases)]
     todo = [s for s in seeds if not imported_case(engine, DEMO_PROJECT, synthetic_fingerprint(s))]
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
@@ -101,6 +104,10 @@ def build_demo(
         )
     finally:
         stream.close()
+    if tutorial:
+        from backend.tutorials.demo import ensure_tutorial_cases
+
+        outcomes += ensure_tutorial_cases(engine=engine, storage=storage, project_name=DEMO_PROJECT)
     with Session(engine) as session:
         project = projects.get_or_create(session=session, name=DEMO_PROJECT)
         assert project.id is not None

@@ -23,8 +23,9 @@ from backend.quality.models import GoldVersion
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 from backend.tutorials.models import LesionLoad, MaterialKind, TutorialSlice
 
-# Lesion pixels on a slice (about 1 mm pixels) that make its load small, medium or large.
-MEDIUM_PIXELS, LARGE_PIXELS = 60, 300
+# Lesion pixels on a slice (about 1 mm pixels) that make its load medium or large: about
+# 0.4 and 1.2 cm2, the middle and top tenth of lesion slices in the synthetic demo.
+MEDIUM_PIXELS, LARGE_PIXELS = 40, 120
 # An empty slice must show this much brain to teach anything (the top and bottom of the
 # head show little but bone-free background).
 MIN_BRAIN_FRACTION = 0.25

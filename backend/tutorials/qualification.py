@@ -18,16 +18,19 @@ from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from backend.annotations.masks import PngMask, RleMask
 from backend.auth.models import User
 from backend.core import outbox
 from backend.core.db import serialize_writers
 from backend.core.errors import Conflict, NotFound, PermissionDenied, TooManyAttempts
+from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import REFUSE_RATER
 from backend.projects.models import Project
 from backend.quality.models import RaterAction, RaterActionKind, RaterStats
 from backend.quality.reliability import Thresholds, TrustLevel, trust_level
 from backend.quality.service import COUNTERS
+from backend.tutorials import items
 from backend.tutorials.content import default_catalog
 from backend.tutorials.lessons import reserved_slices
 from backend.tutorials.models import (
@@ -390,3 +393,41 @@ def attempts_started(session: Session, user_id: int, project_id: int) -> int:
             )
         ).one()
     )
+
+
+def submit_answer(
+    *,
+    session: Session,
+    storage: Storage,
+    user_id: int,
+    item_id: int,
+    mask_in: PngMask | RleMask,
+    max_mask_bytes: int,
+    now: datetime,
+) -> tuple[TutorialItem, items.Scored, QualificationAttempt | None]:
+    """Answer the caller's practice or qualification item; a qualification item's attempt
+    is scored with its last answer (returned with the item, else None for practice)."""
+    item = items.own_item(session, user_id, item_id, lock=True)
+    attempt = None
+    if item.purpose is ItemPurpose.qualification:
+        assert item.attempt_id is not None
+        # The attempt's row lock orders its answers: exactly one of them finishes it.
+        attempt = own_attempt(session, user_id, item.attempt_id, lock=True)
+        if attempt.finished_at is not None:
+            raise AttemptFinished(f"Attempt {attempt.id} is finished")
+    scored = items.answer(
+        session=session,
+        storage=storage,
+        item=item,
+        mask_in=mask_in,
+        max_mask_bytes=max_mask_bytes,
+        now=now,
+    )
+    if attempt is not None:
+        session.flush()
+        held = items_of(session, item.attempt_id or 0)
+        if all(i.answered_at is not None for i in held):
+            finish(
+                session, attempt, [items.stored_score(session, storage, i).score for i in held], now
+            )
+    return item, scored, attempt

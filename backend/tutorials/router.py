@@ -23,7 +23,7 @@ from backend.projects.models import Project
 from backend.quality.schemas import RaterDecision
 from backend.tutorials import items, material, qualification
 from backend.tutorials.content import default_catalog
-from backend.tutorials.models import ItemPurpose, QualificationAttempt, TutorialItem
+from backend.tutorials.models import QualificationAttempt, TutorialItem
 from backend.tutorials.schemas import (
     AttemptRead,
     ItemAnswer,
@@ -182,23 +182,14 @@ def answer_item(
     """Answer a practice or qualification item with your mask. Practice: the feedback at
     once. Qualification: the attempt's progress, and with the last item its verdict; each
     item's feedback once the attempt is finished."""
-    user_id = _volunteer(user)
-    now = utcnow()
-    item = items.own_item(session, user_id, item_id, lock=True)
-    attempt = None
-    if item.purpose is ItemPurpose.qualification:
-        assert item.attempt_id is not None
-        # The attempt's row lock orders its answers: exactly one of them finishes it.
-        attempt = qualification.own_attempt(session, user_id, item.attempt_id, lock=True)
-        if attempt.finished_at is not None:
-            raise qualification.AttemptFinished(f"Attempt {attempt.id} is finished")
-    scored = items.answer(
+    item, scored, attempt = qualification.submit_answer(
         session=session,
         storage=storage,
-        item=item,
+        user_id=_volunteer(user),
+        item_id=item_id,
         mask_in=body.mask,
         max_mask_bytes=settings.max_mask_bytes,
-        now=now,
+        now=utcnow(),
     )
     if attempt is None:
         feedback = _feedback(item, scored, inline=True)
@@ -206,11 +197,6 @@ def answer_item(
         lesson = catalog.lesson(item.lesson_id or "", catalog.pick_language(accept_language))
         feedback.explanation = lesson.exercise(item.exercise_id or "").explanation
         return ItemAnswerRead(item_id=item_id, feedback=feedback)
-    session.flush()
-    held = qualification.items_of(session, item.attempt_id or 0)
-    if all(i.answered_at is not None for i in held):
-        scores = [items.stored_score(session, storage, i).score for i in held]
-        qualification.finish(session, attempt, scores, now)
     return ItemAnswerRead(item_id=item_id, attempt=_attempt_read(session, attempt))
 
 

@@ -128,11 +128,11 @@ def test_import_reports_bad_input_clearly(settings_env: pytest.MonkeyPatch, tmp_
 
 def test_demo_builds_cases_accounts_and_tasks(settings_env: pytest.MonkeyPatch) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
-    result = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3"])
+    result = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3", "--no-tutorial"])
     assert result.exit_code == 0, result.output
     assert "+ synthetic-3: imported" in result.output
     assert "admin@demo.mscrowd.org (created)" in result.output
-    again = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3"])
+    again = runner.invoke(app, ["demo", "--cases", "1", "--seed", "3", "--no-tutorial"])
     assert again.exit_code == 0
     assert "= synthetic-3: skipped" in again.output
     assert "(exists)" in again.output

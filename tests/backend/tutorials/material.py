@@ -19,7 +19,7 @@ from tests.factories import create_case_row, create_project
 
 SIZE = (40, 48)  # height, width
 MIMICS = ("perivascular_space", "choroid_plexus", "periventricular_cap", "flow_artefact")
-# Lesions per load: (radius, count); small < 60 px, medium < 300, large >= 300.
+# Lesions per load: (radius, count); small < 40 px, medium < 120, large >= 120.
 LOADS = {"small": (2, 1), "medium": (4, 2), "large": (10, 1)}
 
 

@@ -23,7 +23,9 @@ def test_check_validates_the_lessons() -> None:
 
 def test_a_case_set_aside_leaves_the_crowd_and_its_gold(settings_env: pytest.MonkeyPatch) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
-    assert runner.invoke(app, ["demo", "--cases", "1", "--seed", "3"]).exit_code == 0
+    assert (
+        runner.invoke(app, ["demo", "--cases", "1", "--seed", "3", "--no-tutorial"]).exit_code == 0
+    )
     engine = create_db_engine(get_settings().database_url)
     with Session(engine) as session:
         case = session.exec(select(Case)).one()
