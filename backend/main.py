@@ -142,6 +142,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 # The pages, each an HTML file of frontend/ (its /static/ references rewritten to the version).
 PAGES = {
     "/": ("index.html", "The labelling page, and the landing page for visitors signed out."),
+    "/tutorials": ("tutorials.html", "Lessons, practice, the field guide and the test."),
     "/expert": ("expert.html", "The expert workspace (its API calls check the role)."),
     "/rounds": ("rounds.html", "Active-learning rounds and the learning curve (the API checks)."),
 }

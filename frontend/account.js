@@ -1,7 +1,7 @@
 // The landing page's two forms (Create account first, then Log in) and the consent a
 // volunteer gives before the first slice. Someone sent here from a staff page to sign in
 // (/?next=/expert) goes back there afterwards.
-import { $, PAGES, api, forgetMe, safeNext } from "./api.js";
+import { $, api, forgetMe, pageOf, safeNext } from "./api.js";
 import { logout, render as renderSite } from "./site.js";
 import { show } from "./ui.js";
 
@@ -25,7 +25,7 @@ window.addEventListener("hashchange", focusForm);
 
 export function landing() {
   if (next) {
-    const page = PAGES.find((p) => p.path === next);
+    const page = pageOf(next);
     $("next-note").textContent = `Log in to open “${page.label}”; you will be taken there afterwards.`;
     $("next-note").hidden = false;
   }

@@ -22,6 +22,10 @@ export async function api(method, path, body, headers = {}) {
     const error = new Error(describeError(response, data));
     error.status = response.status;
     error.code = data.code || null; // machine-readable reason ("rater_suspended", ...)
+    error.href = data.href || null; // where to put it right (the tutorial, for qualification_required)
+    // A 429's wait in seconds (Retry-After), for a countdown; null when not said.
+    const wait = Number(response.headers.get("Retry-After"));
+    error.retryAfter = wait > 0 ? wait : null;
     throw error;
   }
   return data;
@@ -82,8 +86,11 @@ export function forgetMe(known = null) {
 
 // The pages of the site, and who may use them ("roles": null for everyone signed in). The
 // shared header lists the ones the signed-in role may use; a new page adds itself here.
+// "wide": listed on laptops only (on a phone the studio keeps that row for the slice; the
+// tutorial is linked from the studio's help there, and from the panel a new volunteer sees).
 export const PAGES = [
   { path: "/", label: "Label", short: "Label", roles: null },
+  { path: "/tutorials", label: "Tutorial", short: "Tutorial", roles: null, wide: true },
   { path: "/expert", label: "Expert workspace", short: "Expert", roles: ["expert", "admin"] },
   { path: "/rounds", label: "Rounds", short: "Rounds", roles: ["engineer", "admin"] },
 ];
@@ -92,16 +99,33 @@ export function pagesFor(role) {
   return PAGES.filter((page) => !page.roles || page.roles.includes(role));
 }
 
-// Where to send someone after they sign in: one of the site's pages, nothing else (an
-// arbitrary ?next= would make the log-in form an open redirect).
+// Where to send someone after they sign in: one of the site's pages (with its query, such as
+// the tutorial's ?project=), nothing else (an arbitrary ?next= would make the log-in form an
+// open redirect).
 export function safeNext(raw) {
-  return PAGES.some((page) => page.path === raw && page.path !== "/") ? raw : null;
+  if (!raw || !raw.startsWith("/") || raw.startsWith("//")) return null;
+  let url;
+  try {
+    url = new URL(raw, window.location.origin);
+  } catch {
+    return null;
+  }
+  if (url.origin !== window.location.origin || url.hash) return null;
+  const known = PAGES.some((page) => page.path === url.pathname && page.path !== "/");
+  return known ? url.pathname + url.search : null;
+}
+
+// The page a safe ``next`` leads to (for its name), or undefined.
+export function pageOf(next) {
+  const path = new URL(next, window.location.origin).pathname;
+  return PAGES.find((page) => page.path === path);
 }
 
 // The log-in form (or, with ``form`` "signup", the sign-up form) on the landing page, coming
 // back to ``path`` afterwards.
-export function signInHref(path = window.location.pathname, form = "login") {
-  return safeNext(path) ? `/?next=${encodeURIComponent(path)}#${form}-form` : `/#${form}-form`;
+export function signInHref(path = window.location.pathname + window.location.search, form = "login") {
+  const back = safeNext(path);
+  return back ? `/?next=${encodeURIComponent(back)}#${form}-form` : `/#${form}-form`;
 }
 
 // The start of a staff page: the caller must be logged in with one of ``roles`` (else the

@@ -1,9 +1,10 @@
 // The labelling page. Signed out: the landing page (what the project is, an example, Create
 // account and Log in; account.js). Signed in: the consent a volunteer has not given yet, then
-// the studio (tasks.js, with its tools in tools.js and the view in viewer.js). The header is
-// the one every page shares (site.js).
+// the studio (tasks.js, with its tools in tools.js and the view in viewer.js), and the field
+// guide beside it (guide.js). The header is the one every page shares (site.js).
 import { askConsent, landing, next, setUpAccount } from "./account.js";
 import { $ } from "./api.js";
+import { setUpGuide } from "./guide.js";
 import { ready as signedIn } from "./site.js";
 import { beginLabelling } from "./tasks.js";
 import { status } from "./ui.js";
@@ -21,6 +22,7 @@ async function start(me) {
 }
 
 setUpAccount(start);
+setUpGuide($("guide-open"));
 
 signedIn
   .then(

@@ -27,9 +27,11 @@ function navigation(me) {
     const link = element("a", { href: page.path }, rest ? page.short : page.label);
     if (rest) link.append(element("span", { class: "more", text: rest }));
     if (page.path === here) link.setAttribute("aria-current", "page");
-    list.append(element("li", {}, link));
+    list.append(element("li", page.wide && page.path !== here ? { class: "wide" } : {}, link));
   }
-  return element("nav", { class: "site-nav", "aria-label": "Pages", "data-count": String(pages.length), hidden: "" }, list);
+  // Counted as a phone shows them (one page alone is not listed there).
+  const shown = pages.filter((page) => !page.wide || page.path === here).length;
+  return element("nav", { class: "site-nav", "aria-label": "Pages", "data-count": String(shown), hidden: "" }, list);
 }
 
 function account(me) {
@@ -46,7 +48,7 @@ function account(me) {
   }
   // On the landing page the forms are right there; elsewhere, to them and back here.
   const onLanding = window.location.pathname === "/";
-  const href = (form) => (onLanding ? `#${form}-form` : signInHref(window.location.pathname, form));
+  const href = (form) => (onLanding ? `#${form}-form` : signInHref(window.location.pathname + window.location.search, form));
   return element(
     "div",
     { class: "guest" },

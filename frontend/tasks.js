@@ -8,7 +8,7 @@ import { flushPending, send } from "./answers.js";
 import { dropDraft, loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { count, decodeRle, encodeRle } from "./mask.js";
 import { setUpTools, showTask } from "./tools.js";
-import { show, status, toast } from "./ui.js";
+import { feedbackText, show, status, toast } from "./ui.js";
 import { Viewer, cutSprite } from "./viewer.js";
 
 const UI = "studio";
@@ -85,6 +85,11 @@ async function lease(after) {
       paused(error.message);
       return null;
     }
+    if (error.code === "qualification_required") {
+      // A prefetch leaves the slice on screen to be answered; the next lease says it.
+      if (!after) qualify(error);
+      return null;
+    }
     if (error.status === 403) {
       status(error.message);
       return null;
@@ -124,6 +129,17 @@ function paused(message) {
   state.task = null;
   $("paused-reason").textContent = message;
   show("paused");
+}
+
+// A new volunteer of a project that asks for its test first: the way there, not a status line.
+function qualify(error) {
+  state.paused = true;
+  state.task = null;
+  $("qualify-reason").textContent = error.message;
+  $("qualify-go").href = error.href || "/tutorials";
+  $("session-count").hidden = true; // "0 done" says nothing yet
+  show("qualify");
+  $("qualify-go").focus({ preventScroll: true });
 }
 
 async function loadTask(task) {
@@ -250,14 +266,7 @@ function busy(on) {
 }
 
 function showFeedback(feedback) {
-  const found = feedback.lesions_found;
-  const total = feedback.lesions_reference;
-  const lines = [
-    `Overlap with the expert (Dice): ${feedback.dice.toFixed(2)}.`,
-    total ? `Lesions found: ${found} of ${total}; missed: ${feedback.lesions_missed}.` : "The expert saw no lesion here.",
-    `False alarms: ${feedback.false_alarms}.`,
-  ];
-  $("feedback-text").textContent = lines.join(" ");
+  $("feedback-text").textContent = feedbackText(feedback);
   // Inline in a fresh answer (no second request); a replayed answer carries the URL alone.
   $("feedback-image").src = feedback.overlay_png || feedback.overlay_url;
   $("feedback").hidden = false;

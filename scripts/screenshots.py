@@ -1,11 +1,18 @@
 """Screenshots for the README, written to docs/: the landing page (laptop 1440 x 900 and
 phone 360 x 640), the volunteer studio (a new volunteer who signs up, accepts the consent and
 paints a stroke; laptop and phone), the expert workspace (gold with its overlays, the review
-queue with the volunteers' masks, the raters; laptop) and the rounds page with a learning-curve
-point (laptop). The site is a fresh embedded-default demo that scripts/demo_round.py has put to
-work (four simulated volunteers, one finished round), or the one ``--data`` names.
+queue with the volunteers' masks, the raters; laptop), the rounds page with a learning-curve
+point (laptop), and last the tutorial (tutorial-*.png: the studio sending a new volunteer
+there, the lessons, a lesson, a practice slice's feedback, the field guide on a laptop and a
+phone, a test's verdict). The site is a fresh embedded-default demo that scripts/demo_round.py
+has put to work (four simulated volunteers, one finished round), or the one ``--data`` names.
+For the tutorial, one demo case is set aside as tutorial material (``mscrowd tutorials
+use-case``): a site given with ``--data`` keeps it so.
 
-    .venv/bin/python scripts/screenshots.py [--out docs] [--data DIR]
+    .venv/bin/python scripts/screenshots.py [--out docs] [--data DIR] [--only tutorial]
+
+``--only tutorial`` takes the tutorial's alone, on a plain ``mscrowd demo`` site when no
+``--data`` is given (a minute, not the few that putting the demo to work takes).
 
 Needs Debian's Chromium (/usr/bin/chromium, or MSCROWD_TEST_CHROMIUM) and Playwright.
 """
@@ -20,7 +27,19 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 from playwright.sync_api import Browser, Page, sync_playwright
+from scipy import ndimage
+from sqlmodel import Session, col, select
+
+from backend.core.config import Settings
+from backend.core.db import create_db_engine
+from backend.core.storage import Storage
+from backend.imaging.demo import DEMO_PROJECT
+from backend.imaging.models import Case, Slice
+from backend.projects.models import Project
+from backend.quality.gold import FROZEN
+from backend.tutorials.models import TutorialItem
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "backend"]
@@ -88,16 +107,178 @@ def _staff_pages(browser: Browser, base: str, out: Path) -> None:
     page.context.close()
 
 
+def _tutorial_case(data: str) -> str:
+    """The demo case to set aside for the tutorial: the first with an expert reference that
+    is not held out."""
+    settings = Settings(data_dir=Path(data))
+    engine = create_db_engine(settings.database_url)
+    with Session(engine) as session:
+        project = session.exec(select(Project).where(Project.name == DEMO_PROJECT)).one()
+        cases = session.exec(
+            select(Case)
+            .where(Case.project_id == project.id, col(Case.reference_voxels) > 0)
+            .order_by(col(Case.id))
+        ).all()
+        chosen = next(c for c in cases if c.tutorial or c.public_id not in project.holdout_cases)
+    engine.dispose()
+    return chosen.public_id
+
+
+def _reference(data: str, item_id: int) -> np.ndarray:
+    """The expected answer [H, W] of a tutorial item: its slice's expert reference."""
+    settings = Settings(data_dir=Path(data))
+    engine = create_db_engine(settings.database_url)
+    with Session(engine) as session:
+        item = session.get(TutorialItem, item_id)
+        assert item is not None
+        shown = session.get(Slice, item.slice_id)
+        assert shown is not None
+        key = shown.reference_key
+    engine.dispose()
+    if key is None:
+        return np.zeros((1, 1), dtype=bool)
+    return np.asarray(FROZEN.get(Storage(settings.storage_url), key, mask=True), dtype=bool)
+
+
+def _item_id(page: Page) -> int:
+    """The tutorial item on screen (its image URLs name it)."""
+    url = page.evaluate("() => document.querySelector('#view').viewer.sources.get('0/flair')")
+    return int(str(url).split("/items/")[1].split("/")[0])
+
+
+def _set_mask(page: Page, mask: np.ndarray) -> None:
+    page.evaluate(
+        "(pixels) => document.querySelector('#view').viewer.setMask(Uint8Array.from(pixels))",
+        mask.astype(np.uint8).ravel().tolist(),
+    )
+
+
+def _as_a_volunteer_would(truth: np.ndarray) -> np.ndarray:
+    """A fair but imperfect answer: most lesions, a little generous, the smallest missed,
+    one spot painted that is none."""
+    labels, count = ndimage.label(truth)
+    sizes = np.bincount(labels.ravel())[1:]
+    kept = np.isin(labels, [n + 1 for n in range(count) if sizes[n] != sizes.min() or count == 1])
+    answer = ndimage.binary_dilation(kept)
+    height, width = truth.shape
+    y, x = np.argwhere(ndimage.binary_dilation(truth, iterations=8) & ~truth)[0]
+    answer[max(0, y - 1) : min(height, y + 2), max(0, x - 1) : min(width, x + 2)] = True
+    return answer
+
+
+def _tutorial_pages(browser: Browser, base: str, data: str, out: Path) -> None:
+    """The tutorial, after one demo case is set aside as its material: the studio's way there,
+    the lessons, a lesson, a practice slice's feedback, the field guide (laptop and phone),
+    and the verdict of a test taken with a few lesions missed."""
+    case = _tutorial_case(data)
+    env = {**os.environ, "MSCROWD_DATA_DIR": data}
+    command = [*CLI, "tutorials", "use-case", "--project", DEMO_PROJECT, case]
+    subprocess.run(command, env=env, check=True, timeout=600, capture_output=True)
+    page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    _volunteer(page, base, "Screenshot Learner")
+    page.click("[data-testid=consent-accept]")
+    page.wait_for_selector("[data-testid=qualify]", state="visible")
+    page.screenshot(path=str(out / "tutorial-required.png"))
+    page.click("[data-testid=qualify-go]")
+    page.wait_for_selector("[data-testid=test-card]", state="visible")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "tutorial-lessons.png"))
+    page.click("[data-testid=lesson-item][data-id=what-is-ms] a")
+    page.wait_for_selector("[data-testid=figure-image]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=figure-image]').naturalWidth > 0"
+    )
+    page.locator("[data-testid=lesson-figure]").first.scroll_into_view_if_needed()
+    page.evaluate("() => window.scrollBy(0, 200)")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "tutorial-lesson.png"))
+    # A lesson whose first exercise a demo case has an example for (no demo slice holds the
+    # 300 lesion pixels of a "large" load).
+    page.click("[data-testid=lesson-back]")
+    page.click("[data-testid=lesson-item][data-id=reading-the-images] a")
+    page.click("[data-testid=practise]")
+    page.wait_for_selector("#studio:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    _set_mask(page, _as_a_volunteer_would(_reference(data, _item_id(page))))
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=feedback]", state="visible")
+    page.wait_for_function("() => document.querySelector('#feedback-image').naturalWidth > 0")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "tutorial-practice-feedback.png"))
+    page.click("[data-testid=feedback-again]")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    page.click("[data-testid=guide-open]")
+    page.fill("[data-testid=guide-search]", "ventricle")
+    page.wait_for_timeout(800)
+    page.locator("[data-testid=guide-entry] summary").first.click()
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(out / "tutorial-guide-desktop.png"))
+    page.keyboard.press("Escape")
+    # A test taken with the clean slices right and all lesion slices but one answered "no
+    # lesions": not passed, whatever the pass marks.
+    page.goto(f"{base}/tutorials?project={DEMO_PROJECT}#test")
+    page.click("[data-testid=test-start]")
+    painted = 0
+    while True:
+        page.wait_for_selector("#studio:not([hidden]), [data-testid=verdict]")
+        if page.locator("[data-testid=verdict]").is_visible():
+            break
+        page.wait_for_function("() => document.querySelector('#loading').hidden")
+        badge = page.inner_text("[data-testid=slice-badge]")
+        truth = _reference(data, _item_id(page))
+        if truth.any() and painted < 1:
+            _set_mask(page, _as_a_volunteer_would(truth))
+            page.click("[data-testid=submit]")
+            painted += 1
+        else:
+            page.click("[data-testid=no-lesions]")
+        page.wait_for_function(
+            "(b) => document.querySelector('[data-testid=slice-badge]').textContent !== b"
+            " || document.querySelector('[data-testid=verdict]')",
+            arg=badge,
+        )
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=item-result] img')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)"
+    )
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(out / "tutorial-verdict.png"))
+    page.context.close()
+    phone = browser.new_context(
+        viewport={"width": 360, "height": 640},
+        device_scale_factor=2,
+        has_touch=True,
+        is_mobile=True,
+    ).new_page()
+    _volunteer(phone, base, "Screenshot Thumb")
+    phone.click("[data-testid=consent-accept]")
+    phone.wait_for_selector("[data-testid=qualify]", state="visible")
+    phone.goto(
+        f"{base}/tutorials?project={DEMO_PROJECT}#practise/reading-the-images/paint-on-flair"
+    )
+    phone.wait_for_selector("#studio:not([hidden])")
+    phone.wait_for_function("() => document.querySelector('#loading').hidden")
+    phone.click("[data-testid=guide-open]")
+    phone.wait_for_selector("[data-testid=guide-entry]")
+    phone.wait_for_timeout(500)
+    phone.screenshot(path=str(out / "tutorial-guide-phone.png"))
+    phone.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--data", type=Path, help="a demo site put to work (default: a new one)")
+    parser.add_argument("--only", choices=["tutorial"], help="take these screenshots alone")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as fresh:
         data = str(args.data or fresh)
         env = {**os.environ, "MSCROWD_DATA_DIR": data}
-        if args.data is None:
+        if args.data is None and args.only == "tutorial":
+            for command in ("migrate", "demo"):
+                subprocess.run([*CLI, command], env=env, check=True, timeout=1800)
+        elif args.data is None:
             work = [sys.executable, str(ROOT / "scripts" / "demo_round.py"), data]
             subprocess.run(work, env=env, check=True, timeout=1800)
         port = _port()
@@ -118,6 +299,8 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 sizes = {"desktop": (1440, 900, False), "phone": (360, 640, True)}
+                if args.only == "tutorial":
+                    sizes = {}
                 for n, (label, (width, height, touch)) in enumerate(sizes.items()):
                     context = browser.new_context(
                         viewport={"width": width, "height": height},
@@ -145,7 +328,10 @@ def main() -> None:
                         page.wait_for_timeout(200)
                         page.screenshot(path=str(args.out / "studio-help-desktop.png"))
                     context.close()
-                _staff_pages(browser, base, args.out)
+                if args.only is None:
+                    _staff_pages(browser, base, args.out)
+                # Last: the tutorial's material gates the demo project's labelling.
+                _tutorial_pages(browser, base, data, args.out)
                 browser.close()
         finally:
             server.terminate()

@@ -81,7 +81,7 @@ def demo(
             help="Add the tutorial cases (synthetic mimics): lessons, practice and the "
             "qualification test, whose gate volunteers then pass before labelling."
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Build synthetic MS cases from the MNI152 template, import them, add demo accounts."""
     from backend.imaging.demo import DEMO_PASSWORD, DEMO_PROJECT, build_demo

@@ -25,6 +25,7 @@ from backend.tutorials import items, material, qualification
 from backend.tutorials.content import default_catalog
 from backend.tutorials.models import QualificationAttempt, TutorialItem
 from backend.tutorials.schemas import (
+    AttemptItemRead,
     AttemptRead,
     ItemAnswer,
     ItemAnswerRead,
@@ -162,6 +163,29 @@ def next_qualification_item(
     if item is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return _item_read(session, item)
+
+
+@router.get(
+    "/qualification/{attempt_id}/items",
+    response_model=list[AttemptItemRead],
+    responses=error_responses(404),
+)
+def attempt_items(
+    attempt_id: PathId, user: CurrentUser, session: SessionDep
+) -> list[AttemptItemRead]:
+    """Your attempt's items in order (their feedback comes from each item's feedback route
+    once the attempt is finished)."""
+    assert user.id is not None
+    attempt = qualification.own_attempt(session, user.id, attempt_id)
+    return [
+        AttemptItemRead(
+            id=item.id or 0,
+            position=(item.position or 0) + 1,
+            answered=item.answered_at is not None,
+            revealed=attempt.finished_at is not None,
+        )
+        for item in qualification.items_of(session, attempt_id)
+    ]
 
 
 @router.post(

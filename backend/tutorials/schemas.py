@@ -85,6 +85,13 @@ class AttemptRead(BaseModel):
     result: ResultRead | None = None
 
 
+class AttemptItemRead(BaseModel):
+    id: int
+    position: int  # 1-based
+    answered: bool
+    revealed: bool  # its feedback may be read (the attempt is finished)
+
+
 class ItemAnswerRead(BaseModel):
     """The answer to an item: practice feedback at once; for a qualification item the
     attempt's progress, and its verdict with the last item."""

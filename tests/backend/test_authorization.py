@@ -46,6 +46,7 @@ POLICY = {
     ("GET", "/api/tutorials/qualification"): USER,
     ("POST", "/api/tutorials/qualification"): USER,
     ("POST", "/api/tutorials/qualification/{attempt_id}/next"): USER,  # own attempts only
+    ("GET", "/api/tutorials/qualification/{attempt_id}/items"): USER,  # own attempts only
     ("POST", "/api/tutorials/items/{item_id}/answer"): USER,  # own items only
     ("GET", "/api/tutorials/items/{item_id}/feedback"): USER,  # own, once revealed
     ("GET", "/api/tutorials/items/{item_id}/feedback.png"): USER,  # own, once revealed

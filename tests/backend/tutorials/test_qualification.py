@@ -216,6 +216,12 @@ def test_an_under_segmenter_passes_but_is_told_of_the_small_lesions_they_missed(
             select(TutorialItem).where(TutorialItem.attempt_id == done["id"])
         ).all()
         small = [i.id for i in items if shown[i.slice_id].small.any()]
+    listed = client.get(f"/api/tutorials/qualification/{done['id']}/items").json()
+    assert [i["position"] for i in listed] == list(range(1, 11))
+    assert all(i["answered"] and i["revealed"] for i in listed)
+    other = TestClient(client.app)
+    signup(other, "other@example.org")
+    assert other.get(f"/api/tutorials/qualification/{done['id']}/items").status_code == 404
     feedback = client.get(f"/api/tutorials/items/{small[0]}/feedback").json()
     assert feedback["lesions_missed"] == 1
     assert client.get(f"/api/tutorials/items/{small[0]}/feedback.png").status_code == 200
