@@ -6,6 +6,7 @@ import { $, api, button, element, staffProjects } from "./api.js";
 import * as detail from "./expert-detail.js";
 import { ItemList } from "./expert-lists.js";
 import { loadRaters } from "./expert-raters.js";
+import { loadTraining } from "./expert-training.js";
 
 const STRATA = { empty: "Empty", mimic: "Bright look-alike", small: "Small", medium: "Medium", large: "Large" };
 const state = { project: null, tab: "tab-gold", goldKind: "candidates" };
@@ -153,6 +154,7 @@ const TABS = {
   "tab-review": ["review", () => reviewList.load(Math.max(reviewList.selected, 0))],
   "tab-raters": ["raters", () => loadRaters(state.project, say)],
   "tab-reports": ["reports", loadReports],
+  "tab-training": ["training", loadTraining],
 };
 
 const activeList = () => ({ "tab-gold": goldList, "tab-review": reviewList })[state.tab] || null;

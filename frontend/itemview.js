@@ -110,6 +110,9 @@ export function showFeedback(feedback) {
   $("feedback-explanation").hidden = !feedback.explanation;
   $("feedback-image").src = feedback.overlay_png || feedback.overlay_url;
   $("feedback").hidden = false;
+  // The painting tools and the answer buttons step aside while the feedback is read (on a
+  // phone they hid its explanation and its buttons under the fold).
+  $("studio").classList.add("reviewing");
   $("feedback").scrollTop = 0;
   $("feedback-back").focus({ preventScroll: true });
   return new Promise((resolve) => {
@@ -117,6 +120,7 @@ export function showFeedback(feedback) {
       $("feedback-again").removeEventListener("click", again);
       $("feedback-back").removeEventListener("click", back);
       $("feedback").hidden = true;
+      $("studio").classList.remove("reviewing");
       resolve(choice);
     };
     const again = pick("again");

@@ -52,6 +52,9 @@ export function testCard(now, lessons) {
   go.hidden = false;
   go.href = "#test";
   go.textContent = "Go to the test";
+  go.className = "button primary";
+  const first = $("test-card-first");
+  first.hidden = true;
   if (now.error) {
     text = now.error.status === 404 ? `There is no project called ${quoted()}.` : `The test's state could not be loaded: ${now.error.message}`;
     go.hidden = true;
@@ -71,8 +74,16 @@ export function testCard(now, lessons) {
   } else {
     const minutes = lessons.reduce((sum, l) => sum + l.minutes, 0);
     text =
-      `${quoted()} asks new volunteers to pass a short test before labelling: ${now.items} slices. ` +
-      `Read the lessons first (about ${minutes} minutes in all); they show what the test asks.`;
+      `${quoted()} asks new volunteers to pass a short test before labelling: ${now.items} slices, ` +
+      `no time limit. Read the lessons first (about ${minutes} minutes in all); they show what the test asks.`;
+    const unread = lessons.find((l) => l.completed_version === null);
+    if (unread) {
+      first.href = `#lesson/${unread.id}`;
+      first.textContent = `Start with lesson ${unread.order}: ${unread.title}`;
+      first.hidden = false;
+      go.className = "button";
+      go.textContent = "Skip to the test";
+    }
   }
   $("test-card-text").textContent = text;
   $("test-card").hidden = false;
@@ -347,9 +358,11 @@ function fillResults(part, held) {
       "ul",
       { class: "legend" },
       element("li", {}, element("span", { class: "swatch hit" }), "Hit (you and the expert)"),
-      element("li", {}, element("span", { class: "swatch miss" }), "Missed (the expert only)"),
       element("li", {}, element("span", { class: "swatch false" }), "False alarm (you only)"),
     ),
+    // The test's slices must stay unknown to the next volunteers: what was missed is said in
+    // words, and the lessons' practice slices show where lesions sit.
+    element("p", { class: "note", text: "Lesions you missed are counted below, not drawn: the test's answers stay secret. The practice slices in the lessons show them." }),
   );
   const grid = element("ol", { class: "item-results" });
   part.append(grid);

@@ -252,9 +252,9 @@ async function submit(empty) {
     }
     answered();
     status(empty ? "Saved: no lesions. Thank you!" : "Saved. Thank you!");
-    const feedback = result.stored.feedback;
-    if (feedback) await showFeedback(feedback);
-    await advance(`Saved ✓ ${progress.answers_today} done today. This is a new slice.`);
+    const { feedback, reward } = result.stored;
+    if (feedback) await showFeedback(feedback, reward);
+    await advance(`Saved ✓ ${progress.answers_today} done today.${rewardLine(reward)} This is a new slice.`);
   } finally {
     busy(false);
   }
@@ -265,8 +265,16 @@ function busy(on) {
   for (const id of ["submit", "no-lesions", "skip", "report"]) $(id).disabled = on;
 }
 
-function showFeedback(feedback) {
-  $("feedback-text").textContent = feedbackText(feedback);
+// The points of an answer, in a few words: a check answer's at once, a crowd answer's later.
+function rewardLine(reward) {
+  if (!reward) return "";
+  if (reward.status === "awarded") return ` +${reward.points} points ${reward.message}.`;
+  if (reward.status === "pending") return " Points: pending until enough volunteers have labelled this slice.";
+  return "";
+}
+
+function showFeedback(feedback, reward) {
+  $("feedback-text").textContent = feedbackText(feedback) + rewardLine(reward);
   // Inline in a fresh answer (no second request); a replayed answer carries the URL alone.
   $("feedback-image").src = feedback.overlay_png || feedback.overlay_url;
   $("feedback").hidden = false;

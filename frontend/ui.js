@@ -38,7 +38,7 @@ export function feedbackText(feedback) {
   const found = feedback.lesions_found;
   const total = feedback.lesions_reference;
   return [
-    `Overlap with the expert (Dice): ${feedback.dice.toFixed(2)}.`,
+    `Overlap with the expert: ${Math.round(feedback.dice * 100)} %.`,
     total ? `Lesions found: ${found} of ${total}; missed: ${feedback.lesions_missed}.` : "The expert saw no lesion here.",
     `False alarms: ${feedback.false_alarms}.`,
   ].join(" ");

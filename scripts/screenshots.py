@@ -11,6 +11,9 @@ use-case``): a site given with ``--data`` keeps it so.
 
     .venv/bin/python scripts/screenshots.py [--out docs] [--data DIR] [--only tutorial]
 
+Then a new volunteer's walk from sign-up to a first real task, at laptop and phone size
+(walk-laptop-*.png, walk-phone-*.png; ``--only walk`` takes these alone).
+
 ``--only tutorial`` takes the tutorial's alone, on a plain ``mscrowd demo`` site when no
 ``--data`` is given (a minute, not the few that putting the demo to work takes).
 
@@ -265,17 +268,98 @@ def _tutorial_pages(browser: Browser, base: str, data: str, out: Path) -> None:
     phone.context.close()
 
 
+WALK_SIZES = {"laptop": (1440, 900, False), "phone": (360, 640, True)}
+
+
+def _answer_as_an_expert(page: Page, data: str) -> None:
+    """Answer the item on screen with its expected mask ("No lesions" where it is empty)."""
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    truth = _reference(data, _item_id(page))
+    badge = page.inner_text("[data-testid=slice-badge]")
+    if truth.any():
+        _set_mask(page, truth)
+        page.click("[data-testid=submit]")
+    else:
+        page.click("[data-testid=no-lesions]")
+    page.wait_for_function(
+        "(b) => document.querySelector('[data-testid=slice-badge]').textContent !== b"
+        " || document.querySelector('[data-testid=verdict]')",
+        arg=badge,
+    )
+
+
+def _walk(browser: Browser, base: str, data: str, out: Path, size: str) -> None:
+    """A new volunteer from sign-up to a first real task (walk-SIZE-N-step.png): sign-up,
+    consent, the studio sending them to the tutorial, the lessons, a lesson, a practice
+    slice's feedback, a test item, the passed verdict, the first real task."""
+    width, height, touch = WALK_SIZES[size]
+    page = browser.new_context(
+        viewport={"width": width, "height": height}, has_touch=touch, is_mobile=touch
+    ).new_page()
+    step = iter(range(1, 20))
+
+    def shot(name: str) -> None:
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(out / f"walk-{size}-{next(step)}-{name}.png"))
+
+    page.goto(base)
+    page.fill("#signup-name", f"Walk {size}")
+    page.fill("#signup-password", PASSWORD)
+    shot("sign-up")
+    page.click("#signup")
+    page.wait_for_selector("[data-testid=consent-accept]", state="visible")
+    shot("consent")
+    page.click("[data-testid=consent-accept]")
+    page.wait_for_selector("[data-testid=qualify]", state="visible")
+    shot("sent-to-tutorial")
+    page.click("[data-testid=qualify-go]")
+    page.wait_for_selector("[data-testid=test-card]", state="visible")
+    shot("lessons")
+    page.click("[data-testid=lesson-item][data-id=reading-the-images] a")
+    page.wait_for_selector("[data-testid=figure-image]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=figure-image]').naturalWidth > 0"
+    )
+    shot("lesson")
+    page.click("[data-testid=practise]")
+    page.wait_for_selector("#studio:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    _set_mask(page, _as_a_volunteer_would(_reference(data, _item_id(page))))
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=feedback]", state="visible")
+    page.wait_for_function("() => document.querySelector('#feedback-image').naturalWidth > 0")
+    shot("practice-feedback")
+    page.click("[data-testid=feedback-back]")
+    page.goto(f"{base}/tutorials?project={DEMO_PROJECT}#test")
+    page.click("[data-testid=test-start]")
+    page.wait_for_selector("#studio:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    shot("test-item")
+    while True:
+        page.wait_for_selector("#studio:not([hidden]), [data-testid=verdict]")
+        if page.locator("[data-testid=verdict]").is_visible():
+            break
+        _answer_as_an_expert(page, data)
+    assert "passed" in (page.get_attribute("[data-testid=verdict]", "class") or "")
+    shot("passed")
+    page.click("[data-testid=start-labelling]")
+    page.wait_for_selector("#studio:not([hidden])")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    shot("first-task")
+    page.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--data", type=Path, help="a demo site put to work (default: a new one)")
-    parser.add_argument("--only", choices=["tutorial"], help="take these screenshots alone")
+    parser.add_argument("--only", choices=["tutorial", "walk"], help="take these screenshots alone")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as fresh:
         data = str(args.data or fresh)
         env = {**os.environ, "MSCROWD_DATA_DIR": data}
-        if args.data is None and args.only == "tutorial":
+        if args.data is None and args.only in ("tutorial", "walk"):
             for command in ("migrate", "demo"):
                 subprocess.run([*CLI, command], env=env, check=True, timeout=1800)
         elif args.data is None:
@@ -299,7 +383,7 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
                 sizes = {"desktop": (1440, 900, False), "phone": (360, 640, True)}
-                if args.only == "tutorial":
+                if args.only is not None:
                     sizes = {}
                 for n, (label, (width, height, touch)) in enumerate(sizes.items()):
                     context = browser.new_context(
@@ -331,7 +415,10 @@ def main() -> None:
                 if args.only is None:
                     _staff_pages(browser, base, args.out)
                 # Last: the tutorial's material gates the demo project's labelling.
-                _tutorial_pages(browser, base, data, args.out)
+                if args.only != "walk":
+                    _tutorial_pages(browser, base, data, args.out)
+                for size in WALK_SIZES:
+                    _walk(browser, base, data, args.out, size)
                 browser.close()
         finally:
             server.terminate()

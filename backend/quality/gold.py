@@ -87,14 +87,19 @@ def brain_region(flair: NDArray[np.uint8]) -> NDArray[np.bool_] | None:
 
 
 def overlay_png(
-    flair: NDArray[np.uint8], gold: NDArray[np.bool_], answer: NDArray[np.bool_]
+    flair: NDArray[np.uint8],
+    gold: NDArray[np.bool_],
+    answer: NDArray[np.bool_],
+    *,
+    misses: bool = True,
 ) -> bytes:
     """The feedback image: the FLAIR slice in grey with hits, misses and false alarms in
-    colour (``HIT``, ``MISS``, ``FALSE_ALARM``)."""
+    colour (``HIT``, ``MISS``, ``FALSE_ALARM``); without ``misses``, only what the answer
+    painted (the expert's outline stays unseen where the answer missed it)."""
     rgb = np.repeat((flair.astype(np.float32) * 0.7)[..., None], 3, axis=2)
     for where, colour in (
         (gold & answer, HIT),
-        (gold & ~answer, MISS),
+        (gold & ~answer if misses else np.zeros_like(gold), MISS),
         (answer & ~gold, FALSE_ALARM),
     ):
         rgb[where] = colour

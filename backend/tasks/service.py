@@ -242,8 +242,8 @@ def next_task(
     if me.must_qualify is not None:
         raise QualificationRequired(
             f"Project {me.must_qualify!r} asks new volunteers to take its short tutorial and "
-            "pass a ten-minute test first: it shows what lesions look like and what to leave "
-            "alone.",
+            "pass a short test first (a few slices, no time limit): it shows what lesions "
+            "look like and what to leave alone.",
             href=tutorial_url(me.must_qualify),
         )
     chosen = None

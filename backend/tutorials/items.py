@@ -150,7 +150,7 @@ def answer(
     item.false_alarms = result.false_alarms
     item.tp, item.fp, item.fn = result.tp, result.fp, result.fn
     session.add(item)
-    return Scored(result, overlay_png(flair, reference, mask))
+    return Scored(result, _overlay(item, flair, reference, mask))
 
 
 def stored_score(session: Session, storage: Storage, item: TutorialItem) -> Scored:
@@ -161,7 +161,19 @@ def stored_score(session: Session, storage: Storage, item: TutorialItem) -> Scor
     counts = item.mask_counts
     mask = decode_rle(counts, width=width, height=height, expected=(width, height)) > 0
     result = score_item(material.kind, material.mimic, reference, mask, brain_region(flair))
-    return Scored(result, overlay_png(flair, reference, mask))
+    return Scored(result, _overlay(item, flair, reference, mask))
+
+
+def _overlay(
+    item: TutorialItem,
+    flair: NDArray[np.uint8],
+    reference: NDArray[np.bool_],
+    mask: NDArray[np.bool_],
+) -> bytes:
+    """The feedback overlay: with the missed lesions for practice; for a test's item only
+    what the volunteer painted (hits, false alarms), so that a finished test, answered
+    empty from a throwaway account, is no answer key for the next one's slices."""
+    return overlay_png(flair, reference, mask, misses=item.purpose is ItemPurpose.practice)
 
 
 def data_url(png: bytes) -> str:

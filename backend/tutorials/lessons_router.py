@@ -4,6 +4,7 @@ items, and the field guide."""
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response
+from fastapi import Path as FastPath
 from sqlmodel import Session
 
 from backend.auth.deps import CurrentUser
@@ -12,7 +13,7 @@ from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.timeutil import utcnow
 from backend.tutorials import lessons, stats
-from backend.tutorials.content import Catalog, FieldGuideEntry, Lesson, default_catalog
+from backend.tutorials.content import SLUG, Catalog, FieldGuideEntry, Lesson, default_catalog
 from backend.tutorials.router import ExpertUser, _item_read, _volunteer
 from backend.tutorials.schemas import (
     ExerciseRead,
@@ -36,6 +37,8 @@ LanguageQuery = Annotated[
     ),
 ]
 AcceptLanguage = Annotated[str | None, Header(max_length=500)]
+# Lesson, exercise, figure and field-guide ids: the content's slugs.
+SlugPath = Annotated[str, FastPath(max_length=64, pattern=SLUG)]
 
 
 def _language(catalog: Catalog, lang: str | None, accept: str | None) -> str:
@@ -87,7 +90,7 @@ def list_lessons(
 
 @router.get("/lessons/{lesson_id}", response_model=LessonRead, responses=error_responses(404, 422))
 def get_lesson(
-    lesson_id: str,
+    lesson_id: SlugPath,
     user: CurrentUser,
     session: SessionDep,
     lang: LanguageQuery = None,
@@ -132,7 +135,11 @@ def get_lesson(
     responses={200: {"content": {"image/png": {}}}, **error_responses(404, 409)},
 )
 def lesson_figure(
-    lesson_id: str, figure_id: str, _user: CurrentUser, session: SessionDep, storage: StorageDep
+    lesson_id: SlugPath,
+    figure_id: SlugPath,
+    _user: CurrentUser,
+    session: SessionDep,
+    storage: StorageDep,
 ) -> Response:
     """A lesson's figure: a tutorial slice with its lesions outlined (rendered once)."""
     lesson = default_catalog().lesson(lesson_id, "en")
@@ -154,7 +161,7 @@ def lesson_figure(
     responses=error_responses(404, 422),
 )
 def complete_lesson(
-    lesson_id: str,
+    lesson_id: SlugPath,
     user: CurrentUser,
     session: SessionDep,
     lang: LanguageQuery = None,
@@ -175,8 +182,8 @@ def complete_lesson(
     responses=error_responses(404, 409, 422, e409="No example for this exercise on this site"),
 )
 def practise(
-    lesson_id: str,
-    exercise_id: str,
+    lesson_id: SlugPath,
+    exercise_id: SlugPath,
     user: CurrentUser,
     session: SessionDep,
     lang: LanguageQuery = None,
@@ -245,7 +252,7 @@ def field_guide(
     responses={200: {"content": {"image/png": {}}}, **error_responses(404, 409)},
 )
 def field_guide_image(
-    entry_id: str, _user: CurrentUser, session: SessionDep, storage: StorageDep
+    entry_id: SlugPath, _user: CurrentUser, session: SessionDep, storage: StorageDep
 ) -> Response:
     """A field-guide entry's example image."""
     guide = default_catalog().field_guide("en")

@@ -81,10 +81,10 @@ def draw(
     reserved: frozenset[int] = frozenset(),
 ) -> list[TutorialSlice]:
     """The slices of a new attempt, shuffled: each slot of ``composition`` from the pool's
-    slices of its kind and load, else any of its kind, else any of its class (lesion, or
-    empty-or-mimic); within those, slices the volunteer never had and no lesson shows first,
-    then ones a lesson shows (``reserved``), then ones they had (``seen``); different mimic
-    kinds where there are."""
+    slices of its kind (else of its class: lesion, or empty-or-mimic); within those, slices
+    the volunteer never had and no lesson shows first, then ones a lesson shows
+    (``reserved``), then ones they had (``seen``); among equally fresh ones, its load first;
+    different mimic kinds where there are."""
     chosen: list[TutorialSlice] = []
     taken: set[int] = set()
     mimics_used: set[str | None] = set()
@@ -97,20 +97,25 @@ def draw(
             [s for s in same_class if s.kind is kind],
             same_class,
         ]
-        for tier in tiers:
+        # The kind first (a mimic slot stays a mimic), then the freshest slice over the
+        # closest load: a new slice of another load before one the volunteer had (whose
+        # feedback they saw) or a lesson shows.
+        options = []
+        for rank, tier in enumerate(tiers):
             free = [s for s in tier if s.slice_id not in taken]
-            if not free:
-                continue
-            best = min(_staleness(s.slice_id, seen, reserved) for s in free)
-            candidates = [s for s in free if _staleness(s.slice_id, seen, reserved) == best]
-            if kind is MaterialKind.mimic:
-                candidates = [s for s in candidates if s.mimic not in mimics_used] or candidates
-            if candidates:
-                pick = rng.choice(candidates)
-                chosen.append(pick)
-                taken.add(pick.slice_id)
-                mimics_used.add(pick.mimic)
-                break
+            if free:
+                best = min(_staleness(s.slice_id, seen, reserved) for s in free)
+                fresh = [s for s in free if _staleness(s.slice_id, seen, reserved) == best]
+                options.append((int(rank == len(tiers) - 1), best, rank, fresh))
+        if not options:
+            continue
+        *_order, candidates = min(options, key=lambda option: option[:3])
+        if kind is MaterialKind.mimic:
+            candidates = [s for s in candidates if s.mimic not in mimics_used] or candidates
+        pick = rng.choice(candidates)
+        chosen.append(pick)
+        taken.add(pick.slice_id)
+        mimics_used.add(pick.mimic)
     rng.shuffle(chosen)
     return chosen
 
@@ -134,6 +139,19 @@ def _stats(
         RaterStats.user_id == user_id, RaterStats.project_id == project_id
     )
     return session.exec(query.with_for_update() if lock else query).first()
+
+
+def _refuse_suspended(session: Session, stats: RaterStats | None) -> None:
+    """A rater suspended in the project may take (or go on with) the test only once an
+    expert allowed it since the suspension: an attempt opened before is no way back."""
+    if stats is None or stats.trust is not TrustLevel.suspended:
+        return
+    if not may_requalify(session, stats.user_id, stats.project_id):
+        raise PermissionDenied(
+            "Your labelling is paused in this project; an expert must allow a new "
+            "qualification attempt first",
+            code="rater_suspended",
+        )
 
 
 def may_requalify(session: Session, user_id: int, project_id: int) -> bool:
@@ -216,18 +234,12 @@ def start(
     now = now or utcnow()
     project = _project(session, project_name)
     assert project.id is not None
+    stats = _stats(session, user.id, project.id)
+    _refuse_suspended(session, stats)
     found = open_attempt(session, user.id, project.id)
     if found is not None:
         return found
-    stats = _stats(session, user.id, project.id)
-    if stats is not None and stats.trust is TrustLevel.suspended:
-        if not may_requalify(session, user.id, project.id):
-            raise PermissionDenied(
-                "Your labelling is paused in this project; an expert must allow a new "
-                "qualification attempt first",
-                code="rater_suspended",
-            )
-    elif stats is not None and stats.qualified_at is not None:
+    if stats is not None and stats.trust is not TrustLevel.suspended and stats.qualified_at:
         raise Conflict(f"You have already qualified for {project_name!r}", code="already_qualified")
     wait, _started = next_attempt_at(session, user.id, project, now)
     if wait is not None:
@@ -407,6 +419,9 @@ def submit_answer(
 ) -> tuple[TutorialItem, items.Scored, QualificationAttempt | None]:
     """Answer the caller's practice or qualification item; a qualification item's attempt
     is scored with its last answer (returned with the item, else None for practice)."""
+    # One writer at a time on SQLite, where row locks are no-ops: two answers to one item
+    # raced there, each with its own verdict.
+    serialize_writers(session)
     item = items.own_item(session, user_id, item_id, lock=True)
     attempt = None
     if item.purpose is ItemPurpose.qualification:
@@ -415,6 +430,7 @@ def submit_answer(
         attempt = own_attempt(session, user_id, item.attempt_id, lock=True)
         if attempt.finished_at is not None:
             raise AttemptFinished(f"Attempt {attempt.id} is finished")
+        _refuse_suspended(session, _stats(session, user_id, attempt.project_id))
     scored = items.answer(
         session=session,
         storage=storage,

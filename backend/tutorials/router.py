@@ -192,7 +192,9 @@ def attempt_items(
     "/items/{item_id}/answer",
     response_model=ItemAnswerRead,
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(404, 409, 422, e409="Already answered, or its attempt is finished"),
+    responses=error_responses(
+        400, 404, 409, 422, e409="Already answered, or its attempt is finished"
+    ),
 )
 def answer_item(
     item_id: PathId,
@@ -330,7 +332,7 @@ def _png(read: object, key: str, secret: str, token: str) -> Response:
     "/cases",
     response_model=TutorialCaseRead,
     responses=error_responses(
-        404, 409, 422, e409="The case is held out, has no expert reference, or is not tutorial"
+        400, 404, 409, 422, e409="The case is held out, has no expert reference, or is not tutorial"
     ),
 )
 def set_tutorial_case(
@@ -350,7 +352,7 @@ def set_tutorial_case(
 @router.post(
     "/raters/{user_id}/requalify",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(404, 409, 422, e409="The rater is not suspended"),
+    responses=error_responses(400, 404, 409, 422, e409="The rater is not suspended"),
 )
 def allow_requalify(
     user_id: PathId, body: RaterDecision, expert: ExpertUser, session: SessionDep

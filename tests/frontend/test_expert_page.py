@@ -297,6 +297,28 @@ def test_review_reject_and_rater_table(browser: Any, site: tuple[str, Path]) -> 
     assert page.locator("#history circle").count() == 1
     assert page.locator("#history line.level").count() == 1
     assert "Dice 0.80" in page.inner_html("#history")
+    # Training: every lesson charted; without tutorial material no project has a test.
+    page.click("#tab-training")
+    page.wait_for_selector("#lesson-chart rect.bar", state="attached")
+    assert page.locator("#lesson-chart rect.bar").count() == 6
+    assert "needs a case set aside as tutorial material" in page.inner_html("#pass-chart")
+    page.wait_for_function(
+        "() => document.querySelector('#exercise-rows').textContent.includes('No practice')"
+    )
+    # A mimic with answers draws its share; one without says so and draws no bar.
+    page.evaluate(
+        """async () => {
+            const { drawBars } = await import('/static/expert-training.js');
+            drawBars(document.querySelector('#mimic-chart'), [
+                { label: 'Choroid plexus', value: 0.4, figure: '40 % of 5' },
+                { label: 'Flow artefact', value: null, figure: 'no answer yet' },
+            ], { empty: 'none' });
+        }"""
+    )
+    widths = page.eval_on_selector_all(
+        "#mimic-chart rect.bar", "bars => bars.map(b => Number(b.getAttribute('width')))"
+    )
+    assert widths == [120, 0]
     assert errors == []
     with Session(engine := _db(data_dir)) as session:
         (rejection,) = session.exec(select(SliceRejection)).all()
@@ -351,6 +373,9 @@ def test_accessibility_scan_and_one_screen_at_laptop_and_tablet_sizes(
         page.click("#tab-raters")
         page.wait_for_selector("[data-testid=rater-row]")
         found[f"{width} raters"] = _axe(page)
+        page.click("#tab-training")
+        page.wait_for_selector("#lesson-chart rect.bar", state="attached")
+        found[f"{width} training"] = _axe(page)
         assert errors == []
     summary = {
         where: [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in violations]

@@ -446,7 +446,7 @@ def test_gold_feedback_is_shown_before_moving_on(browser: Any, tmp_path: Path) -
         page.click("[data-testid=submit]")
         page.wait_for_selector("[data-testid=feedback]", state="visible")
         text = page.inner_text("[data-testid=feedback-text]")
-        assert "Dice" in text
+        assert "Overlap with the expert:" in text
         assert "Lesions found: 1 of 1" in text
         page.wait_for_function("() => document.querySelector('#feedback-image').naturalWidth > 0")
         legend = page.inner_text("[data-testid=feedback]")

@@ -166,7 +166,7 @@ def test_the_studio_sends_a_new_volunteer_to_a_lesson_with_practice(
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=feedback]", state="visible")
     text = page.inner_text("[data-testid=feedback-text]")
-    for words in ("Dice", "Lesions found:", "False alarms:"):
+    for words in ("Overlap with the expert:", "Lesions found:", "False alarms:"):
         assert words in text
     assert "lesions" in page.inner_text("[data-testid=feedback-explanation]")
     legend = page.inner_text("[data-testid=feedback]")

@@ -105,7 +105,7 @@ def test_a_worker_killed_mid_training_is_resumed_with_the_registry_intact(
             strategy="random",
             budget=2,
             config="tiny",
-            minutes=0.25,
+            minutes=0.1,
         )
         rounds.close_labelling(session, started.id or 0, force=True)  # trains on gold
     round_id = started.id or 0

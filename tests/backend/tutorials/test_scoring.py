@@ -87,3 +87,19 @@ def test_the_draw_prefers_slices_the_volunteer_never_had() -> None:
     # A pool too small for fresh slices still fills the test, never the same slice twice.
     small = draw(pool[:3] + pool[10:13], seen, 6, random.Random(1))
     assert len({s.slice_id for s in small}) == 6
+
+
+def test_a_fresh_slice_of_another_load_comes_before_one_the_volunteer_had() -> None:
+    # Red team, 2026-12-07: with the large-load slices used up, the draw served ones the
+    # volunteer had before (their feedback seen) while fresh medium ones were left.
+    pool = [
+        TutorialSlice(slice_id=i, case_id=1, kind=MaterialKind.lesion, load=LesionLoad.large)
+        for i in range(3)
+    ] + [
+        TutorialSlice(slice_id=10 + i, case_id=1, kind=MaterialKind.lesion, load=LesionLoad.medium)
+        for i in range(10)
+    ]
+    seen = {0, 1, 2}
+    for seed in range(20):
+        chosen = draw(pool, seen, 2, random.Random(seed))
+        assert not {s.slice_id for s in chosen} & seen
