@@ -36,6 +36,8 @@ from backend.core.outbox import Relay, celery_sender
 from backend.core.security import HashingGate
 from backend.core.storage import Storage
 from backend.fusion.router import router as fusion_router
+from backend.gamification import badges, limits
+from backend.gamification.router import router as rewards_router
 from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
 from backend.projects.router import router as projects_router
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     settings = settings or get_settings()
     # The lessons validate before anything else: a broken one fails with its file and line.
     default_catalog()
+    badges.catalog()  # the badges too (backend/gamification/badges.yaml)
     owns_engine = engine is None
     db_engine = engine or create_db_engine(
         settings.database_url,
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.relay = Relay(db_engine, celery_sender(settings))
     app.state.database = Database(db_engine, app.state.relay)
     app.state.storage = Storage(settings.storage_url)
+    app.state.submits = limits.for_settings(settings)  # answers per volunteer and minute
     app.state.hashing = HashingGate(
         slots=settings.password_hash_concurrency,
         queue=settings.password_hash_queue,
@@ -133,6 +137,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(workspace_router, prefix="/api")  # the expert workspace
     app.include_router(tutorials_router, prefix="/api")  # practice and qualification items
     app.include_router(lessons_router, prefix="/api")  # lessons and the field guide
+    app.include_router(rewards_router, prefix="/api")  # points, badges, leaderboards, goals
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)
     add_frontend(app, Frontend(FRONTEND_DIR))

@@ -4,6 +4,7 @@ from backend.annotations.models import Annotation
 from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
 from backend.core.outbox import OutboxJob
 from backend.fusion.models import FusionResult, FusionRun
+from backend.gamification.models import BadgeAward, PointEntry, PointTotal, RewardProfile
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.projects.models import Project
 from backend.quality.models import (
@@ -34,6 +35,10 @@ from backend.tutorials.models import (
 
 __all__ = [
     "Annotation",
+    "BadgeAward",
+    "PointEntry",
+    "PointTotal",
+    "RewardProfile",
     "AuthThrottle",
     "Assignment",
     "AssignmentState",

@@ -28,7 +28,12 @@ REFRESH_RATES_SECONDS = 300.0
 # How often it deletes the login and sign-up throttle rows that no longer count.
 PRUNE_THROTTLE_SECONDS = 3600.0
 # Modules whose jobs the backend worker runs; a worker consuming ``gpu`` adds ``ml.jobs``.
-BACKEND_JOBS = ["backend.fusion.jobs", "backend.quality.jobs", "backend.rounds.jobs"]
+BACKEND_JOBS = [
+    "backend.fusion.jobs",
+    "backend.gamification.jobs",
+    "backend.quality.jobs",
+    "backend.rounds.jobs",
+]
 ML_JOBS = "ml.jobs"
 
 

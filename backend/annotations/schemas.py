@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from backend.annotations.masks import MaskIn
 from backend.core.validation import InputModel
+from backend.gamification.schemas import RewardRead
 
 Side = Annotated[int, Field(ge=0, le=100_000)]
 
@@ -57,3 +58,6 @@ class AnnotationRead(BaseModel):
     created_at: datetime
     # Present after a check task: how your answer compared with an expert's.
     feedback: FeedbackRead | None = None
+    # Your points for it: at once after a check task, "pending" until enough volunteers
+    # labelled the slice otherwise (the same words whichever it was, before the feedback).
+    reward: RewardRead | None = None

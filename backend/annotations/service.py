@@ -1,7 +1,8 @@
 """Storing a rater's mask for a leased task: validated, idempotent, and closing the lease."""
 
+import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -19,6 +20,7 @@ from backend.core.errors import Conflict, InvalidInput, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import FUSE_TASK
+from backend.gamification import ledger
 from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import service as quality
@@ -36,6 +38,7 @@ class Submission:
     lease_id: int
     replayed: bool  # True when this was a retry of a submission already stored
     feedback: quality.Feedback | None  # after a gold task
+    expert: bool = False  # an expert's answer: a gold candidate, no points
 
 
 class IdempotencyMismatch(InvalidInput):
@@ -88,6 +91,8 @@ def submit(
             assert stored.id is not None
             score = quality.gold_score_of(session, stored.id)
             feedback = None if score is None else quality.feedback_of(score)
+            if feedback is not None:
+                feedback = replace(feedback, points=ledger.points_of(session, stored.id))
             return Submission(stored, lease_id, replayed=True, feedback=feedback)
         raise Conflict("You already labelled this task")
     if row.suspended is not None and not row.expert:
@@ -118,6 +123,10 @@ def submit(
         )
 
     mask = decode(mask_in, width=row.width, height=row.height, max_bytes=max_mask_bytes)
+    # The time on the task as the server saw it: from the later of the lease and the rater's
+    # previous answer in the project (a prefetched lease starts when the last answer ends).
+    started = row.leased_at if row.last_answer is None else max(row.leased_at, row.last_answer)
+    server_ms = max(0, int((now - started).total_seconds() * 1000))
     key = f"annotations/{task_id}/{user.id}-{uuid.uuid4().hex}.png"
     storage.put(key, to_png(mask))
     on_rollback(session, lambda: storage.delete(key))
@@ -127,6 +136,8 @@ def submit(
         "mask_key": key,
         "lesion_pixels": int(mask.sum()),
         "duration_ms": duration_ms,
+        "server_ms": server_ms,
+        "mask_sha256": hashlib.sha256(mask.tobytes()).hexdigest()[:16],
         "client_info": client_info,
         "created_at": now,
     }
@@ -150,11 +161,7 @@ def submit(
         outbox.defer(session, FUSE_TASK, task_id)
     if row.expert:
         # An expert answer: a gold candidate, not a volunteer label (no totals, no repeats).
-        return Submission(annotation, lease_id, replayed=False, feedback=None)
-    # The time on the task as the server saw it: from the later of the lease and the rater's
-    # previous answer in the project (a prefetched lease starts when the last answer ends).
-    started = row.leased_at if row.last_answer is None else max(row.leased_at, row.last_answer)
-    server_ms = max(0, int((now - started).total_seconds() * 1000))
+        return Submission(annotation, lease_id, replayed=False, feedback=None, expert=True)
     feedback = quality.record_answer(
         session=session,
         storage=storage,

@@ -13,13 +13,19 @@ tutorials_app = typer.Typer(
 
 
 def check_content() -> None:
-    """Validate every lesson and the field guide (a broken file stops the command)."""
+    """Validate every lesson, the field guide and the badges (a broken file stops the
+    command)."""
+    from backend.gamification.badges import catalog
     from backend.tutorials.content import ContentError, default_catalog
 
     try:
         default_catalog()
     except ContentError as exc:
         raise fail(f"the tutorials do not validate:\n{exc}") from exc
+    try:
+        catalog()
+    except ContentError as exc:
+        raise fail(f"the badges do not validate:\n{exc}") from exc
 
 
 @tutorials_app.command("check")

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     login_failure_window_hours: float = Field(default=24.0, gt=0)
     # Sign-ups per client address per hour.
     signups_per_address_per_hour: int = Field(default=20, ge=1)
+    # Answers one volunteer may submit per minute and per hour (``gamification.limits``; an
+    # honest rater, at the spam rule's 1.5 s an answer at the fastest, stays under both).
+    submits_per_minute: int = Field(default=60, ge=1)
+    submits_per_hour: int = Field(default=1800, ge=1)
     # Active bearer tokens one account may hold.
     max_tokens_per_user: int = Field(default=20, ge=1)
     # Pooled fusion rates are refitted (``fusion.fuse_project``, sent by the beat worker's

@@ -8,6 +8,7 @@ from backend.core.db import transaction
 from backend.core.outbox import defer
 from backend.fusion import FUSE_PROJECT, FUSE_TASK, REFRESH_RATES, REFUSE_RATER, service
 from backend.fusion.consensus import score_consensus
+from backend.gamification import CONFIRM_TASK
 from backend.worker import celery_app, job_resources
 
 
@@ -18,6 +19,8 @@ def fuse_task(task_id: int) -> int | None:
         result = service.fuse_task(session=session, storage=storage, task_id=task_id)
         # Agreement with the consensus, the check gold alone cannot give (quality.consistency).
         score_consensus(session=session, storage=storage, task_id=task_id)
+        if result is not None:
+            defer(session, CONFIRM_TASK, task_id)  # points by agreement (gamification)
         return None if result is None else result.id
 
 

@@ -27,6 +27,7 @@ from backend.core.db import table_of
 from backend.core.errors import Conflict, NotFound
 from backend.core.timeutil import utcnow
 from backend.fusion import REFUSE_RATER
+from backend.gamification import RATER_CHANGED
 from backend.projects.models import Project
 from backend.quality import metrics
 from backend.quality.models import ConsensusScore, RaterAction, RaterActionKind, RaterStats
@@ -163,6 +164,7 @@ def _decided(
         )
     )
     outbox.defer(session, REFUSE_RATER, stats.project_id, stats.user_id)
+    outbox.defer(session, RATER_CHANGED, stats.project_id, stats.user_id)
     session.flush()
 
 

@@ -28,6 +28,7 @@ from backend.core.errors import Conflict, NotFound
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import REFUSE_RATER
+from backend.gamification import RATER_CHANGED, ledger
 from backend.projects.models import Project
 from backend.quality import metrics, scoring
 from backend.quality.gold import FROZEN, brain_region, overlay_png, read_mask, retire_gold
@@ -91,6 +92,7 @@ class Feedback:
     lesions_found: int
     lesions_missed: int
     false_alarms: int
+    points: int | None = None  # the answer's points (``gamification.ledger``); None: unknown
     # The overlay PNG when it was just made (a fresh answer), sent with the answer so the
     # studio needs no second request; None on a replay (it reads ``overlay_url``).
     overlay: bytes | None = None
@@ -122,6 +124,7 @@ def _bump_statement(dialect: str) -> ReturningInsert[Any]:
         RATER_STATS.c.override,
         RATER_STATS.c.rule_base,
         RATER_STATS.c.qualified_at,
+        RATER_STATS.c.flagged_reason,
         *(RATER_STATS.c[name] for name in columns),
     )
 
@@ -150,7 +153,7 @@ def record_answer(
     answer = mask.astype(bool)
     timing = server_ms if server_ms is not None else duration_ms
     delta = scoring.add_answer(RaterTotals(), timing, task.limits)
-    feedback = None
+    feedback, result = None, None
     if task.kind is TaskKind.gold and task.gold_version_id and task.gold_mask_key:
         result, feedback = _score_gold(session, storage, task, user_id, annotation_id, answer, now)
         delta = scoring.add_gold(delta, result, None, task.limits)
@@ -170,6 +173,11 @@ def record_answer(
         },
     ).one()
     totals = totals_of(row)
+    if result is not None and feedback is not None:  # one ledger row (its trigger: totals)
+        points = ledger.award_scored(
+            session, task, user_id, annotation_id, result, row, timing, now
+        )
+        feedback = replace(feedback, points=points)
     _update_trust(session, row, totals, task, user_id, now)
     if task.kind is TaskKind.normal and draw() < task.repeat_rate:
         session.add(
@@ -320,6 +328,7 @@ def exclude(session: Session, *, project_id: int, user_id: int, now: datetime) -
     accepted), and once committed every task they answered is fused again without them."""
     tasks_service.release_all(session=session, user_id=user_id, project_id=project_id, now=now)
     outbox.defer(session, REFUSE_RATER, project_id, user_id)
+    outbox.defer(session, RATER_CHANGED, project_id, user_id)  # points reversed, off the boards
 
 
 def gold_score_of(session: Session, annotation_id: int) -> GoldScore | None:
@@ -451,6 +460,7 @@ def set_suspension(
             **{name: getattr(stats, name) for name in COUNTERS},
         }
         outbox.defer(session, REFUSE_RATER, project_id, user_id)
+        outbox.defer(session, RATER_CHANGED, project_id, user_id)
     stats.override, stats.updated_at = action.value, now
     session.add(stats)
     session.add(

@@ -5,6 +5,7 @@ import base64
 
 from backend.annotations import service as annotations
 from backend.annotations.schemas import AnnotationRead, FeedbackRead
+from backend.gamification.schemas import RewardRead
 from backend.imaging import sprite
 from backend.tasks import service
 from backend.tasks.schemas import NeighbourRead, SliceRead, SpriteRead, TaskRead
@@ -57,10 +58,36 @@ def task_read(lease: service.Lease) -> TaskRead:
     )
 
 
+def reward_read(result: annotations.Submission) -> RewardRead | None:
+    """An answer's points as the studio says them: a check answer's at once, a normal
+    answer's once enough volunteers labelled the slice."""
+    if result.expert:
+        return None
+    feedback = result.feedback
+    if feedback is None:
+        return RewardRead(
+            status="pending",
+            points=0,
+            message="Points come once enough volunteers have labelled this slice: the closer "
+            "your outline to theirs, the more",
+        )
+    points = feedback.points or 0
+    if points:
+        return RewardRead(
+            status="awarded", points=points, message="for your outline against the expert's"
+        )
+    return RewardRead(
+        status="none",
+        points=0,
+        message="No points for this one: compare your outline with the expert's below",
+    )
+
+
 def annotation_read(result: annotations.Submission) -> AnnotationRead:
     stored, feedback = result.annotation, result.feedback
     assert stored.id is not None
     return AnnotationRead(
+        reward=reward_read(result),
         id=stored.id,
         task_id=result.lease_id,
         lesion_pixels=stored.lesion_pixels,

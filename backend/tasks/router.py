@@ -124,6 +124,7 @@ async def next_task(
             409,
             415,
             422,
+            429,
             e409="Not leased to you, already labelled, or the lease was lost",
             e422="The mask is malformed, the wrong size or not binary, or the Idempotency-Key "
             "was used with a different request",
@@ -163,6 +164,8 @@ async def submit_annotation(
 
     def work(session: Session) -> tuple[AnnotationRead, bool]:
         caller = authenticate(session, credentials, SCOPE)
+        # 429 past the per-volunteer rate (gamification.limits).
+        request.app.state.submits.check(caller.id or 0)
         body = parse_json(AnnotationCreate, raw)
         request_sha256 = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
         result = annotations.submit(

@@ -62,6 +62,12 @@ POLICY = {
     ("GET", "/api/tutorials/stats"): EXPERT,
     ("GET", "/api/tutorials/field-guide/{entry_id}.png"): USER,
     ("POST", "/api/tutorials/raters/{user_id}/requalify"): EXPERT,
+    ("GET", "/api/rewards/me"): USER,  # own rewards only
+    ("POST", "/api/rewards/me/seen"): USER,
+    ("PUT", "/api/rewards/me/settings"): USER,
+    ("GET", "/api/rewards/me/history"): USER,
+    ("GET", "/api/rewards/leaderboard"): USER,  # pseudonyms only
+    ("GET", "/api/rewards/goals"): USER,
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,

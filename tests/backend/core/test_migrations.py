@@ -20,6 +20,7 @@ TABLES |= {"fusion_runs", "fusion_results", "job_outbox", "model_versions", "rou
 TABLES |= {"task_reports", "consensus_scores"}
 TABLES |= {"slice_rejections"}
 TABLES |= {"tutorial_slices", "lesson_completions", "qualification_attempts", "tutorial_items"}
+TABLES |= {"points_ledger", "point_totals", "badge_awards", "reward_profiles"}
 
 
 def _tables(engine: Engine) -> set[str]:

@@ -89,10 +89,14 @@ def _volunteer_run(
     event.listen(engine, "before_cursor_execute", count)
     try:
         for _ in range(leases):
+            rewards_before = client.get("/api/rewards/me").json()
             statements.clear()
             response = client.post("/api/tasks/next")
             assert response.status_code == 200
             made = list(statements)
+            # Nothing about rewards changes with a lease: what the studio could show before
+            # answering is the same for a check slice and a crowd slice.
+            assert client.get("/api/rewards/me").json() == rewards_before
             task = response.json()
             kind, index, slice_id = _kind_and_index(migrated_engine, task["id"])
             headers = {k: v for k, v in response.headers.items() if k not in VARYING}
@@ -133,6 +137,11 @@ def _volunteer_run(
             )
             assert sent.status_code == 201
             assert (sent.json()["feedback"] is not None) == (kind is TaskKind.gold)
+            # Points: a check answer's at once (none when answered faster than the spam
+            # rule's threshold), a crowd answer's pending until the slice is fused.
+            reward = sent.json()["reward"]
+            expected = ("awarded", "none") if kind is TaskKind.gold else ("pending",)
+            assert reward["status"] in expected
     finally:
         event.remove(engine, "before_cursor_execute", count)
     return seen

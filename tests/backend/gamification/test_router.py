@@ -1,0 +1,158 @@
+"""``/api/rewards`` end to end: a volunteer's points after check answers (at once) and crowd
+answers (pending, then confirmed by the fusion job's points), the badges that follow, the
+leaderboard with their row, settings, and bad input refused with its reason."""
+
+import numpy as np
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from backend.annotations.masks import encode_rle
+from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
+from backend.fusion import service as fusion
+from backend.fusion.consensus import score_consensus
+from backend.gamification import confirm
+from backend.gamification.models import PointEntry, PointReason, PointTotal
+from backend.imaging.models import Slice
+from backend.quality import gold
+from backend.tasks.models import Assignment, Task, TaskKind
+from tests.backend.quality.test_gold import _normal_tasks, create_case
+from tests.factories import create_project, signup
+
+# A different square on every slice: the same mask on three slices is copying (no points).
+MASKS = []
+for _k in range(24):
+    _mask = np.zeros((16, 24), dtype=bool)
+    _mask[2 + _k % 10 : 6 + _k % 10, 2 + (_k // 10) * 7 : 7 + (_k // 10) * 7] = True
+    MASKS.append(_mask)
+
+
+def _seed(engine: Engine, storage: Storage) -> None:
+    with Session(engine) as session:
+        # fast_ms=0: the test client answers in milliseconds, which the spam rule would void.
+        # Two labels a slice, never more (an uncertain one goes to the experts).
+        project = create_project(
+            session, min_labels=2, max_labels=2, gold_rate=0.5, gold_schedule=[], fast_ms=0
+        )
+        slices = create_case(session, storage, project, MASKS)
+        for s in slices[2:22:2]:
+            gold.approve_reference(
+                session=session, storage=storage, slice_id=s.id or 0, expert_id=None
+            )
+        _normal_tasks(session, project, slices[3:22:2])
+        session.commit()
+
+
+def _answer(client: TestClient, engine: Engine) -> tuple[TaskKind, dict[str, object]] | None:
+    """Lease a task and answer it with its slice's square; None when none is left."""
+    lease = client.post("/api/tasks/next")
+    if lease.status_code == 204:
+        return None
+    assert lease.status_code == 200, lease.text
+    task = lease.json()
+    with Session(engine) as session:
+        assignment = session.get(Assignment, task["id"])
+        assert assignment is not None
+        found = session.get(Task, assignment.task_id)
+        assert found is not None
+        index = session.get(Slice, found.slice_id).index  # type: ignore[union-attr]
+        kind = found.kind
+    counts = encode_rle(MASKS[index].astype(np.uint8))
+    sent = client.post(
+        f"/api/tasks/{task['id']}/annotations",
+        json={"mask": {"encoding": "rle", "width": 24, "height": 16, "counts": counts}},
+    )
+    assert sent.status_code == 201, sent.text
+    return kind, sent.json()
+
+
+def test_points_badges_and_the_board(
+    client: TestClient, migrated_engine: Engine, storage: Storage
+) -> None:
+    _seed(migrated_engine, client.app.state.storage)  # type: ignore[attr-defined]
+    other = TestClient(client.app)
+    signup(other, "other@example.org")
+    signup(client, "points@example.org")
+    start = client.get("/api/rewards/me").json()
+    assert (start["total"], start["level"]["name"], start["badges"]) == (0, "Newcomer", [])
+    assert len(start["next_badges"]) == 3
+    answered: dict[str, list[TaskKind]] = {"me": [], "other": []}
+    for who, volunteer in (("me", client), ("other", other)):
+        while (done := _answer(volunteer, migrated_engine)) is not None:
+            kind, answer = done
+            answered[who].append(kind)
+            reward = answer["reward"]
+            if kind is TaskKind.gold:
+                assert (reward["status"], reward["points"]) == ("awarded", 10)  # a perfect outline
+            else:
+                assert (reward["status"], reward["points"]) == ("pending", 0)
+    mine = answered["me"]
+    assert TaskKind.gold in mine
+    assert TaskKind.normal in mine
+    # The crowd tasks (two labels each) are fused; the fusion job's points follow.
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    with Session(migrated_engine) as session:
+        complete = select(Task.id).where(
+            Task.kind == TaskKind.normal, Task.state.in_(["complete", "review"])
+        )
+        for task_id in session.execute(complete).scalars().all():
+            fusion.fuse_task(session=session, storage=storage, task_id=task_id)
+            score_consensus(session=session, storage=storage, task_id=task_id)
+            confirm.confirm_task(session, task_id, utcnow())
+            confirm.confirm_task(session, task_id, utcnow())  # a job sent twice
+        session.commit()
+        confirmed = session.execute(
+            select(func.count())
+            .select_from(PointEntry)
+            .where(PointEntry.reason == PointReason.confirmed)
+        ).scalar_one()
+        normal = answered["me"].count(TaskKind.normal) + answered["other"].count(TaskKind.normal)
+        assert confirmed == normal
+    mine_now = client.get("/api/rewards/me").json()
+    badge_ids = {b["id"] for b in mine_now["badges"]}
+    assert {"first-label", "sharp-outline"} <= badge_ids
+    assert [b["id"] for b in mine_now["new_badges"]] == [b["id"] for b in mine_now["badges"]]
+    badge_points = sum(b["points"] for b in mine_now["badges"])
+    # Perfect outlines, agreeing volunteers: ten points an answer, and the badges'.
+    assert mine_now["total"] == 10 * len(mine) + badge_points
+    with Session(migrated_engine) as session:
+        totals = session.execute(select(func.sum(PointTotal.total))).scalar_one()
+        summed = session.execute(select(func.sum(PointEntry.points))).scalar_one()
+        assert totals == summed
+    assert mine_now["level"]["number"] >= 2
+    assert mine_now["level_up"] is True
+    assert client.post("/api/rewards/me/seen").status_code == 204
+    seen = client.get("/api/rewards/me").json()
+    assert (seen["new_badges"], seen["level_up"]) == ([], False)
+    board = client.get("/api/rewards/leaderboard?board=all").json()
+    assert board["total"] == 2  # both volunteers' check answers earned at once
+    assert [r["points"] for r in board["rows"]] == sorted(
+        (r["points"] for r in board["rows"]), reverse=True
+    )
+    assert board["me"]["points"] == mine_now["total"]
+    assert board["me"]["rank"] == 1  # the badges' points came with reading the rewards
+    assert [r["you"] for r in board["rows"]] == [True, False]
+    history = client.get("/api/rewards/me/history").json()
+    assert sum(day["points"] for day in history) == mine_now["total"]
+
+
+def test_bad_input_is_refused_with_its_reason(client: TestClient) -> None:
+    assert client.get("/api/rewards/me").status_code == 401
+    signup(client, "settings@example.org")
+    for zone in ("Mars/Olympus", "UTC+1", ""):
+        refused = client.put("/api/rewards/me/settings", json={"time_zone": zone})
+        assert refused.status_code == 422, zone
+    refused = client.put("/api/rewards/me/settings", json={"time_zone": "Mars/Olympus"})
+    assert refused.json()["code"] == "unknown_time_zone"
+    fine = client.put(
+        "/api/rewards/me/settings", json={"time_zone": "Europe/Berlin", "leaderboard": False}
+    )
+    assert fine.json() == {"time_zone": "Europe/Berlin", "leaderboard": False}
+    assert client.get("/api/rewards/me").json()["time_zone"] == "Europe/Berlin"
+    assert client.put("/api/rewards/me/settings", json={"colour": "red"}).status_code == 422
+    far = client.get("/api/rewards/leaderboard?board=all&offset=5")
+    assert (far.status_code, far.json()["code"]) == (422, "page_out_of_range")
+    assert client.get("/api/rewards/leaderboard?board=month").status_code == 422
+    assert client.get("/api/rewards/leaderboard?limit=1000").status_code == 422
+    assert client.get("/api/rewards/goals?project=nowhere").status_code == 404
