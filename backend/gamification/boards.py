@@ -60,11 +60,11 @@ def _scope(board: Board, now: datetime) -> tuple[Any, list[Any]]:
     """The points column and the filters of a board (visible rows; this week's)."""
     if board is Board.week:
         return TOTALS.c.week_points, [
-            TOTALS.c.hidden.is_(False),
+            ~TOTALS.c.hidden,
             TOTALS.c.week == ledger.week_of(now),
             TOTALS.c.week_points > 0,
         ]
-    return TOTALS.c.total, [TOTALS.c.hidden.is_(False), TOTALS.c.total > 0]
+    return TOTALS.c.total, [~TOTALS.c.hidden, TOTALS.c.total > 0]
 
 
 def page(
