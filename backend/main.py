@@ -150,6 +150,7 @@ PAGES = {
     "/tutorials": ("tutorials.html", "Lessons, practice, the field guide and the test."),
     "/expert": ("expert.html", "The expert workspace (its API calls check the role)."),
     "/rounds": ("rounds.html", "Active-learning rounds and the learning curve (the API checks)."),
+    "/rewards": ("rewards.html", "Your points, level, streak, badges and the leaderboards."),
 }
 
 

@@ -91,6 +91,7 @@ export function forgetMe(known = null) {
 export const PAGES = [
   { path: "/", label: "Label", short: "Label", roles: null },
   { path: "/tutorials", label: "Tutorial", short: "Tutorial", roles: null, wide: true },
+  { path: "/rewards", label: "Points", short: "Points", roles: null, wide: true },
   { path: "/expert", label: "Expert workspace", short: "Expert", roles: ["expert", "admin"] },
   { path: "/rounds", label: "Rounds", short: "Rounds", roles: ["engineer", "admin"] },
 ];

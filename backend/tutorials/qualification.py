@@ -88,6 +88,7 @@ def draw(
     chosen: list[TutorialSlice] = []
     taken: set[int] = set()
     mimics_used: set[str | None] = set()
+    stale = {s.slice_id: _staleness(s.slice_id, seen, reserved) for s in pool}
     for kind, load in composition(items):
         same_class = [
             s for s in pool if (s.kind is MaterialKind.lesion) == (kind is MaterialKind.lesion)
@@ -104,8 +105,8 @@ def draw(
         for rank, tier in enumerate(tiers):
             free = [s for s in tier if s.slice_id not in taken]
             if free:
-                best = min(_staleness(s.slice_id, seen, reserved) for s in free)
-                fresh = [s for s in free if _staleness(s.slice_id, seen, reserved) == best]
+                best = min(stale[s.slice_id] for s in free)
+                fresh = [s for s in free if stale[s.slice_id] == best]
                 options.append((int(rank == len(tiers) - 1), best, rank, fresh))
         if not options:
             continue

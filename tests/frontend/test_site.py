@@ -32,13 +32,13 @@ Page = Any
 # The header's pages for each role on a laptop (on a phone the tutorial is left out, and the
 # volunteer's one page left is not listed at all).
 PAGES = {
-    UserRole.volunteer: ["Label", "Tutorial"],
-    UserRole.expert: ["Label", "Tutorial", "Expert workspace"],
-    UserRole.engineer: ["Label", "Tutorial", "Rounds"],
-    UserRole.admin: ["Label", "Tutorial", "Expert workspace", "Rounds"],
+    UserRole.volunteer: ["Label", "Tutorial", "Points"],
+    UserRole.expert: ["Label", "Tutorial", "Points", "Expert workspace"],
+    UserRole.engineer: ["Label", "Tutorial", "Points", "Rounds"],
+    UserRole.admin: ["Label", "Tutorial", "Points", "Expert workspace", "Rounds"],
 }
 # Where each page shows that it has loaded.
-LOADED = {"Tutorial": "[data-testid=lessons]:not([hidden])"}
+LOADED = {"Tutorial": "[data-testid=lessons]:not([hidden])", "Points": "#page:not([hidden])"}
 
 
 @pytest.fixture(scope="module")

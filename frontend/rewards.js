@@ -1,0 +1,152 @@
+// Your points: totals and level, streak, badges earned and the next ones, the last 30 days as
+// a chart, the leaderboards (this week, all time) with your own row wherever you stand, and
+// the reward settings (time zone, leaderboard opt-out). Talks to /api/rewards.
+import { $, api, element, signInHref } from "./api.js";
+import { ready as signedIn } from "./site.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+let board = "week";
+
+function make(tag, attributes, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function badgeItem(badge, earned) {
+  const detail = earned
+    ? `earned ${new Date(badge.awarded_at).toLocaleDateString()}`
+    : `${Math.round((badge.progress || 0) * 100)} % of the way`;
+  return element(
+    "li",
+    { class: earned ? "badge earned" : "badge", "data-testid": earned ? "badge" : "next-badge" },
+    element("strong", { text: badge.name }),
+    element("span", { text: badge.description }),
+    element("span", { class: "muted", text: `${badge.points} points · ${detail}` }),
+  );
+}
+
+// Points per day as bars, the mean quality of their answers as a line (0..1, right axis).
+export function drawHistory(svg, days) {
+  const [left, top, width, height] = [30, 8, 360, 100];
+  const most = Math.max(10, ...days.map((d) => d.points));
+  const n = Math.max(days.length, 1);
+  const step = width / n;
+  const parts = [
+    make("line", { x1: left, x2: left + width, y1: top + height, y2: top + height }),
+    make("text", { x: 2, y: top + 8 }, String(most)),
+    make("text", { x: 2, y: top + height }, "0"),
+  ];
+  if (!days.length) parts.push(make("text", { x: left + 10, y: top + height / 2 }, "No points yet"));
+  days.forEach((day, i) => {
+    const h = (Math.max(day.points, 0) / most) * height;
+    const bar = make("rect", { class: "bar", x: left + i * step + 1, y: top + height - h, width: Math.max(step - 2, 1), height: h });
+    bar.append(make("title", {}, `${day.day}: ${day.points} points`));
+    parts.push(bar);
+  });
+  const quality = days.filter((d) => d.quality !== null);
+  if (quality.length) {
+    const points = days
+      .map((d, i) => (d.quality === null ? null : `${left + i * step + step / 2},${top + (1 - d.quality) * height}`))
+      .filter(Boolean)
+      .join(" ");
+    parts.push(make("polyline", { points }));
+  }
+  if (days.length) {
+    parts.push(make("text", { x: left, y: top + height + 16 }, days[0].day));
+    parts.push(make("text", { x: left + width, y: top + height + 16, "text-anchor": "end" }, days[days.length - 1].day));
+  }
+  svg.replaceChildren(...parts);
+}
+
+async function loadMine() {
+  const me = await api("GET", "/api/rewards/me");
+  $("total").textContent = me.total.toLocaleString();
+  $("week").textContent = me.week_points.toLocaleString();
+  $("level-name").textContent = `Level ${me.level.number}: ${me.level.name}`;
+  $("level-bar").value = me.level.progress;
+  $("level-next").textContent =
+    me.level.next_floor === null ? "The top level." : `${(me.level.next_floor - me.total).toLocaleString()} points to the next level.`;
+  $("streak").textContent = String(me.streak.days);
+  $("longest").textContent = String(me.streak.longest);
+  const notes = [];
+  notes.push(me.streak.answered_today ? "Today counts already." : "Label a slice today to keep it going.");
+  notes.push(me.streak.freeze_left ? "This week's freeze is unused: one missed day will not break your streak." : "This week's freeze is used.");
+  $("streak-note").textContent = notes.join(" ");
+  $("badges").replaceChildren(...me.badges.map((b) => badgeItem(b, true)));
+  if (!me.badges.length) $("badges").append(element("li", { class: "muted", text: "None yet: your first label earns one." }));
+  $("next-badges").replaceChildren(...me.next_badges.map((b) => badgeItem(b, false)));
+  $("time-zone").value = me.time_zone;
+  $("on-board").checked = me.leaderboard;
+  if (me.new_badges.length || me.level_up) await api("POST", "/api/rewards/me/seen");
+}
+
+async function loadBoard() {
+  for (const b of document.querySelectorAll(".board")) b.setAttribute("aria-pressed", String(b.dataset.board === board));
+  const page = await api("GET", `/api/rewards/leaderboard?board=${board}&limit=20`);
+  const row = (r) =>
+    element(
+      "tr",
+      { class: r.you ? "you" : "", "data-testid": "board-row" },
+      element("td", { class: "num", text: String(r.rank) }),
+      element("th", { scope: "row", text: r.you ? `${r.name} (you)` : r.name }),
+      element("td", { class: "num", text: r.points.toLocaleString() }),
+    );
+  $("board-rows").replaceChildren(...page.rows.map(row));
+  if (!page.rows.length) {
+    $("board-rows").append(element("tr", {}, element("td", { colspan: "3", text: board === "week" ? "No points this week yet." : "No points yet." })));
+  }
+  const listed = page.rows.some((r) => r.you);
+  $("board-me").textContent = page.me
+    ? listed
+      ? `You are number ${page.me.rank} of ${page.total}.`
+      : `You: number ${page.me.rank} of ${page.total}, with ${page.me.points.toLocaleString()} points.`
+    : "You are not on this board (no points here yet, or you chose not to be shown).";
+}
+
+async function saveSettings(event) {
+  event.preventDefault();
+  try {
+    const saved = await api("PUT", "/api/rewards/me/settings", {
+      time_zone: $("time-zone").value.trim(),
+      leaderboard: $("on-board").checked,
+    });
+    $("settings-status").textContent = `Saved: ${saved.time_zone}, ${saved.leaderboard ? "shown" : "not shown"} on the leaderboards.`;
+    await Promise.all([loadMine(), loadBoard()]);
+  } catch (error) {
+    $("settings-status").textContent = `Not saved: ${error.message}`;
+  }
+}
+
+async function start() {
+  const me = await signedIn;
+  if (!me) {
+    $("gate").append("Log in to see your points. ", element("a", { href: signInHref(), text: "Log in" }));
+    $("gate").hidden = false;
+    return;
+  }
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("zones").replaceChildren(...zones.map((z) => element("option", { value: z })));
+  $("page").hidden = false;
+  for (const b of document.querySelectorAll(".board")) {
+    b.addEventListener("click", () => {
+      board = b.dataset.board;
+      loadBoard().catch((error) => ($("board-me").textContent = error.message));
+    });
+  }
+  $("settings").addEventListener("submit", saveSettings);
+  const [, days] = await Promise.all([loadMine(), api("GET", "/api/rewards/me/history?days=30"), loadBoard()]);
+  drawHistory($("history"), days);
+  // A first visit in another time zone than the default: offer the browser's.
+  const here = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if ($("time-zone").value === "UTC" && here && here !== "UTC") {
+    $("settings-status").textContent = `Your browser says ${here}: save it to count your days from your midnight.`;
+    $("time-zone").value = here;
+  }
+}
+
+start().catch((error) => {
+  $("gate").textContent = error.message;
+  $("gate").hidden = false;
+});
