@@ -7,6 +7,7 @@ import { $, api, element } from "./api.js";
 import { flushPending, send } from "./answers.js";
 import { dropDraft, loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { count, decodeRle, encodeRle } from "./mask.js";
+import { checkRewards, pointsText, setUpNotices } from "./notices.js";
 import { setUpTools, showTask } from "./tools.js";
 import { feedbackText, show, status, toast } from "./ui.js";
 import { Viewer, cutSprite } from "./viewer.js";
@@ -29,6 +30,7 @@ const progress = { answers: 0, answers_today: 0, skipped: 0, skipped_today: 0, r
 const viewer = new Viewer($("view"), { onChange: masked, onHint: (text) => toast(text) });
 // Read-only inspection for the browser tests (the mask, the view): nothing is sent from here.
 $("view").viewer = viewer;
+setUpNotices();
 
 function newKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(36).slice(2)}`;
@@ -51,6 +53,7 @@ function showProgress() {
   counter.replaceChildren(
     `${progress.answers} done`,
     element("span", { class: "today", text: ` · ${progress.answers_today} today` }),
+    pointsText(),
   );
   counter.dataset.answers = String(progress.answers);
   counter.dataset.today = String(progress.answers_today);
@@ -75,6 +78,7 @@ export async function beginLabelling() {
   await flushPending();
   await refreshProgress();
   await loadTask(await lease());
+  checkRewards(showProgress); // not awaited: the slice never waits for the rewards
 }
 
 async function lease(after) {
@@ -255,6 +259,7 @@ async function submit(empty) {
     const { feedback, reward } = result.stored;
     if (feedback) await showFeedback(feedback, reward);
     await advance(`Saved ✓ ${progress.answers_today} done today.${rewardLine(reward)} This is a new slice.`);
+    checkRewards(showProgress);
   } finally {
     busy(false);
   }

@@ -16,6 +16,7 @@ export function show(section) {
   // only puzzle (and the guide needs an account).
   $("help-open").hidden = section === "auth";
   $("guide-open").hidden = section === "auth";
+  if (section === "auth") $("reward-notice").hidden = true; // logged out: not theirs to see
 }
 
 let toastTimer = null;

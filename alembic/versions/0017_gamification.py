@@ -125,6 +125,7 @@ def upgrade() -> None:
         sa.Column("time_zone", sa.String(length=64), nullable=False),
         sa.Column("leaderboard", sa.Boolean(), nullable=False),
         sa.Column("level_seen", sa.Integer(), nullable=False),
+        sa.Column("ledger_seen", sa.Integer(), nullable=False),
         _user_fk("reward_profiles"),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_reward_profiles")),
     )

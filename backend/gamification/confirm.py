@@ -151,17 +151,16 @@ def rater_changed(session: Session, project_id: int, user_id: int, now: datetime
     written = 0
     if suspended_here:
         corrected = LEDGER.alias("corrected")
+        answers = LEDGER.c.reason.in_(
+            [PointReason.gold.value, PointReason.confirmed.value, PointReason.hard_bonus.value]
+        )
+        # The badges' points too: the badges were won with the same answers (the badges
+        # stay on record; a suspended rater is awarded none meanwhile).
+        badge_points = LEDGER.c.reason == PointReason.badge.value
         earned = session.execute(
             select(LEDGER.c.id, LEDGER.c.points, LEDGER.c.annotation_id, LEDGER.c.week).where(
                 LEDGER.c.user_id == user_id,
-                LEDGER.c.project_id == project_id,
-                LEDGER.c.reason.in_(
-                    [
-                        PointReason.gold.value,
-                        PointReason.confirmed.value,
-                        PointReason.hard_bonus.value,
-                    ]
-                ),
+                (answers & (LEDGER.c.project_id == project_id)) | badge_points,
                 LEDGER.c.points > 0,
                 ~exists().where(corrected.c.corrects_id == LEDGER.c.id),
             )

@@ -131,3 +131,6 @@ class RewardProfile(SQLModel, table=True):
     time_zone: str = Field(default="UTC", max_length=64)
     leaderboard: bool = True  # False: opted out (``point_totals.hidden``)
     level_seen: int = 0  # the highest level shown to them in a notice
+    # The last ledger entry whose fusion-time points (confirmed, bonus, corrections) were
+    # shown to them ("since your last visit").
+    ledger_seen: int = 0

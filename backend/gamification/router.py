@@ -23,6 +23,8 @@ from backend.gamification.schemas import (
     RewardSettingsIn,
     RewardSettingsRead,
     RewardsRead,
+    SeenIn,
+    SinceRead,
     StreakRead,
 )
 from backend.projects.models import Project
@@ -47,7 +49,7 @@ def my_rewards(user: CurrentUser, session: SessionDep) -> RewardsRead:
     the next ones with your progress; new badges and a new level until you mark them seen.
     Badges you have earned are awarded as this is read."""
     assert user.id is not None
-    found = service.rewards(session, user.id, utcnow(), mark_seen=False)
+    found = service.rewards(session, user.id, utcnow())
     level = found.level
     return RewardsRead(
         total=found.total,
@@ -72,14 +74,27 @@ def my_rewards(user: CurrentUser, session: SessionDep) -> RewardsRead:
         next_badges=[_badge(b, progress=round(p, 4)) for b, p in found.next_badges],
         new_badges=[_badge(b) for b in found.new_badges],
         level_up=found.level_up,
+        since=SinceRead(
+            points=found.since.points, answers=found.since.answers, through=found.since.through
+        ),
     )
 
 
-@router.post("/me/seen", status_code=status.HTTP_204_NO_CONTENT)
-def mark_seen(user: CurrentUser, session: SessionDep) -> None:
-    """The new badges and level were shown: they are no longer new."""
+@router.post(
+    "/me/seen", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(400, 422)
+)
+def mark_seen(user: CurrentUser, session: SessionDep, body: SeenIn | None = None) -> None:
+    """A notice showed these badges, this level and the points through ledger entry
+    ``through``: they are no longer new. Without a body, everything new now is marked."""
     assert user.id is not None
-    service.rewards(session, user.id, utcnow(), mark_seen=True)
+    seen = service.Seen()
+    if body is not None:
+        seen = service.Seen(
+            badges=None if body.badges is None else frozenset(body.badges),
+            level=body.level,
+            through=body.through,
+        )
+    service.rewards(session, user.id, utcnow(), mark_seen=seen)
 
 
 @router.put(

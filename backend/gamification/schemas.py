@@ -42,6 +42,23 @@ class BadgeRead(BaseModel):
     progress: float | None = None  # for badges not earned yet
 
 
+class SinceRead(BaseModel):
+    """Points written by fusion since the last notice: answers confirmed (and bonuses,
+    corrections) while the volunteer was away, through ledger entry ``through``."""
+
+    points: int
+    answers: int
+    through: int
+
+
+class SeenIn(InputModel):
+    """What a notice showed; a field left out marks everything new of its kind."""
+
+    badges: list[str] | None = Field(default=None, max_length=100)
+    level: int | None = Field(default=None, ge=0)
+    through: int | None = Field(default=None, ge=0)
+
+
 class RewardsRead(BaseModel):
     total: int
     week_points: int
@@ -53,6 +70,7 @@ class RewardsRead(BaseModel):
     next_badges: list[BadgeRead]  # the closest not earned yet
     new_badges: list[BadgeRead]  # earned and not yet shown as a notice
     level_up: bool  # a level reached and not yet shown
+    since: SinceRead  # points confirmed since the last notice
 
 
 class RewardSettingsIn(InputModel):

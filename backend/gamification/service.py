@@ -214,6 +214,18 @@ def trained_models(session: Session, user_id: int) -> int:
     )
 
 
+def excluded(session: Session, user_id: int) -> bool:
+    """Suspended or flagged by quality control in some project: no badges meanwhile."""
+    out = (col(RaterStats.trust) == "suspended") | col(RaterStats.flagged_reason).is_not(None)
+    return bool(
+        session.execute(
+            select(func.count())
+            .select_from(RaterStats)
+            .where(col(RaterStats.user_id) == user_id, out)
+        ).scalar_one()
+    )
+
+
 def award_badges(session: Session, user_id: int, found: badges.Facts, now: datetime) -> list[str]:
     """Award every badge ``found`` earns that the user lacks, with its points; the badges
     awarded now. Two racing calls award each badge once (the primary key decides)."""
@@ -264,15 +276,59 @@ class Rewards:
     next_badges: list[tuple[badges.Badge, float]]
     new_badges: list[badges.Badge] = field(default_factory=list)
     level_up: bool = False
+    since: "Since" = field(default_factory=lambda: Since(0, 0, 0))
 
 
-def rewards(session: Session, user_id: int, now: datetime, *, mark_seen: bool) -> Rewards:
-    """Judge the badges, then the user's rewards; ``mark_seen``: the new badges and level are
-    shown now (a notice), so they are not new the next time."""
+@dataclass(frozen=True)
+class Since:
+    """Points the fusion job wrote since the volunteer last saw a notice: confirmed answers,
+    bonuses and corrections (``answers``: the confirmed ones), through ledger entry ``through``."""
+
+    points: int
+    answers: int
+    through: int
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a notice showed: badges, the level, the ledger entries through ``through``
+    (None: everything new now). Only what was shown is marked, so a badge won meanwhile is
+    still new the next time."""
+
+    badges: frozenset[str] | None = None
+    level: int | None = None
+    through: int | None = None
+
+
+LATER = (PointReason.confirmed.value, PointReason.hard_bonus.value, PointReason.correction.value)
+
+
+def since_seen(session: Session, user_id: int, after: int) -> Since:
+    """Fusion-time points of the user after ledger entry ``after``."""
+    row = session.execute(
+        select(
+            func.coalesce(func.sum(LEDGER.c.points), 0),
+            func.sum(case((LEDGER.c.reason == PointReason.confirmed.value, 1), else_=0)),
+            func.coalesce(func.max(LEDGER.c.id), after),
+        ).where(
+            LEDGER.c.user_id == user_id,
+            LEDGER.c.id > after,
+            LEDGER.c.reason.in_(LATER),
+        )
+    ).one()
+    return Since(points=int(row[0]), answers=int(row[1] or 0), through=int(row[2]))
+
+
+def rewards(
+    session: Session, user_id: int, now: datetime, *, mark_seen: Seen | None = None
+) -> Rewards:
+    """Judge the badges, then the user's rewards; ``mark_seen``: what a notice showed now,
+    so it is not new the next time."""
     settings = profile(session, user_id)
     streak = streak_of(session, user_id, settings.time_zone, now)
     found = facts(session, user_id, now, streak.longest)
-    award_badges(session, user_id, found, now)
+    if not excluded(session, user_id):
+        award_badges(session, user_id, found, now)
     total, week_points = totals(session, user_id, now)
     level = rules.level_of(total)
     rows = session.execute(
@@ -289,14 +345,9 @@ def rewards(session: Session, user_id: int, now: datetime, *, mark_seen: bool) -
         key=lambda pair: -pair[1],
     )
     level_up = level.number > max(settings.level_seen, 1)
-    if mark_seen and (new or level_up):
-        session.execute(
-            AWARDS.update()
-            .where(AWARDS.c.user_id == user_id, AWARDS.c.seen.is_(False))
-            .values(seen=True)
-        )
-        settings.level_seen = level.number
-        session.merge(settings)
+    since = since_seen(session, user_id, settings.ledger_seen)
+    if mark_seen is not None:
+        mark(session, settings, mark_seen, new, level.number, since.through)
     return Rewards(
         total=total,
         week_points=week_points,
@@ -308,7 +359,32 @@ def rewards(session: Session, user_id: int, now: datetime, *, mark_seen: bool) -
         next_badges=upcoming[:3],
         new_badges=new,
         level_up=level_up,
+        since=since,
     )
+
+
+def mark(
+    session: Session,
+    settings: RewardProfile,
+    seen: Seen,
+    new: list[badges.Badge],
+    level: int,
+    through: int,
+) -> None:
+    """Mark what a notice showed as seen (never beyond what is there now)."""
+    shown = [b.id for b in new if seen.badges is None or b.id in seen.badges]
+    if shown:
+        session.execute(
+            AWARDS.update()
+            .where(AWARDS.c.user_id == settings.user_id, AWARDS.c.badge.in_(shown))
+            .values(seen=True)
+        )
+    level_seen = level if seen.level is None else min(seen.level, level)
+    ledger_seen = through if seen.through is None else min(seen.through, through)
+    if level_seen > settings.level_seen or ledger_seen > settings.ledger_seen:
+        settings.level_seen = max(settings.level_seen, level_seen)
+        settings.ledger_seen = max(settings.ledger_seen, ledger_seen)
+        session.merge(settings)
 
 
 def history(session: Session, user_id: int, days: int, now: datetime) -> list[dict[str, Any]]:

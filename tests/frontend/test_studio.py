@@ -4,6 +4,7 @@ answer, a reload mid-painting, gold feedback, and an accessibility scan with axe
 
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -433,6 +434,11 @@ def test_a_reload_in_the_middle_of_painting_restores_the_mask(
     assert errors == []
 
 
+POINTS_SHOWN = (
+    "() => document.querySelector('[data-testid=session-count]').textContent.includes('pts')"
+)
+
+
 def test_gold_feedback_is_shown_before_moving_on(browser: Any, tmp_path: Path) -> None:
     def seed(session: Session, storage: Storage) -> None:
         _seed_case(session, storage, project_gold=True, count=3)
@@ -452,8 +458,19 @@ def test_gold_feedback_is_shown_before_moving_on(browser: Any, tmp_path: Path) -
         legend = page.inner_text("[data-testid=feedback]")
         for words in ("Hit", "Missed", "False alarm"):
             assert words in legend
+        # The points of a check answer come at once, with the score card.
+        assert re.search(r"\+\d+ points", text), text
         page.click("#feedback-next")
         page.wait_for_selector("[data-testid=no-task]", state="visible")
+        # The first answer's badge and the total in the header's counter.
+        page.wait_for_selector("[data-testid=reward-notice]", state="visible")
+        assert "Badge earned: First label" in page.inner_text("[data-testid=reward-notice]")
+        page.wait_for_function(POINTS_SHOWN)
+        # Shown once: a reload does not repeat it.
+        page.reload()
+        page.wait_for_selector("[data-testid=no-task]", state="visible")
+        page.wait_for_function(POINTS_SHOWN)
+        assert page.locator("[data-testid=reward-notice]").is_hidden()
         assert errors == []
 
 

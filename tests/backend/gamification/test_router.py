@@ -122,9 +122,24 @@ def test_points_badges_and_the_board(
         assert totals == summed
     assert mine_now["level"]["number"] >= 2
     assert mine_now["level_up"] is True
+    # Points confirmed while away: the crowd answers' ten each, shown once.
+    normal_mine = mine.count(TaskKind.normal)
+    since = mine_now["since"]
+    assert (since["points"], since["answers"]) == (10 * normal_mine, normal_mine)
+    # A notice marks what it showed, no more: one badge, not the level, not the points.
+    first = mine_now["new_badges"][0]["id"]
+    shown = client.post("/api/rewards/me/seen", json={"badges": [first], "level": 0, "through": 0})
+    assert shown.status_code == 204
+    partly = client.get("/api/rewards/me").json()
+    assert first not in {b["id"] for b in partly["new_badges"]}
+    assert len(partly["new_badges"]) == len(mine_now["new_badges"]) - 1
+    assert (partly["level_up"], partly["since"]) == (True, since)
+    bad = client.post("/api/rewards/me/seen", json={"through": -1})
+    assert bad.status_code == 422
     assert client.post("/api/rewards/me/seen").status_code == 204
     seen = client.get("/api/rewards/me").json()
     assert (seen["new_badges"], seen["level_up"]) == ([], False)
+    assert (seen["since"]["points"], seen["since"]["answers"]) == (0, 0)
     board = client.get("/api/rewards/leaderboard?board=all").json()
     assert board["total"] == 2  # both volunteers' check answers earned at once
     assert [r["points"] for r in board["rows"]] == sorted(

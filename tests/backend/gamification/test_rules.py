@@ -14,7 +14,9 @@ def test_gold_points_scale_with_the_score() -> None:
     perfect = rules.gold_quality(dice=1.0, lesion_f1=1.0, gold_has_lesions=True, painted=True)
     careless = rules.gold_quality(dice=0.3, lesion_f1=0.2, gold_has_lesions=True, painted=True)
     assert rules.scaled(perfect, rules.GOLD_POINTS) == 10
-    assert rules.scaled(careless, rules.GOLD_POINTS) == 2
+    assert rules.scaled(careless, rules.GOLD_POINTS) == 1  # 0.25 squared: 0.6 of a point
+    assert rules.scaled(0.5, rules.GOLD_POINTS) == 2  # half right: a quarter of the points
+    assert rules.scaled(0.9, rules.GOLD_POINTS) == 8
     assert rules.scaled(0.1, rules.GOLD_POINTS) == 0  # under MIN_QUALITY: nothing
     clean = rules.gold_quality(dice=1.0, lesion_f1=1.0, gold_has_lesions=False, painted=False)
     painted = rules.gold_quality(dice=0.0, lesion_f1=0.0, gold_has_lesions=False, painted=True)
