@@ -1,6 +1,7 @@
-// Your points: totals and level, streak, badges earned and the next ones, the last 30 days as
-// a chart, the leaderboards (this week, all time) with your own row wherever you stand, and
-// the reward settings (time zone, leaderboard opt-out). Talks to /api/rewards.
+// Your points: totals and level, the community's goals and what its labels trained, streak,
+// badges earned and the next ones, the last 30 days as a chart, the leaderboards (this week,
+// all time) with your own row wherever you stand, and the reward settings (time zone,
+// leaderboard opt-out). Talks to /api/rewards.
 import { $, api, element, signInHref } from "./api.js";
 import { ready as signedIn } from "./site.js";
 
@@ -79,7 +80,47 @@ async function loadMine() {
   $("next-badges").replaceChildren(...me.next_badges.map((b) => badgeItem(b, false)));
   $("time-zone").value = me.time_zone;
   $("on-board").checked = me.leaderboard;
-  if (me.new_badges.length || me.level_up) await api("POST", "/api/rewards/me/seen");
+  // Everything is on this page: what was new is seen now (exactly what was shown).
+  if (me.new_badges.length || me.level_up || me.since.points || me.since.answers) {
+    await api("POST", "/api/rewards/me/seen", {
+      badges: me.new_badges.map((b) => b.id),
+      level: me.level.number,
+      through: me.since.through,
+    });
+  }
+}
+
+let goalBars = 0;
+function goalBar(goal, prefix) {
+  const id = `goal-${(goalBars += 1)}`;
+  const share = goal.target ? Math.round((100 * goal.done) / goal.target) : 0;
+  return element(
+    "div",
+    { class: "goal-bar", "data-testid": "goal-bar" },
+    element("p", { id, text: `${prefix}: ${goal.done.toLocaleString()} of ${goal.target.toLocaleString()} ${goal.label} (${share} %)` }),
+    element("progress", { max: String(Math.max(goal.target, 1)), value: String(goal.done), "aria-labelledby": id }),
+  );
+}
+
+function goalBlock(found, several) {
+  const block = element("div", { class: "goal", "data-testid": "goal" });
+  if (several) block.append(element("h3", { text: found.project }));
+  block.append(goalBar(found.goal, "The project"));
+  if (found.round) block.append(goalBar(found.round, `Round ${found.round_number}`));
+  if (found.impact.length) {
+    block.append(element("ul", { class: "impact", "data-testid": "impact" }, ...found.impact.map((line) => element("li", { text: line }))));
+  } else {
+    block.append(element("p", { class: "muted", text: "When the crowd's labels train a model, how much better it got shows here." }));
+  }
+  return block;
+}
+
+// Each project's goal, its open round's, and what its labels trained (the first three).
+async function loadGoals() {
+  const projects = (await api("GET", "/api/projects")).slice(0, 3);
+  const found = await Promise.all(projects.map((p) => api("GET", `/api/rewards/goals?project=${encodeURIComponent(p.name)}`)));
+  $("goals").replaceChildren(...found.map((g) => goalBlock(g, found.length > 1)));
+  if (!found.length) $("goals").append(element("p", { class: "muted", text: "No project is open yet." }));
 }
 
 async function loadBoard() {
@@ -137,6 +178,7 @@ async function start() {
   }
   $("settings").addEventListener("submit", saveSettings);
   const [, days] = await Promise.all([loadMine(), api("GET", "/api/rewards/me/history?days=30"), loadBoard()]);
+  loadGoals().catch((error) => ($("goals").textContent = error.message));
   drawHistory($("history"), days);
   // A first visit in another time zone than the default: offer the browser's.
   const here = Intl.DateTimeFormat().resolvedOptions().timeZone;

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlmodel import Session
 
@@ -16,7 +17,9 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.gamification import ledger
 from backend.gamification.models import BadgeAward, PointReason
-from tests.factories import PASSWORD
+from backend.tasks.models import TaskState
+from tests.backend.quality.test_gold import _normal_tasks, create_case
+from tests.factories import PASSWORD, create_project
 from tests.frontend.test_studio import _axe, _page
 from tests.live import seeded_site
 
@@ -64,6 +67,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
             ],
         )
         session.add(BadgeAward(user_id=me.id, badge="first-label", awarded_at=now))
+        # A project with four crowd slices, one of them labelled by enough volunteers.
+        project = create_project(session, name="demo-ms")
+        slices = create_case(session, storage, project, [np.zeros((16, 24), bool)] * 4)
+        tasks = _normal_tasks(session, project, slices)
+        tasks[0].state = TaskState.complete
+        session.add(tasks[0])
 
     with seeded_site(tmp_path_factory.mktemp("rewards") / "var", seed) as served:
         yield served
@@ -102,6 +111,11 @@ def test_the_points_page_and_the_board(browser: Any, site: tuple[str, Path]) -> 
     assert page.locator("[data-testid=badge]").count() == 1
     assert page.locator("[data-testid=next-badge]").count() == 3
     assert page.locator("#history rect.bar").count() == 1
+    # The community's goal, and where the impact of a trained model will show.
+    page.wait_for_selector("[data-testid=goal-bar]")
+    goal = page.inner_text("[data-testid=goals]")
+    assert "The project: 1 of 4 slices labelled (25 %)" in goal
+    assert "When the crowd's labels train a model" in goal
     # Off the first page: the volunteer's own rank is said under the board.
     assert page.locator("[data-testid=board-row]").count() == 20
     assert "number 26 of 26" in page.inner_text("[data-testid=board-me]")

@@ -2,20 +2,25 @@
 answers (pending, then confirmed by the fusion job's points), the badges that follow, the
 leaderboard with their row, settings, and bad input refused with its reason."""
 
+from datetime import timedelta
+
 import numpy as np
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from backend.annotations.masks import encode_rle
+from backend.auth.models import User
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import service as fusion
 from backend.fusion.consensus import score_consensus
-from backend.gamification import confirm
+from backend.gamification import confirm, ledger
 from backend.gamification.models import PointEntry, PointReason, PointTotal
 from backend.imaging.models import Slice
+from backend.projects.models import Project
 from backend.quality import gold
+from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
 from backend.tasks.models import Assignment, Task, TaskKind
 from tests.backend.quality.test_gold import _normal_tasks, create_case
 from tests.factories import create_project, signup
@@ -172,3 +177,84 @@ def test_bad_input_is_refused_with_its_reason(client: TestClient) -> None:
     assert client.get("/api/rewards/leaderboard?board=month").status_code == 422
     assert client.get("/api/rewards/leaderboard?limit=1000").status_code == 422
     assert client.get("/api/rewards/goals?project=nowhere").status_code == 404
+
+
+def test_goals_and_what_the_labels_trained(client: TestClient, migrated_engine: Engine) -> None:
+    """The project's goal and its open round's as done of target, and per promoted model of
+    a round its held-out Dice against the one before, with the volunteer's share."""
+    _seed(migrated_engine, client.app.state.storage)  # type: ignore[attr-defined]
+    other = TestClient(client.app)
+    signup(other, "goals-other@example.org")
+    signup(client, "goals@example.org")
+    for volunteer in (client, other):
+        while _answer(volunteer, migrated_engine) is not None:
+            pass
+    now = utcnow()
+    with Session(migrated_engine) as session:
+        project = session.execute(select(Project)).scalars().one()
+        user = session.execute(select(User).where(User.email == "goals@example.org")).scalar_one()
+        normal = session.execute(
+            select(Task).where(Task.project_id == project.id, Task.kind == TaskKind.normal)
+        ).scalars()
+        slices = [t.slice_id for t in normal]
+        first = Round(
+            project_id=project.id or 0,
+            number=1,
+            status=RoundStatus.closed,
+            strategy="random",
+            budget=4,
+            selected=slices[:4],
+        )
+        second = Round(
+            project_id=project.id or 0,
+            number=2,
+            status=RoundStatus.open,
+            strategy="uncertainty",
+            budget=4,
+            selected=slices[4:8],
+        )
+        session.add_all([first, second])
+        session.flush()
+        # Model v1 trained before the volunteer's labels were fused, v2 after: only v2
+        # counts them. A version that was not promoted says nothing.
+        versions = [
+            (first, 0.61, ModelStatus.promoted, now - timedelta(hours=2)),
+            (second, 0.58, ModelStatus.ready, now + timedelta(hours=1)),
+            (second, 0.66, ModelStatus.promoted, now + timedelta(hours=2)),
+        ]
+        for round_, dice, status_, at in versions:
+            session.add(
+                ModelVersion(
+                    project_id=project.id or 0,
+                    round_id=round_.id,
+                    labels=LabelSource.fused,
+                    status=status_,
+                    metrics={"dice": dice},
+                    created_at=at,
+                )
+            )
+        confirmed = [
+            ledger.entry(
+                user_id=user.id or 0,
+                reason=PointReason.confirmed,
+                points=10,
+                now=now,
+                project_id=project.id,
+                annotation_id=9000 + k,
+            )
+            for k in range(3)
+        ]
+        ledger.write(session, confirmed)
+        session.commit()
+        name = project.name
+    goals = client.get(f"/api/rewards/goals?project={name}").json()
+    assert goals["goal"]["target"] == len(slices)
+    assert goals["goal"]["label"] == "slices labelled"
+    assert 0 < goals["goal"]["done"] <= goals["goal"]["target"]
+    assert goals["round_number"] == 2
+    assert goals["round"]["target"] == 4
+    newest, oldest = goals["impact"]
+    assert newest.startswith("Labels from round 2 trained model v")
+    assert "held-out Dice 0.61 -> 0.66" in newest
+    assert newest.endswith("your labels are in 3 fused slices that trained it.")
+    assert oldest.endswith("held-out Dice 0.61.")
