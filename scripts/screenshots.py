@@ -11,8 +11,9 @@ use-case``): a site given with ``--data`` keeps it so.
 
     .venv/bin/python scripts/screenshots.py [--out docs] [--data DIR] [--only tutorial]
 
-Then a new volunteer's walk from sign-up to a first real task, at laptop and phone size
-(walk-laptop-*.png, walk-phone-*.png; ``--only walk`` takes these alone).
+Then a new volunteer's walk from sign-up to a first real task and its points, the points
+page and the leaderboard, at laptop and phone size (walk-laptop-*.png, walk-phone-*.png;
+``--only walk`` takes these alone).
 
 ``--only tutorial`` takes the tutorial's alone, on a plain ``mscrowd demo`` site when no
 ``--data`` is given (a minute, not the few that putting the demo to work takes).
@@ -291,7 +292,8 @@ def _answer_as_an_expert(page: Page, data: str) -> None:
 def _walk(browser: Browser, base: str, data: str, out: Path, size: str) -> None:
     """A new volunteer from sign-up to a first real task (walk-SIZE-N-step.png): sign-up,
     consent, the studio sending them to the tutorial, the lessons, a lesson, a practice
-    slice's feedback, a test item, the passed verdict, the first real task."""
+    slice's feedback, a test item, the passed verdict, the first real task, its points, the
+    points page and the leaderboard."""
     width, height, touch = WALK_SIZES[size]
     page = browser.new_context(
         viewport={"width": width, "height": height}, has_touch=touch, is_mobile=touch
@@ -346,6 +348,19 @@ def _walk(browser: Browser, base: str, data: str, out: Path, size: str) -> None:
     page.wait_for_selector("#studio:not([hidden])")
     page.wait_for_function("() => document.querySelector('#loading').hidden")
     shot("first-task")
+    # The first real answer: its points (pending until enough volunteers agree), the badges
+    # the test and the answer earned, then the points page and its leaderboard.
+    _paint(page)
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=reward-notice]", state="visible")
+    page.wait_for_function("() => document.querySelector('#loading').hidden")
+    shot("points-after-submit")
+    page.goto(f"{base}/rewards")
+    page.wait_for_selector("[data-testid=board-row]")
+    page.wait_for_selector("[data-testid=goal-bar]")
+    shot("points-page")
+    page.locator("[data-testid=board]").scroll_into_view_if_needed()
+    shot("leaderboard")
     page.context.close()
 
 
