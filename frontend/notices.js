@@ -7,8 +7,11 @@ import { $, api, element } from "./api.js";
 
 const rewards = { total: null, level: null };
 
-export function pointsText() {
-  return rewards.total === null ? "" : ` · ${rewards.total} pts`;
+// The points in the header's counter, a link to the points page (on a phone the only one
+// from the studio: the site's menu keeps that row for the slice).
+export function pointsLink() {
+  if (rewards.total === null) return "";
+  return element("a", { class: "pts", href: "/rewards", title: "Your points, badges and the leaderboard", text: ` · ${rewards.total} pts` });
 }
 
 function sinceLine(since) {
@@ -24,12 +27,12 @@ function sinceLine(since) {
 function lines(me) {
   const found = [];
   const since = sinceLine(me.since);
-  if (since) found.push({ kind: "points", text: since });
+  if (since) found.push({ kind: "award-points", text: since });
   for (const badge of me.new_badges) {
     const points = badge.points ? ` (+${badge.points} points)` : "";
-    found.push({ kind: "badge", text: `Badge earned: ${badge.name}. ${badge.description}${points}` });
+    found.push({ kind: "award-badge", text: `Badge earned: ${badge.name}${points}. ${badge.description}` });
   }
-  if (me.level_up) found.push({ kind: "level", text: `New level: ${me.level.number}, ${me.level.name}.` });
+  if (me.level_up) found.push({ kind: "award-level", text: `New level: ${me.level.number}, ${me.level.name}.` });
   return found;
 }
 

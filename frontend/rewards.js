@@ -29,6 +29,17 @@ function badgeItem(badge, earned) {
 }
 
 // Points per day as bars, the mean quality of their answers as a line (0..1, right axis).
+// Every day of the last ``span`` gets its slot (a day without points stays empty).
+export function fillDays(days, span = 30, today = new Date()) {
+  const byDay = new Map(days.map((d) => [d.day, d]));
+  const out = [];
+  for (let back = span - 1; back >= 0; back -= 1) {
+    const day = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - back)).toISOString().slice(0, 10);
+    out.push(byDay.get(day) || { day, points: 0, quality: null });
+  }
+  return out;
+}
+
 export function drawHistory(svg, days) {
   const [left, top, width, height] = [30, 8, 360, 100];
   const most = Math.max(10, ...days.map((d) => d.points));
@@ -39,7 +50,7 @@ export function drawHistory(svg, days) {
     make("text", { x: 2, y: top + 8 }, String(most)),
     make("text", { x: 2, y: top + height }, "0"),
   ];
-  if (!days.length) parts.push(make("text", { x: left + 10, y: top + height / 2 }, "No points yet"));
+  if (!days.some((d) => d.points)) parts.push(make("text", { x: left + 10, y: top + height / 2 }, "No points yet"));
   days.forEach((day, i) => {
     const h = (Math.max(day.points, 0) / most) * height;
     const bar = make("rect", { class: "bar", x: left + i * step + 1, y: top + height - h, width: Math.max(step - 2, 1), height: h });
@@ -68,12 +79,19 @@ async function loadMine() {
   $("level-name").textContent = `Level ${me.level.number}: ${me.level.name}`;
   $("level-bar").value = me.level.progress;
   $("level-next").textContent =
-    me.level.next_floor === null ? "The top level." : `${(me.level.next_floor - me.total).toLocaleString()} points to the next level.`;
+    me.level.next_floor === null
+      ? "The top level."
+      : `${(me.level.next_floor - me.total).toLocaleString()} points to level ${me.level.number + 1}${me.level.next_name ? `, ${me.level.next_name}` : ""}.`;
   $("streak").textContent = String(me.streak.days);
+  $("streak-unit").textContent = me.streak.days === 1 ? "day" : "days";
   $("longest").textContent = String(me.streak.longest);
   const notes = [];
   notes.push(me.streak.answered_today ? "Today counts already." : "Label a slice today to keep it going.");
-  notes.push(me.streak.freeze_left ? "This week's freeze is unused: one missed day will not break your streak." : "This week's freeze is used.");
+  notes.push(
+    me.streak.freeze_left
+      ? "Missing one day this week will not break your streak: it is forgiven by itself, once a week."
+      : "This week's forgiven day is used: label tomorrow to keep the streak.",
+  );
   $("streak-note").textContent = notes.join(" ");
   $("badges").replaceChildren(...me.badges.map((b) => badgeItem(b, true)));
   if (!me.badges.length) $("badges").append(element("li", { class: "muted", text: "None yet: your first label earns one." }));
@@ -106,11 +124,13 @@ function goalBlock(found, several) {
   const block = element("div", { class: "goal", "data-testid": "goal" });
   if (several) block.append(element("h3", { text: found.project }));
   block.append(goalBar(found.goal, "The project"));
+  const needs = found.labels_per_slice === 1 ? "one volunteer" : `${found.labels_per_slice} volunteers`;
+  const yours = found.your_answers === 1 ? "1 answer" : `${found.your_answers.toLocaleString()} answers`;
+  block.append(element("p", { class: "muted", text: `A slice is finished once ${needs} labelled it. Yours so far: ${yours}.` }));
   if (found.round) block.append(goalBar(found.round, `Round ${found.round_number}`));
   if (found.impact.length) {
+    block.append(element("p", { text: "What the crowd's labels taught the computer model:" }));
     block.append(element("ul", { class: "impact", "data-testid": "impact" }, ...found.impact.map((line) => element("li", { text: line }))));
-  } else {
-    block.append(element("p", { class: "muted", text: "When the crowd's labels train a model, how much better it got shows here." }));
   }
   return block;
 }
@@ -154,7 +174,8 @@ async function saveSettings(event) {
       leaderboard: $("on-board").checked,
     });
     $("settings-status").textContent = `Saved: ${saved.time_zone}, ${saved.leaderboard ? "shown" : "not shown"} on the leaderboards.`;
-    await Promise.all([loadMine(), loadBoard()]);
+    await loadMine();
+    await loadBoard();
   } catch (error) {
     $("settings-status").textContent = `Not saved: ${error.message}`;
   }
@@ -177,9 +198,12 @@ async function start() {
     });
   }
   $("settings").addEventListener("submit", saveSettings);
-  const [, days] = await Promise.all([loadMine(), api("GET", "/api/rewards/me/history?days=30"), loadBoard()]);
+  // The board after the profile: reading the profile awards any badge due, whose points the
+  // board must show too.
+  const [, days] = await Promise.all([loadMine(), api("GET", "/api/rewards/me/history?days=30")]);
+  await loadBoard();
   loadGoals().catch((error) => ($("goals").textContent = error.message));
-  drawHistory($("history"), days);
+  drawHistory($("history"), fillDays(days));
   // A first visit in another time zone than the default: offer the browser's.
   const here = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if ($("time-zone").value === "UTC" && here && here !== "UTC") {

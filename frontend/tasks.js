@@ -7,7 +7,7 @@ import { $, api, element } from "./api.js";
 import { flushPending, send } from "./answers.js";
 import { dropDraft, loadDraft, pruneDrafts, saveDraft } from "./drafts.js";
 import { count, decodeRle, encodeRle } from "./mask.js";
-import { checkRewards, pointsText, setUpNotices } from "./notices.js";
+import { checkRewards, pointsLink, setUpNotices } from "./notices.js";
 import { setUpTools, showTask } from "./tools.js";
 import { feedbackText, show, status, toast } from "./ui.js";
 import { Viewer, cutSprite } from "./viewer.js";
@@ -53,7 +53,7 @@ function showProgress() {
   counter.replaceChildren(
     `${progress.answers} done`,
     element("span", { class: "today", text: ` · ${progress.answers_today} today` }),
-    pointsText(),
+    pointsLink(),
   );
   counter.dataset.answers = String(progress.answers);
   counter.dataset.today = String(progress.answers_today);
@@ -175,7 +175,7 @@ async function advance(message) {
   state.next = null;
   await loadTask(next || (await lease()));
   if (message && state.task) {
-    toast(message);
+    toast(message, 5000);
     const stage = $("stage");
     stage.classList.remove("flash");
     void stage.offsetWidth; // restart the animation
@@ -274,8 +274,8 @@ function busy(on) {
 function rewardLine(reward) {
   if (!reward) return "";
   if (reward.status === "awarded") return ` +${reward.points} points ${reward.message}.`;
-  if (reward.status === "pending") return " Points: pending until enough volunteers have labelled this slice.";
-  return "";
+  if (reward.status === "pending") return " Points come once other volunteers have labelled this slice too (see Points).";
+  return ` ${reward.message}`;
 }
 
 function showFeedback(feedback, reward) {

@@ -1,5 +1,6 @@
 """``mscrowd import``, ``demo`` and ``fuse``: cases in, and the crowd's labels fused."""
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +11,16 @@ from backend.cli.common import fail, migrated_engine, unit_of_work
 from backend.core.config import get_settings
 from backend.core.errors import DomainError
 from backend.core.storage import Storage
+from backend.imaging import deid, dicom
 from backend.imaging.models import ConsentScope
-from backend.imaging.service import CaseMeta, ImportOutcome, folder_loaders, import_cases
+from backend.imaging.preprocess import InvalidCase
+from backend.imaging.service import (
+    CaseLoader,
+    CaseMeta,
+    ImportOutcome,
+    folder_loaders,
+    import_cases,
+)
 
 
 def _report(outcomes: list[ImportOutcome]) -> int:
@@ -20,8 +29,24 @@ def _report(outcomes: list[ImportOutcome]) -> int:
         mark = {"imported": "+", "skipped": "=", "failed": "!"}[outcome.status]
         where = f" as case {outcome.case_public_id}" if outcome.case_public_id else ""
         typer.echo(f"{mark} {outcome.name}: {outcome.status}{where} ({outcome.message})")
+        if outcome.report is not None:
+            typer.echo(f"  {deid.describe(outcome.report)}")
         failed += outcome.status == "failed"
     return failed
+
+
+def _dicom_loaders(root: Path, contrasts: Path | None) -> list[CaseLoader]:
+    """The DICOM studies under ``root``, their headers read with a progress bar."""
+    mapping = dicom.load_mapping(contrasts) if contrasts is not None else None
+    files = dicom.find_files(root)
+    if not files:
+        return []
+    with typer.progressbar(files, label="Reading DICOM headers", file=sys.stderr) as bar:
+        studies = dicom.scan(root, mapping, files=bar)
+    for study in studies:
+        for label in study.skipped:
+            typer.echo(f"  {study.name}: {label} skipped (not FLAIR, T1 or T2)")
+    return dicom.loaders(studies)
 
 
 def import_(
@@ -42,20 +67,41 @@ def import_(
     gold_rate: Annotated[
         float | None, typer.Option(min=0, max=1, help="Share of gold tasks, for a new project.")
     ] = None,
+    contrasts: Annotated[
+        Path | None,
+        typer.Option(
+            help="DICOM: a YAML or JSON file naming series by description: "
+            "'series: {DESCRIPTION: flair | t1 | t2 | skip}'."
+        ),
+    ] = None,
 ) -> None:
-    """Import NIfTI cases (FLAIR, T1, T2, optional lesion mask) and open their slice tasks."""
+    """Import cases and open their slice tasks: NIfTI case folders (FLAIR, T1, T2, optional
+    lesion mask), and DICOM files in any folder structure (grouped by study and series,
+    de-identified before anything is stored)."""
     settings = get_settings()
+    root = path.expanduser()
+    if not root.exists():
+        raise fail(f"{root} does not exist")
+    try:
+        # A corrupt DICOM file or a bad mapping file stops the import before anything is
+        # stored, naming the file.
+        loaders = _dicom_loaders(root, contrasts)
+        try:
+            loaders += folder_loaders(root)
+        except InvalidCase:
+            if not loaders:
+                raise
+    except DomainError as exc:
+        raise fail(exc.message) from exc
     engine = migrated_engine(settings)
     try:
-        loaders = folder_loaders(path.expanduser())
         outcomes = import_cases(
             engine=engine,
             storage=Storage(settings.storage_url),
             project_name=project,
             loaders=loaders,
-            meta=CaseMeta(
-                source or f"import of {path.expanduser().resolve().name}", licence, consent
-            ),
+            # The folder's name may be a patient's: never the default provenance.
+            meta=CaseMeta(source or "mscrowd import", licence, consent),
             min_labels=min_labels,
             max_labels=max_labels,
             gold_rate=gold_rate,

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from backend.annotations.models import Annotation
 from backend.auth.models import User
 from backend.core.db import table_of
 from backend.core.errors import InvalidInput
@@ -149,6 +150,18 @@ class Goal:
     target: int
 
 
+def answers_in(session: Session, project_id: int, user_id: int) -> int:
+    """The user's answers in the project (crowd and check slices; practice is elsewhere)."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Annotation)
+            .join(Task, col(Task.id) == col(Annotation.task_id))
+            .where(col(Task.project_id) == project_id, col(Annotation.user_id) == user_id)
+        ).scalar_one()
+    )
+
+
 def project_goal(session: Session, project_id: int) -> Goal:
     """The project's crowd slices fully labelled, of all its crowd slices."""
     done, target = session.execute(
@@ -157,14 +170,14 @@ def project_goal(session: Session, project_id: int) -> Goal:
             func.count(),
         ).where(col(Task.project_id) == project_id, col(Task.kind) == TaskKind.normal)
     ).one()
-    return Goal(label="slices labelled", done=int(done or 0), target=int(target or 0))
+    return Goal(label="slices finished", done=int(done or 0), target=int(target or 0))
 
 
 def round_goal(session: Session, round_: Round) -> Goal:
     """The slices a round chose for labelling that are labelled."""
     chosen = list(round_.selected or [])
     if not chosen:
-        return Goal(label="slices chosen for this round labelled", done=0, target=0)
+        return Goal(label="slices chosen for this round finished", done=0, target=0)
     done = session.execute(
         select(func.count(func.distinct(col(Task.slice_id)))).where(
             col(Task.project_id) == round_.project_id,
@@ -173,7 +186,7 @@ def round_goal(session: Session, round_: Round) -> Goal:
             col(Task.slice_id).in_(chosen),
         )
     ).scalar_one()
-    return Goal(label="slices chosen for this round labelled", done=int(done), target=len(chosen))
+    return Goal(label="slices chosen for this round finished", done=int(done), target=len(chosen))
 
 
 def impact(session: Session, project_id: int, user_id: int | None) -> list[str]:

@@ -10,7 +10,7 @@ from backend.auth.deps import CurrentUser
 from backend.core.deps import SessionDep
 from backend.core.errors import NotFound, error_responses
 from backend.core.timeutil import utcnow
-from backend.gamification import boards, service
+from backend.gamification import boards, rules, service
 from backend.gamification.badges import Badge
 from backend.gamification.schemas import (
     BadgeRead,
@@ -59,6 +59,7 @@ def my_rewards(user: CurrentUser, session: SessionDep) -> RewardsRead:
             name=level.name,
             floor=level.floor,
             next_floor=level.next_floor,
+            next_name=rules.LEVELS[level.number][1] if level.number < len(rules.LEVELS) else None,
             progress=round(level.progress(found.total), 4),
         ),
         streak=StreakRead(
@@ -185,4 +186,6 @@ def goals(
         else GoalRead(label=round_goal.label, done=round_goal.done, target=round_goal.target),
         round_number=None if open_round is None else open_round.number,
         impact=boards.impact(session, found.id, user.id),
+        labels_per_slice=found.min_labels,
+        your_answers=boards.answers_in(session, found.id, user.id or 0),
     )

@@ -22,6 +22,7 @@ class LevelRead(BaseModel):
     name: str
     floor: int
     next_floor: int | None
+    next_name: str | None  # the next level's name; None at the top
     progress: float  # 0..1 towards the next level
 
 
@@ -117,3 +118,5 @@ class GoalsRead(BaseModel):
     round: GoalRead | None  # the open round's chosen slices
     round_number: int | None
     impact: list[str]  # newest first
+    labels_per_slice: int  # the volunteers each slice needs before it counts as labelled
+    your_answers: int  # your answers in the project (crowd and check slices)

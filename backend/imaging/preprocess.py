@@ -13,7 +13,7 @@ Conventions, used everywhere in mscrowd:
 import gzip
 import io
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nibabel as nib
 import numpy as np
@@ -46,6 +46,8 @@ class CaseSource:
     images: dict[Contrast, nib.spatialimages.SpatialImage]  # FLAIR required
     reference: nib.spatialimages.SpatialImage | None
     fingerprint: str  # SHA-256 of the source content; makes import idempotent
+    # A DICOM study's de-identification report (``imaging.deid``: counts, never values).
+    report: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

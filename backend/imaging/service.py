@@ -3,13 +3,14 @@
 import functools
 import gzip
 import hashlib
+import json
 import re
 import secrets
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -156,6 +157,7 @@ class ImportOutcome:
     message: str
     case_public_id: str | None = None
     slices: int = 0  # one task is opened per slice
+    report: dict[str, Any] | None = None  # a DICOM study's de-identification report
 
 
 def _store(
@@ -303,6 +305,9 @@ def import_source(
             public_id=public_id,
             meta=meta,
         )
+        if source.report is not None:
+            report = json.dumps(source.report, sort_keys=True).encode()
+            storage.put(f"cases/{public_id}/deid_report.json", report)
     except BaseException:
         storage.delete_prefix(f"cases/{public_id}")
         raise
@@ -312,6 +317,7 @@ def import_source(
         f"{slice_count} axial slices",
         case_public_id=public_id,
         slices=slice_count,
+        report=source.report,
     )
 
 

@@ -111,7 +111,7 @@ def test_import_reports_bad_input_clearly(settings_env: pytest.MonkeyPatch, tmp_
     assert runner.invoke(app, ["migrate"]).exit_code == 0
     missing = runner.invoke(app, ["import", str(tmp_path / "nope"), "--project", "x"])
     assert missing.exit_code == 1
-    assert "is not a folder" in missing.output
+    assert "does not exist" in missing.output
     empty = tmp_path / "empty"
     empty.mkdir()
     result = runner.invoke(app, ["import", str(empty), "--project", "x"])

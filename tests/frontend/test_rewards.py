@@ -107,15 +107,15 @@ def test_the_points_page_and_the_board(browser: Any, site: tuple[str, Path]) -> 
     page, errors = _open(browser, base, 1440, 900)
     assert page.inner_text("[data-testid=total]") == "30"
     assert page.inner_text("[data-testid=level-name]") == "Level 1: Newcomer"
-    assert "20 points to the next level" in page.inner_text("[data-testid=level-next]")
+    assert "20 points to level 2, Spotter." in page.inner_text("[data-testid=level-next]")
     assert page.locator("[data-testid=badge]").count() == 1
     assert page.locator("[data-testid=next-badge]").count() == 3
-    assert page.locator("#history rect.bar").count() == 1
+    assert page.locator("#history rect.bar").count() == 30  # a slot a day, empty or not
     # The community's goal, and where the impact of a trained model will show.
     page.wait_for_selector("[data-testid=goal-bar]")
     goal = page.inner_text("[data-testid=goals]")
-    assert "The project: 1 of 4 slices labelled (25 %)" in goal
-    assert "When the crowd's labels train a model" in goal
+    assert "The project: 1 of 4 slices finished (25 %)" in goal
+    assert "A slice is finished once 3 volunteers labelled it. Yours so far: 0 answers." in goal
     # Off the first page: the volunteer's own rank is said under the board.
     assert page.locator("[data-testid=board-row]").count() == 20
     assert "number 26 of 26" in page.inner_text("[data-testid=board-me]")

@@ -249,7 +249,9 @@ def test_goals_and_what_the_labels_trained(client: TestClient, migrated_engine: 
         name = project.name
     goals = client.get(f"/api/rewards/goals?project={name}").json()
     assert goals["goal"]["target"] == len(slices)
-    assert goals["goal"]["label"] == "slices labelled"
+    assert goals["goal"]["label"] == "slices finished"
+    assert goals["labels_per_slice"] == 2
+    assert goals["your_answers"] > 0
     assert 0 < goals["goal"]["done"] <= goals["goal"]["target"]
     assert goals["round_number"] == 2
     assert goals["round"]["target"] == 4
