@@ -15,6 +15,8 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from backend import __version__
 from backend.annotations.masks import MAX_MASK_BODY_BYTES
 from backend.annotations.schemas import AnnotationCreate
+from backend.audit import service as audit
+from backend.audit.router import router as audit_router
 from backend.auth.guard import SignedInUploads
 from backend.auth.router import router as auth_router
 from backend.core.admission import Admission
@@ -138,6 +140,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(tutorials_router, prefix="/api")  # practice and qualification items
     app.include_router(lessons_router, prefix="/api")  # lessons and the field guide
     app.include_router(rewards_router, prefix="/api")  # points, badges, leaderboards, goals
+    app.include_router(audit_router, prefix="/api")  # the audit log, for admins
+    audit.install()  # rater actions leave their audit entry from any session
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)
     add_frontend(app, Frontend(FRONTEND_DIR))
@@ -151,6 +155,7 @@ PAGES = {
     "/expert": ("expert.html", "The expert workspace (its API calls check the role)."),
     "/rounds": ("rounds.html", "Active-learning rounds and the learning curve (the API checks)."),
     "/rewards": ("rewards.html", "Your points, level, streak, badges and the leaderboards."),
+    "/audit": ("audit.html", "The audit log, for admins (the API checks the role)."),
 }
 
 

@@ -1,6 +1,7 @@
 """Every table model, imported in one place so Alembic and tests see the whole schema."""
 
 from backend.annotations.models import Annotation
+from backend.audit.models import AuditAction, AuditEntry
 from backend.auth.models import AuthThrottle, Credential, CredentialKind, User, UserRole
 from backend.core.outbox import OutboxJob
 from backend.fusion.models import FusionResult, FusionRun
@@ -34,6 +35,8 @@ from backend.tutorials.models import (
 )
 
 __all__ = [
+    "AuditAction",
+    "AuditEntry",
     "Annotation",
     "BadgeAward",
     "PointEntry",

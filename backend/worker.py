@@ -89,10 +89,12 @@ celery_app = create_celery(get_settings())
 def job_resources() -> "tuple[Engine, Storage, Relay]":
     """The database engine, storage and outbox relay a worker process's jobs share (jobs
     commit their own transactions and relay the jobs they defer right after)."""
+    from backend.audit import service as audit
     from backend.core.db import create_db_engine
     from backend.core.outbox import Relay, celery_sender
     from backend.core.storage import Storage
 
+    audit.install()  # rater actions in jobs leave their audit entry too
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     return engine, Storage(settings.storage_url), Relay(engine, celery_sender(settings))

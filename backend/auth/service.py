@@ -16,6 +16,8 @@ from sqlalchemy import select as core_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from backend.audit import service as audit
+from backend.audit.models import AuditAction
 from backend.auth import consent, throttle
 from backend.auth.models import Credential, CredentialKind, User, UserRole
 from backend.auth.names import check_pseudonym, normalise_name, random_pseudonym
@@ -90,6 +92,15 @@ def give_consent(
     user.consent_version = version
     user.consent_at = now or utcnow()
     session.add(user)
+    audit.record(
+        session,
+        AuditAction.consent_change,
+        object_type="user",
+        object_id=user.id or 0,
+        actor=user,
+        detail={"consent_version": version},
+        now=user.consent_at,
+    )
     session.flush()
 
 
@@ -126,6 +137,14 @@ def create_user(
         session.flush()
     except IntegrityError as exc:  # a concurrent sign-up won the race for the email or name
         raise Conflict("An account with this email or display name already exists") from exc
+    if user.role is not UserRole.volunteer:
+        audit.record(
+            session,
+            AuditAction.role_change,
+            object_type="user",
+            object_id=user.id or 0,
+            detail={"role": user.role.value, "change": "created with the role"},
+        )
     return user
 
 
@@ -221,6 +240,15 @@ def login(
                 user.password_hash = rehashed
                 session.add(user)
             secret, credential = open_session(session=session, user=user, hours=session_hours)
+            if user.role in audit.PRIVILEGED:
+                audit.record(
+                    session,
+                    AuditAction.login,
+                    object_type="user",
+                    object_id=user_id or 0,
+                    actor=user,
+                    now=now,
+                )
     if user is None or user_id is None:
         raise NotAuthenticated("Wrong login name or password")
     if not user.is_active:

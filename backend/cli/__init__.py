@@ -6,6 +6,7 @@ backend never imports ``ml``.
 
 import typer
 
+from backend.audit import service as audit
 from backend.cli import admin, data, rounds, server, tutorials
 from backend.cli.common import fail
 
@@ -18,8 +19,10 @@ app.add_typer(tutorials.tutorials_app, name="tutorials")
 
 @app.callback()
 def _validate() -> None:
-    """Every command starts from lessons that validate (a broken file names its line)."""
+    """Every command starts from lessons that validate (a broken file names its line), and
+    records what the audit log must see (rater actions from any session)."""
     tutorials.check_content()
+    audit.install()
 
 
 app.command()(server.migrate)

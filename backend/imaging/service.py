@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from backend.audit import service as audit
+from backend.audit.models import AuditAction
 from backend.core.db import refresh_statistics
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
@@ -308,6 +310,19 @@ def import_source(
         if source.report is not None:
             report = json.dumps(source.report, sort_keys=True).encode()
             storage.put(f"cases/{public_id}/deid_report.json", report)
+        audit.record(
+            session,
+            AuditAction.case_import,
+            object_type="case",
+            object_id=public_id,
+            detail={
+                "project": project.name,
+                "slices": slice_count,
+                "licence": meta.licence,
+                "consent": meta.consent.value,
+                "deidentification": source.report,
+            },
+        )
     except BaseException:
         storage.delete_prefix(f"cases/{public_id}")
         raise

@@ -68,6 +68,7 @@ POLICY = {
     ("GET", "/api/rewards/me/history"): USER,
     ("GET", "/api/rewards/leaderboard"): USER,  # pseudonyms only
     ("GET", "/api/rewards/goals"): USER,
+    ("GET", "/api/audit"): ADMIN,
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,

@@ -21,6 +21,7 @@ TABLES |= {"task_reports", "consensus_scores"}
 TABLES |= {"slice_rejections"}
 TABLES |= {"tutorial_slices", "lesson_completions", "qualification_attempts", "tutorial_items"}
 TABLES |= {"points_ledger", "point_totals", "badge_awards", "reward_profiles"}
+TABLES |= {"audit_log"}
 
 
 def _tables(engine: Engine) -> set[str]:
