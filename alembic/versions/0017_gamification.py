@@ -126,6 +126,7 @@ def upgrade() -> None:
         sa.Column("leaderboard", sa.Boolean(), nullable=False),
         sa.Column("level_seen", sa.Integer(), nullable=False),
         sa.Column("ledger_seen", sa.Integer(), nullable=False),
+        sa.Column("zone_changed_at", UTCDateTime(timezone=True), nullable=True),
         _user_fk("reward_profiles"),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_reward_profiles")),
     )

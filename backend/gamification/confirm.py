@@ -13,16 +13,21 @@ on (their reversed points stay reversed).
 """
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, exists, func, select
 from sqlmodel import Session, col
 
 from backend.annotations.models import Annotation
 from backend.core.db import table_of
+from backend.core.storage import Storage
 from backend.fusion.models import FusionResult
 from backend.gamification import ledger, rules
 from backend.gamification.models import PointEntry, PointReason, PointTotal, RewardProfile
+from backend.imaging.models import Slice
 from backend.projects.models import Project
+from backend.quality import metrics
+from backend.quality.gold import read_mask
 from backend.quality.models import ConsensusScore, RaterStats
 from backend.tasks.models import Task, TaskKind
 
@@ -70,9 +75,35 @@ def duplicated(session: Session, annotation_ids: list[int]) -> set[int]:
     return set(rows)
 
 
-def confirm_task(session: Session, task_id: int, now: datetime) -> int:
+def _against_reference(
+    session: Session, storage: Storage | None, task: Task, scores: list[Any]
+) -> dict[int, float]:
+    """Where the task's slice has an expert mask (imported with its case), each answer's
+    agreement with it: a crowd that agrees on something the expert did not draw (colluding
+    accounts sending the same junk) earns nothing for it. Empty without storage or mask."""
+    slice_ = session.get(Slice, task.slice_id)
+    if storage is None or slice_ is None or slice_.reference_key is None:
+        return {}
+    reference = read_mask(storage, slice_.reference_key)
+    found = {}
+    for s in scores:
+        answer = read_mask(storage, s.mask_key)
+        if answer.shape != reference.shape:
+            continue
+        found[int(s.annotation_id)] = rules.agreement(
+            dice=metrics.dice(reference, answer),
+            fused_has_lesions=bool(reference.any()),
+            painted=bool(answer.any()),
+        )
+    return found
+
+
+def confirm_task(
+    session: Session, task_id: int, now: datetime, storage: Storage | None = None
+) -> int:
     """Award the fused task's answers; the ledger rows written (none twice: a task fused
-    again awards nothing more)."""
+    again awards nothing more). With ``storage``, an answer on a slice with an expert mask
+    earns by the lower of its agreement with the fused label and with the expert's."""
     task = session.get(Task, task_id)
     if task is None or task.kind is not TaskKind.normal:
         return 0
@@ -87,6 +118,7 @@ def confirm_task(session: Session, task_id: int, now: datetime) -> int:
             SCORES.c.consensus_lesion,
             ANN.c.lesion_pixels,
             ANN.c.server_ms,
+            ANN.c.mask_key,
         )
         .join(ANN, ANN.c.id == SCORES.c.annotation_id)
         .where(SCORES.c.task_id == task_id)
@@ -101,6 +133,7 @@ def confirm_task(session: Session, task_id: int, now: datetime) -> int:
             )
         )
     ).scalar_one()
+    expert = _against_reference(session, storage, task, list(scores))
     skip = _ineligible(session, task.project_id)
     copied = duplicated(session, [int(s.annotation_id) for s in scores])
     rows = []
@@ -114,6 +147,7 @@ def confirm_task(session: Session, task_id: int, now: datetime) -> int:
             fused_has_lesions=bool(s.consensus_lesion),
             painted=s.lesion_pixels > 0,
         )
+        agreement = min(agreement, expert.get(int(s.annotation_id), agreement))
         common = {
             "user_id": s.user_id,
             "project_id": task.project_id,

@@ -9,9 +9,9 @@ from backend.worker import celery_app, job_resources
 
 def confirm_task(task_id: int) -> int:
     """Award a fused task's answers by agreement with its label; the ledger rows written."""
-    engine, _storage, relay = job_resources()
+    engine, storage, relay = job_resources()
     with transaction(engine, relay) as session:
-        return confirm.confirm_task(session, task_id, utcnow())
+        return confirm.confirm_task(session, task_id, utcnow(), storage)
 
 
 def rater_changed(project_id: int, user_id: int) -> int:

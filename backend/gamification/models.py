@@ -134,3 +134,6 @@ class RewardProfile(SQLModel, table=True):
     # The last ledger entry whose fusion-time points (confirmed, bonus, corrections) were
     # shown to them ("since your last visit").
     ledger_seen: int = 0
+    # When the time zone last changed: once a week at most (a streak is counted in it, so a
+    # change of zone must not stretch past days into a longer streak at will).
+    zone_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

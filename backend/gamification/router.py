@@ -101,7 +101,13 @@ def mark_seen(user: CurrentUser, session: SessionDep, body: SeenIn | None = None
 @router.put(
     "/me/settings",
     response_model=RewardSettingsRead,
-    responses=error_responses(400, 422, e422="An unknown time zone, or a malformed body"),
+    responses=error_responses(
+        400,
+        409,
+        422,
+        e409="The time zone changed less than a week ago",
+        e422="An unknown time zone, or a malformed body",
+    ),
 )
 def change_settings(
     body: RewardSettingsIn, user: CurrentUser, session: SessionDep
@@ -163,7 +169,9 @@ def _project(session: Session, name: str) -> Project:
 
 @router.get("/goals", response_model=GoalsRead, responses=error_responses(404, 422))
 def goals(
-    project: Annotated[str, Query(min_length=1, max_length=64)],
+    project: Annotated[
+        str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    ],
     user: CurrentUser,
     session: SessionDep,
 ) -> GoalsRead:

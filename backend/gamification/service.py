@@ -18,7 +18,8 @@ from sqlmodel import Session, col
 
 from backend.annotations.models import Annotation
 from backend.core.db import table_of
-from backend.core.errors import InvalidInput
+from backend.core.errors import Conflict, InvalidInput
+from backend.core.timeutil import utcnow
 from backend.gamification import badges, ledger, rules, streaks
 from backend.gamification.models import (
     BadgeAward,
@@ -54,18 +55,36 @@ def profile(session: Session, user_id: int) -> RewardProfile:
     return found if found is not None else RewardProfile(user_id=user_id)
 
 
+ZONE_CHANGE_EVERY = timedelta(days=7)
+
+
 def set_profile(
-    session: Session, user_id: int, *, time_zone: str | None, leaderboard: bool | None
+    session: Session,
+    user_id: int,
+    *,
+    time_zone: str | None,
+    leaderboard: bool | None,
+    now: datetime | None = None,
 ) -> RewardProfile:
-    """Change the time zone (an IANA name) or the leaderboard opt-out; the boards hide or show
-    the user at once."""
+    """Change the time zone (an IANA name; once a week after the first setting, else
+    ``Conflict``) or the leaderboard opt-out; the boards hide or show the user at once."""
+    now = now or utcnow()
     current = profile(session, user_id)
-    if time_zone is not None:
+    if time_zone is not None and time_zone != current.time_zone:
         try:
             streaks.zone(time_zone)
         except streaks.UnknownTimeZone as error:
             raise UnknownTimeZone(str(error)) from None
+        last = current.zone_changed_at
+        if last is not None and now - last < ZONE_CHANGE_EVERY:
+            again = (last + ZONE_CHANGE_EVERY).date().isoformat()
+            raise Conflict(
+                f"Your time zone changed on {last.date().isoformat()}; it can change again from "
+                f"{again} (your streak is counted in it)",
+                code="time_zone_recently_changed",
+            )
         current.time_zone = time_zone
+        current.zone_changed_at = now
     if leaderboard is not None:
         current.leaderboard = leaderboard
     session.merge(current)
@@ -80,13 +99,9 @@ def set_profile(
 
 
 def _suspended(session: Session, user_id: int) -> bool:
-    return bool(
-        session.execute(
-            select(func.count())
-            .select_from(RaterStats)
-            .where(col(RaterStats.user_id) == user_id, col(RaterStats.trust) == "suspended")
-        ).scalar_one()
-    )
+    # Flagged too, as ``confirm.rater_changed`` hides them: a settings change must not bring
+    # a flagged rater back onto the boards.
+    return excluded(session, user_id)
 
 
 def totals(session: Session, user_id: int, now: datetime) -> tuple[int, int]:

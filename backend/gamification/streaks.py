@@ -35,7 +35,8 @@ _NAMES: set[str] = set()
 
 def _names() -> set[str]:
     if not _NAMES:
-        _NAMES.update(available_timezones())
+        # Region/City names and UTC: not "localtime" (the server's own) nor "Factory".
+        _NAMES.update(n for n in available_timezones() if n not in ("localtime", "Factory"))
         _NAMES.add("UTC")
     return _NAMES
 

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from backend.core.errors import InvalidInput
 from backend.imaging.models import Contrast
+from backend.imaging.register import RegistrationFailed, register_rigid, resample
 
 FloatArray = npt.NDArray[np.float32]
 ByteArray = npt.NDArray[np.uint8]
@@ -48,6 +49,13 @@ class CaseSource:
     fingerprint: str  # SHA-256 of the source content; makes import idempotent
     # A DICOM study's de-identification report (``imaging.deid``: counts, never values).
     report: dict[str, Any] | None = None
+    # Per contrast, the dataset's transform into the FLAIR's space (``imaging.register``);
+    # ``register``: contrasts without one are registered to the FLAIR (raw clinical scans).
+    transforms: dict[Contrast, Any] = field(default_factory=dict)
+    register: bool = False
+    # A brain mask for a scan that still shows skull (and perhaps face): nothing outside it,
+    # dilated, is stored or shown.
+    brain: nib.spatialimages.SpatialImage | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +246,46 @@ def _reference_on_grid(source: CaseSource, flair: nib.Nifti1Image) -> ByteArray 
     return mask.astype(np.uint8)
 
 
+def skull_stripped(flair: FloatArray) -> bool:
+    """Brain-only input: its background is exactly zero over much of the volume."""
+    return bool(np.mean(flair == 0) > 0.2)
+
+
+# How far around the brain mask voxels are kept (mm): the brain's edge, never skull or face.
+BRAIN_MARGIN_MM = 2.0
+
+
+def _brain(
+    source: CaseSource, flair: nib.Nifti1Image, volumes: dict[Contrast, FloatArray]
+) -> BoolArray:
+    """The brain ``[X, Y, Z]``; with a supplied mask, every volume is cleared outside it
+    (dilated by ``BRAIN_MARGIN_MM``), so no skull or face is stored or rendered. A scan that
+    still shows skull without a mask is refused."""
+    if source.brain is None:
+        if not skull_stripped(volumes[Contrast.flair]):
+            raise InvalidCase(
+                f"Case {source.name}: the scan still shows skull (and perhaps face), and no "
+                "brain mask came with it (brain_mask.nii.gz): volunteers must see brain only"
+            )
+        return brain_mask(volumes)
+    given = canonical(source.brain, "The brain mask")
+    on_grid = resample(
+        nib.Nifti1Image((np.asarray(given.dataobj) > 0).astype(np.float32), given.affine),
+        flair,
+        nearest=True,
+    )
+    brain = np.asarray(ndimage.binary_fill_holes(on_grid > 0.5), dtype=bool)
+    zooms = np.asarray(flair.header.get_zooms()[:3], dtype=np.float64)
+    radius = np.maximum(np.round(BRAIN_MARGIN_MM / zooms), 0).astype(int)
+    kept = brain
+    if radius.any():
+        ball = np.ones(tuple(2 * r + 1 for r in radius), dtype=bool)
+        kept = np.asarray(ndimage.binary_dilation(brain, structure=ball), dtype=bool)
+    for data in volumes.values():
+        data[~kept] = 0.0
+    return brain
+
+
 def prepare_case(
     source: CaseSource, *, margin: int = 8, min_brain_fraction: float = 0.05
 ) -> PreparedCase:
@@ -254,7 +302,15 @@ def prepare_case(
             if contrast is Contrast.flair
             else canonical(source.images[contrast], contrast.value.upper())
         )
-        if same_grid(image, flair):
+        transform = source.transforms.get(contrast)
+        if transform is None and source.register and not same_grid(image, flair):
+            try:
+                transform = register_rigid(flair, image, contrast.value.upper()).transform
+            except RegistrationFailed as exc:
+                raise InvalidCase(f"Case {source.name}: {exc}") from exc
+        if transform is not None:
+            data = resample(image, flair, transform)
+        elif same_grid(image, flair):
             data = np.asarray(image.dataobj, dtype=np.float32)
         else:
             data = resample_to(image, flair)
@@ -263,7 +319,7 @@ def prepare_case(
         volumes[contrast] = data
     reference = _reference_on_grid(source, flair)
 
-    brain = brain_mask(volumes)
+    brain = _brain(source, flair, volumes)
     if brain.sum() < 1000:
         raise InvalidCase(f"Case {source.name}: no brain found in the FLAIR image")
     windows = {c: robust_window(v, brain) for c, v in volumes.items()}

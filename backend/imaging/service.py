@@ -23,7 +23,7 @@ from backend.audit.models import AuditAction
 from backend.core.db import refresh_statistics
 from backend.core.errors import NotFound
 from backend.core.storage import Storage
-from backend.imaging import sprite
+from backend.imaging import clinical, sprite
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
 from backend.imaging.preprocess import (
     CaseSource,
@@ -347,10 +347,22 @@ class CaseLoader:
 
 
 def folder_loaders(path: Path) -> list[CaseLoader]:
-    """One loader per case folder under ``path``, fingerprinted without decoding anything, so
-    a case already imported is skipped at the cost of hashing its files."""
+    """One loader per case folder under ``path``, and per raw clinical study (files named by
+    a study prefix, ``imaging.clinical``) in it or its subfolders; fingerprinted without
+    decoding anything, so a case already imported is skipped at the cost of hashing it."""
     loaders = []
-    for folder in discover_cases(path):
+    if path.is_dir():
+        for folder in [path, *sorted(p for p in path.iterdir() if p.is_dir())]:
+            for study in clinical.studies_in(folder):
+                name, load, digest = clinical.loader(study)
+                loaders.append(CaseLoader(name, load, fingerprint=digest))
+    try:
+        folders = discover_cases(path)
+    except InvalidCase:
+        if loaders:
+            return loaders
+        raise
+    for folder in folders:
         fingerprint = case_fingerprint(case_files(folder))
         load = functools.partial(load_case, folder, fingerprint)
         loaders.append(CaseLoader(folder.name, load, fingerprint=fingerprint))

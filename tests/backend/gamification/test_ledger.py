@@ -207,3 +207,45 @@ def test_a_suspension_reverses_the_points_and_hides_the_rater(migrated_engine: E
         assert _total(session, me).hidden is False  # back on the boards, points stay reversed
         assert _total(session, me).total == 0
         session.commit()
+
+
+def test_an_excluded_rater_stays_off_the_boards_whatever_they_do(migrated_engine: Engine) -> None:
+    """Suspended in one project before any points, then points elsewhere: the totals row the
+    trigger makes is hidden. Flagged, then a settings change: still hidden."""
+    with Session(migrated_engine) as session:
+        first, second = Project(name="excl-a"), Project(name="excl-b")
+        session.add_all([first, second])
+        session.flush()
+        assert first.id is not None
+        assert second.id is not None
+        suspended, flagged = _user(session, "ledger-s"), _user(session, "ledger-f")
+        session.add(RaterStats(user_id=suspended, project_id=first.id, trust=TrustLevel.suspended))
+        session.add(RaterStats(user_id=flagged, project_id=first.id, flagged_reason="copies"))
+        session.flush()
+        for user, annotation in ((suspended, 60), (flagged, 61)):
+            row = _gold(user, annotation, 10, NOW)
+            row["project_id"] = second.id
+            ledger.write(session, [row])
+        assert _total(session, suspended).hidden is True
+        assert _total(session, flagged).hidden is True
+        service.set_profile(session, flagged, time_zone="Europe/Berlin", leaderboard=True, now=NOW)
+        assert _total(session, flagged).hidden is True
+        session.commit()
+
+
+def test_the_time_zone_changes_once_a_week(migrated_engine: Engine) -> None:
+    with Session(migrated_engine) as session:
+        me = _user(session, "ledger-z")
+        service.set_profile(session, me, time_zone="Europe/Berlin", leaderboard=None, now=NOW)
+        with pytest.raises(service.Conflict, match="can change again from 2026-11-19"):
+            service.set_profile(session, me, time_zone="Africa/Lagos", leaderboard=None, now=NOW)
+        # The same zone again, or the opt-out alone, is no change of zone.
+        service.set_profile(session, me, time_zone="Europe/Berlin", leaderboard=False, now=NOW)
+        later = NOW + timedelta(days=7)
+        found = service.set_profile(
+            session, me, time_zone="Africa/Lagos", leaderboard=None, now=later
+        )
+        assert found.time_zone == "Africa/Lagos"
+        for name in ("localtime", "Factory"):
+            with pytest.raises(service.UnknownTimeZone):
+                service.set_profile(session, me, time_zone=name, leaderboard=None, now=later)

@@ -177,6 +177,10 @@ def test_bad_input_is_refused_with_its_reason(client: TestClient) -> None:
     assert client.get("/api/rewards/leaderboard?board=month").status_code == 422
     assert client.get("/api/rewards/leaderboard?limit=1000").status_code == 422
     assert client.get("/api/rewards/goals?project=nowhere").status_code == 404
+    assert client.get("/api/rewards/goals?project=%00").status_code == 422  # never a 500
+    # A second change of time zone within the week: refused, with when it may change.
+    again = client.put("/api/rewards/me/settings", json={"time_zone": "Asia/Tokyo"})
+    assert (again.status_code, again.json()["code"]) == (409, "time_zone_recently_changed")
 
 
 def test_goals_and_what_the_labels_trained(client: TestClient, migrated_engine: Engine) -> None:
@@ -260,3 +264,66 @@ def test_goals_and_what_the_labels_trained(client: TestClient, migrated_engine: 
     assert "held-out Dice 0.61 -> 0.66" in newest
     assert newest.endswith("your labels are in 3 fused slices that trained it.")
     assert oldest.endswith("held-out Dice 0.61.")
+
+
+def test_colluders_agreeing_on_junk_earn_nothing_where_an_expert_drew(
+    client: TestClient, migrated_engine: Engine
+) -> None:
+    """Two accounts send the same junk to every crowd slice (and answer check slices well):
+    fusion agrees with them, but each slice has the expert's mask from its import, and
+    agreement with the crowd never pays more than agreement with the expert."""
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    _seed(migrated_engine, storage)
+    junk = np.zeros((16, 24), dtype=bool)
+    junk[12:15, 18:22] = True  # where no slice has a lesion
+    other = TestClient(client.app)
+    signup(other, "colluder-b@example.org")
+    signup(client, "colluder-a@example.org")
+    for volunteer in (client, other):
+        while True:
+            lease = volunteer.post("/api/tasks/next")
+            if lease.status_code == 204:
+                break
+            task = lease.json()
+            with Session(migrated_engine) as session:
+                found = session.get(Task, session.get(Assignment, task["id"]).task_id)  # type: ignore[union-attr]
+                index = session.get(Slice, found.slice_id).index  # type: ignore[union-attr]
+                kind = found.kind  # type: ignore[union-attr]
+            # The same junk from both, a pixel moved per slice (no two masks alike).
+            mask = junk.copy()
+            mask[15, index % 24] = True
+            if kind is TaskKind.gold:
+                mask = MASKS[index]
+            counts = encode_rle(mask.astype(np.uint8))
+            sent = volunteer.post(
+                f"/api/tasks/{task['id']}/annotations",
+                json={"mask": {"encoding": "rle", "width": 24, "height": 16, "counts": counts}},
+            )
+            assert sent.status_code == 201, sent.text
+    with Session(migrated_engine) as session:
+        complete = select(Task.id).where(
+            Task.kind == TaskKind.normal, Task.state.in_(["complete", "review"])
+        )
+        fused = session.execute(complete).scalars().all()
+        assert fused
+        for task_id in fused:
+            fusion.fuse_task(session=session, storage=storage, task_id=task_id)
+            score_consensus(session=session, storage=storage, task_id=task_id)
+        session.commit()
+        # The attack works against the crowd alone: agreeing junk would earn.
+        for task_id in fused:
+            confirm.confirm_task(session, task_id, utcnow())
+        paid = session.execute(
+            select(func.count()).where(PointEntry.reason == PointReason.confirmed)
+        ).scalar_one()
+        session.rollback()
+        assert paid > 0
+        for task_id in fused:
+            confirm.confirm_task(session, task_id, utcnow(), storage)
+        session.commit()
+        confirmed = session.execute(
+            select(func.coalesce(func.sum(PointEntry.points), 0)).where(
+                PointEntry.reason.in_([PointReason.confirmed, PointReason.hard_bonus])
+            )
+        ).scalar_one()
+    assert confirmed == 0

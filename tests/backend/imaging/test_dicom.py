@@ -36,7 +36,7 @@ def _phantom(shape: tuple[int, int, int] = (40, 48, 12)) -> np.ndarray:
     """An ellipsoid head with brighter blobs (lesions), in scanner units."""
     x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     head = (x**2 + y**2 + (z * 0.8) ** 2) <= 0.8
-    data = np.where(head, 400.0, 0.0) + 30 * x
+    data = np.where(head, 400.0 + 30 * x, 0.0)  # skull-stripped: zero around the brain
     data[18:22, 20:25, 4:7] += 500
     return data.astype(np.float32)
 
