@@ -161,3 +161,28 @@ def predict_command(
     except DomainError as exc:
         raise fail(exc.message) from exc
     typer.echo(f"Wrote {out}: {voxels} lesion voxels (model version {version.id}).")
+
+
+@app.command("brain-mask")
+def brain_mask_command(
+    folder: Annotated[
+        Path, typer.Argument(help="A folder of raw clinical studies (PREFIX_FLAIR.nii.gz, ...).")
+    ],
+    force: Annotated[bool, typer.Option(help="Replace masks already there.")] = False,
+    gpu: Annotated[bool, typer.Option(help="Use a GPU when there is one.")] = False,
+) -> None:
+    """Write PREFIX_brain_mask.nii.gz beside each raw study's FLAIR (deepbet, offline), so
+    that `mscrowd import` stores and shows brain only."""
+    from ml.jobs import brain
+
+    try:
+        studies = brain.pending(folder, force=force)
+    except DomainError as exc:
+        raise fail(exc.message) from exc
+    if not studies:
+        typer.echo("No study without a brain mask here (--force to redo them).")
+        return
+    with typer.progressbar(length=len(studies), label="Extracting brains") as bar:
+        written = brain.write_masks(studies, gpu=gpu, progress=lambda n: bar.update(n - bar.pos))
+    for found in written:
+        typer.echo(f"+ {found.study}: {found.path.name} ({found.millilitres:.0f} ml of brain)")

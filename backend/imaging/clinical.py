@@ -45,6 +45,8 @@ TRANSFORM_FILE = re.compile(
 @dataclass
 class StudyFiles:
     name: str  # for messages only; never stored
+    folder: Path
+    prefix: str
     images: dict[Contrast, Path] = field(default_factory=dict)
     transforms: dict[Contrast, Path] = field(default_factory=dict)
     brain: Path | None = None
@@ -55,6 +57,10 @@ class StudyFiles:
         if self.brain is not None:
             found.append(("brain", self.brain))
         return found
+
+
+def _study(folder: Path, prefix: str) -> StudyFiles:
+    return StudyFiles(f"{folder.name}/{prefix}", folder, prefix)
 
 
 def studies_in(folder: Path) -> list[StudyFiles]:
@@ -68,14 +74,14 @@ def studies_in(folder: Path) -> list[StudyFiles]:
         nifti = NIFTI.match(path.name)
         if transform is not None:
             prefix, role = transform["prefix"], transform["role"].lower()
-            study = studies.setdefault(prefix, StudyFiles(f"{folder.name}/{prefix}"))
+            study = studies.setdefault(prefix, _study(folder, prefix))
             study.transforms[ROLES[role]] = path
             continue
         found = STUDY_FILE.match(nifti["stem"]) if nifti is not None else None
         if found is None:
             continue
         prefix, role = found["prefix"], found["role"].lower().replace("-", "_")
-        study = studies.setdefault(prefix, StudyFiles(f"{folder.name}/{prefix}"))
+        study = studies.setdefault(prefix, _study(folder, prefix))
         if role.replace("_", "") == "brainmask":
             study.brain = path
             continue

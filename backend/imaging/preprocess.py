@@ -246,9 +246,16 @@ def _reference_on_grid(source: CaseSource, flair: nib.Nifti1Image) -> ByteArray 
     return mask.astype(np.uint8)
 
 
-def skull_stripped(flair: FloatArray) -> bool:
-    """Brain-only input: its background is exactly zero over much of the volume."""
-    return bool(np.mean(flair == 0) > 0.2)
+# More non-zero tissue than any brain holds (about 1.2 to 1.8 litres with its fluid): a
+# head, with skull and scalp (clinical_raw's FLAIRs: 3.0 and 3.4 litres over 14 cm).
+MAX_BRAIN_ML = 2000.0
+
+
+def skull_stripped(flair: FloatArray, voxel_ml: float) -> bool:
+    """Brain-only input: a background exactly zero over much of the volume, around no more
+    tissue than a brain. A raw scan whose air was zeroed (defaced exports) holds a head."""
+    foreground = flair != 0
+    return bool(np.mean(~foreground) > 0.2 and foreground.sum() * voxel_ml <= MAX_BRAIN_ML)
 
 
 # How far around the brain mask voxels are kept (mm): the brain's edge, never skull or face.
@@ -261,8 +268,9 @@ def _brain(
     """The brain ``[X, Y, Z]``; with a supplied mask, every volume is cleared outside it
     (dilated by ``BRAIN_MARGIN_MM``), so no skull or face is stored or rendered. A scan that
     still shows skull without a mask is refused."""
+    voxel_ml = float(np.prod(flair.header.get_zooms()[:3])) / 1000.0
     if source.brain is None:
-        if not skull_stripped(volumes[Contrast.flair]):
+        if not skull_stripped(volumes[Contrast.flair], voxel_ml):
             raise InvalidCase(
                 f"Case {source.name}: the scan still shows skull (and perhaps face), and no "
                 "brain mask came with it (brain_mask.nii.gz): volunteers must see brain only"
