@@ -204,6 +204,9 @@ async function start() {
   await loadBoard();
   loadGoals().catch((error) => ($("goals").textContent = error.message));
   drawHistory($("history"), fillDays(days));
+  if (days.some((d) => d.quality !== null)) {
+    $("history-note").textContent = "Bars: points per day. Line: how well the answers that earned them matched (0 to 100 %).";
+  }
   // A first visit in another time zone than the default: offer the browser's.
   const here = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if ($("time-zone").value === "UTC" && here && here !== "UTC") {

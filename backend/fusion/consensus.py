@@ -1,5 +1,6 @@
-"""After a crowd task is fused: each answer in its fused label is scored against that label,
-and the raters judged by the consistency check (``backend.quality.consistency``)."""
+"""After a crowd task is fused: each answer in its fused label is scored against that label
+(against the slice's expert mask where its case came with one), and the raters judged by the
+consistency check (``backend.quality.consistency``)."""
 
 import numpy as np
 from sqlmodel import Session, col, select
@@ -8,6 +9,7 @@ from backend.annotations.models import Annotation
 from backend.core.storage import Storage
 from backend.fusion.labels import read_soft
 from backend.fusion.models import FusionResult
+from backend.imaging.models import Slice
 from backend.quality import consistency
 from backend.quality.gold import read_mask
 from backend.tasks.models import Task, TaskKind, TaskState
@@ -30,6 +32,14 @@ def score_consensus(*, session: Session, storage: Storage, task_id: int) -> list
     if result is None or result.withdrawn or result.soft_key is None:
         return []
     fused = read_soft(storage, result.soft_key) >= 0.5
+    # Where the slice came with an expert's mask, the answers are scored against it instead:
+    # accounts that agree with each other on junk are the consensus, never the expert (a
+    # silent check no volunteer can tell from any other crowd slice).
+    slice_ = session.get(Slice, task.slice_id)
+    if slice_ is not None and slice_.reference_key is not None:
+        reference = read_mask(storage, slice_.reference_key)
+        if reference.shape == fused.shape:
+            fused = reference
     given = session.exec(
         select(Annotation)
         .where(col(Annotation.id).in_(result.annotation_ids))

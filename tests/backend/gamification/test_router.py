@@ -15,11 +15,14 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import service as fusion
 from backend.fusion.consensus import score_consensus
+from backend.fusion.labels import read_soft
+from backend.fusion.models import FusionResult
 from backend.gamification import confirm, ledger
 from backend.gamification.models import PointEntry, PointReason, PointTotal
 from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import gold
+from backend.quality.models import RaterStats
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
 from backend.tasks.models import Assignment, Task, TaskKind
 from tests.backend.quality.test_gold import _normal_tasks, create_case
@@ -310,17 +313,23 @@ def test_colluders_agreeing_on_junk_earn_nothing_where_an_expert_drew(
             fusion.fuse_task(session=session, storage=storage, task_id=task_id)
             score_consensus(session=session, storage=storage, task_id=task_id)
         session.commit()
-        # The attack works against the crowd alone: agreeing junk would earn.
-        for task_id in fused:
-            confirm.confirm_task(session, task_id, utcnow())
-        paid = session.execute(
-            select(func.count()).where(PointEntry.reason == PointReason.confirmed)
-        ).scalar_one()
-        session.rollback()
-        assert paid > 0
+        # The attack works on the crowd: the fused label is their junk.
+        result = (
+            session.execute(select(FusionResult).where(FusionResult.task_id == fused[0]))
+            .scalars()
+            .first()
+        )
+        assert result is not None
+        assert result.soft_key is not None
+        assert (read_soft(storage, result.soft_key)[12:15, 18:22] >= 0.5).all()
         for task_id in fused:
             confirm.confirm_task(session, task_id, utcnow(), storage)
         session.commit()
+        # Scored against the experts' masks, the colluders' crowd answers are far below their
+        # check answers: both are flagged (their labels leave fusion, their points go back).
+        flags = session.execute(select(RaterStats.flagged_reason)).scalars().all()
+        assert len(flags) == 2
+        assert all(flag is not None for flag in flags)
         confirmed = session.execute(
             select(func.coalesce(func.sum(PointEntry.points), 0)).where(
                 PointEntry.reason.in_([PointReason.confirmed, PointReason.hard_bonus])
