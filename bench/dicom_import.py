@@ -29,7 +29,7 @@ CLI = [sys.executable, "-m", "backend"]
 
 def head(size: int, slices: int, contrast: float) -> np.ndarray:
     x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in (size, size, slices)), indexing="ij")
-    brain = (x**2 + y**2 + (z * 0.8) ** 2) <= 0.6
+    brain = (x**2 + y**2 + (z * 0.8) ** 2) <= 0.3  # about 1.3 litres
     texture = 400 + contrast * np.sin(6 * x) * np.cos(5 * y) + 30 * z
     return np.where(brain, texture, 0).astype(np.float32)
 
