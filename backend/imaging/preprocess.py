@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from backend.core.errors import InvalidInput
 from backend.imaging.models import Contrast
-from backend.imaging.register import RegistrationFailed, register_rigid, resample
+from backend.imaging.register import RegistrationFailed, register_rigid, resample, to_sitk
 
 FloatArray = npt.NDArray[np.float32]
 ByteArray = npt.NDArray[np.uint8]
@@ -97,14 +97,8 @@ def canonical(image: nib.spatialimages.SpatialImage, what: str) -> nib.Nifti1Ima
 
 
 def _to_sitk(data: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> sitk.Image:
-    # nibabel speaks RAS, ITK speaks LPS: flip the first two world axes.
-    lps = np.diag([-1.0, -1.0, 1.0]) @ affine[:3, :4]
-    spacing = np.linalg.norm(lps[:, :3], axis=0)
-    image = sitk.GetImageFromArray(np.ascontiguousarray(data.transpose(2, 1, 0)))
-    image.SetSpacing(spacing.tolist())
-    image.SetDirection((lps[:, :3] / spacing).flatten().tolist())
-    image.SetOrigin(lps[:, 3].tolist())
-    return image
+    # nibabel speaks RAS, ITK speaks LPS (``register.to_sitk`` flips the first two axes).
+    return to_sitk(data, affine)
 
 
 def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
@@ -116,11 +110,7 @@ def resample_to(
     image: nib.Nifti1Image, reference: nib.Nifti1Image, *, nearest: bool = False
 ) -> npt.NDArray[np.float32]:
     """``image`` resampled onto ``reference``'s grid in world space (SimpleITK), ``[X, Y, Z]``."""
-    moving = _to_sitk(np.asarray(image.dataobj, dtype=np.float32), image.affine)
-    target = _to_sitk(np.zeros(reference.shape, dtype=np.float32), reference.affine)
-    interpolator = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
-    out = sitk.Resample(moving, target, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
-    return np.asarray(sitk.GetArrayFromImage(out).transpose(2, 1, 0), dtype=np.float32)
+    return resample(image, reference, nearest=nearest)
 
 
 def brain_mask(volumes: dict[Contrast, FloatArray]) -> BoolArray:
