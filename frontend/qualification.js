@@ -380,7 +380,7 @@ function fillResults(part, held) {
         const alarms = f.false_alarms ? `, ${f.false_alarms} false alarm${f.false_alarms > 1 ? "s" : ""}` : ", no false alarm";
         const overlap = f.lesions_reference ? `, overlap ${f.dice.toFixed(2)}` : "";
         caption.textContent = `Slice ${position}: ${found}${alarms}${overlap}.`;
-        figure.prepend(element("img", { src: f.overlay_url, alt: `Slice ${position}: your answer over the expert's`, loading: "lazy" }));
+        figure.prepend(element("img", { src: f.overlay_url, alt: `Slice ${position}: your answer over the expert's` }));
       },
       (error) => {
         caption.textContent = `Slice ${position}: ${error.message}`;

@@ -13,6 +13,9 @@ from backend.auth.deps import AdminUser
 from backend.core.deps import SessionDep
 from backend.core.errors import InvalidInput, error_responses
 
+# Object types and ids as the app writes them: names, numbers, hex ids.
+ID = r"^[A-Za-z0-9_.:-]+$"
+
 router = APIRouter(prefix="/audit", tags=["audit"], responses=error_responses(401, 403))
 
 
@@ -21,9 +24,9 @@ def audit_log(
     _admin: AdminUser,
     session: SessionDep,
     action: AuditAction | None = None,
-    actor_id: Annotated[int | None, Query(ge=1)] = None,
-    object_type: Annotated[str | None, Query(min_length=1, max_length=32)] = None,
-    object_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    actor_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    object_type: Annotated[str | None, Query(min_length=1, max_length=32, pattern=ID)] = None,
+    object_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,

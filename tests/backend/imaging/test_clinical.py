@@ -25,9 +25,9 @@ from backend.imaging.preprocess import (
 )
 from backend.imaging.register import RegistrationFailed, image_of, register_rigid, to_sitk
 from backend.imaging.service import folder_loaders
+from tests.conftest import OPEN_MS_DATA
 
-RAW = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "open_ms_data"
-RAW = RAW / "clinical_raw" / "patient01"
+RAW = OPEN_MS_DATA / "clinical_raw" / "patient01"
 
 
 def _phantom() -> nib.Nifti1Image:

@@ -26,10 +26,9 @@ from backend.imaging.models import Case, Contrast
 from backend.imaging.preprocess import InvalidCase
 from backend.imaging.service import CaseMeta, import_cases
 from tests.backend.imaging.dicomgen import FLAIR, T1, T2, SeriesSpec, planted_values, write_series
+from tests.conftest import OPEN_MS_DATA
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-TABLE = SHARED / "dicom" / "confidentiality_profile_attributes.json"
-MNI = SHARED / "open_ms_data" / "cross_sectional_mni" / "patient07"
+TABLE = OPEN_MS_DATA.parent / "dicom" / "confidentiality_profile_attributes.json"
 
 
 def _phantom(shape: tuple[int, int, int] = (40, 48, 12)) -> np.ndarray:
