@@ -18,9 +18,12 @@ folder the admin gave.
 import functools
 import hashlib
 import json
+import logging
 import re
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,9 @@ ENHANCED_MR = {
     "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
 }
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame kinds, .7.x
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"  # classic MR Image Storage: the only kind read
+DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
+MAX_FILE_BYTES = 64 * 2**20  # a 2048 x 2048 16-bit slice is 8 MB
 SKIP_WORDS = re.compile(
     r"localizer|localiser|scout|survey|\bloc\b|dwi|diffusion|\badc\b|trace|\bswi\b|swan|perf"
     r"|dti|t2\*|t2 ?star"
@@ -131,14 +137,49 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return str(value)
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """pydicom without its warnings and log lines: they quote the values they find invalid (a
+    UID with a date in it, a name in a number field), and would print them."""
+    logger = logging.getLogger("pydicom")
+    level, mode = logger.level, pydicom.config.settings.reading_validation_mode
+    logger.setLevel(logging.CRITICAL + 1)
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        pydicom.config.settings.reading_validation_mode = mode
+
+
 def read_header(path: Path, rel: str, report: deid.Report) -> Header:
     """Read one file's header (no pixels) and count its attributes into ``report``."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise InvalidCase(f"{rel}: {size // 2**20} MB, larger than any single MR slice")
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        with quiet():
+            syntax = str(pydicom.filereader.read_file_meta_info(path).get("TransferSyntaxUID", ""))
+            if syntax == DEFLATED:  # inflates without bound before anything can be checked
+                raise InvalidCase(f"{rel}: deflate-compressed files are not accepted")
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            report.count(ds)
+    except InvalidCase:
+        raise
     except Exception as exc:  # pydicom raises many kinds; its messages may quote values
         raise InvalidCase(f"{rel} is not a readable DICOM file ({type(exc).__name__})") from exc
-    report.count(ds)
-    sop_class = _text(ds, "SOPClassUID")
+    sop_class = _text(ds, "SOPClassUID") or str(
+        getattr(ds.get("file_meta", None), "MediaStorageSOPClassUID", "") or ""
+    )
+    stored_as = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if sop_class != MR_IMAGE or stored_as not in ("", MR_IMAGE):
+        kind = "enhanced multi-frame" if sop_class in ENHANCED_MR else "not an MR image"
+        raise InvalidCase(
+            f"{rel}: {kind} (SOP class {sop_class or 'missing'}); only classic MR images are "
+            "read: secondary captures and screenshots may show text in their pixels"
+        )
     if not ds.get("StudyInstanceUID") or not ds.get("SeriesInstanceUID"):
         raise InvalidCase(f"{rel}: no study or series instance UID; cannot tell its study")
     words = " ".join(
@@ -322,12 +363,14 @@ def read_volume(series: Series) -> nib.Nifti1Image:
     first = ordered[0]
     data = np.empty((first.columns, first.rows, len(ordered)), dtype=np.float32)
     for k, header in enumerate(ordered):
+        ds = None
         try:
-            ds = pydicom.dcmread(header.path)
-            pixels = ds.pixel_array
+            with quiet():
+                ds = pydicom.dcmread(header.path)
+                pixels = ds.pixel_array
         except Exception as exc:
             syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-            kind = syntax.name if syntax is not None else type(exc).__name__
+            kind = syntax.name if syntax is not None and syntax.is_transfer_syntax else "damaged"
             raise InvalidCase(
                 f"{header.rel}: its pixels cannot be decoded ({kind}; compressed without a "
                 "decoder installed, or damaged)"
@@ -405,11 +448,11 @@ def scan(
 ) -> list[Study]:
     """Read the header of every DICOM file under ``root`` (or of ``files``, found there
     already: a progress bar's iterable) and group them into studies."""
-    base = root if root.is_dir() else root.parent
     grouped: dict[str, dict[str, list[Header]]] = defaultdict(lambda: defaultdict(list))
     reports: dict[str, deid.Report] = defaultdict(deid.Report)
     for path in find_files(root) if files is None else files:
-        rel = path.relative_to(base).as_posix()
+        # Named by the file's own name, not its folders: exports name folders after patients.
+        rel = path.name
         report = deid.Report()
         header = read_header(path, rel, report)
         reports[header.study].merge(report)

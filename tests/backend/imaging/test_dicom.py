@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -174,13 +175,16 @@ def _import(root: Path, engine: Engine, storage: Storage) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        ("corrupt", r"IM0005.dcm(: no study or series| is not a readable DICOM file)"),
+        ("corrupt", r"IM0005.dcm(: not an MR image| is not a readable DICOM file)"),
         ("truncated", r"IM0005.dcm: its pixels cannot be decoded"),
+        ("tail", r"IM0005.dcm: its pixels cannot be decoded"),
         ("missing", r"unevenly spaced slices .* a slice is missing"),
         ("duplicate", r"two slices at one position"),
         ("orientation", r"mixed orientations"),
         ("burned", r"IM0002.dcm: BurnedInAnnotation is YES"),
-        ("capture", r"secondary capture or screenshot"),
+        ("capture", r"IM0002.dcm: not an MR image .* secondary captures and screenshots"),
+        ("capture-meta", r"IM0002.dcm: not an MR image"),
+        ("deflated", r"IM0002.dcm: deflate-compressed files are not accepted"),
         ("multiframe", r"enhanced multi-frame image"),
         ("compressed", r"IM0003.dcm: its pixels cannot be decoded"),
     ],
@@ -190,11 +194,14 @@ def test_bad_series_are_refused_naming_the_file_and_store_nothing(
 ) -> None:
     root = _study(tmp_path)
     flair = root / FLAIR.description
-    target = flair / ("IM0005.dcm" if damage in ("corrupt", "truncated") else "IM0002.dcm")
+    early = damage in ("corrupt", "truncated", "tail")
+    target = flair / ("IM0005.dcm" if early else "IM0002.dcm")
     if damage == "corrupt":
         target.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage" * 50)
     elif damage == "truncated":
         target.write_bytes(target.read_bytes()[:-500])
+    elif damage == "tail":  # readable up to its pixels, a broken sequence after them
+        target.write_bytes(target.read_bytes() + b"\x08\x00\x15\x11SQ\x00\x00\xff\xff\xff\xff")
     elif damage == "missing":
         target.unlink()
     elif damage == "duplicate":
@@ -205,6 +212,15 @@ def test_bad_series_are_refused_naming_the_file_and_store_nothing(
         _edit(target, BurnedInAnnotation="YES")
     elif damage == "capture":
         _edit(target, SOPClassUID="1.2.840.10008.5.1.4.1.1.7")
+    elif damage == "capture-meta":  # no SOP class in the data set, a capture in the file meta
+        ds = pydicom.dcmread(target)
+        del ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+        ds.save_as(target)
+    elif damage == "deflated":
+        ds = pydicom.dcmread(target)
+        ds.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        ds.save_as(target, enforce_file_format=True)
     elif damage == "multiframe":
         _edit(target, NumberOfFrames=2)
     elif damage == "compressed":
@@ -336,3 +352,41 @@ def test_the_cli_imports_dicom_and_writes_no_identifier_anywhere(
     )
     assert refused.exit_code == 1
     assert "map.yaml: unknown contrast 'dwi'" in refused.output
+
+
+def test_pydicom_never_prints_the_values_it_finds_invalid(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A UID with a leading zero and a birth date inside it, a name in a number field: pydicom
+    warns about them quoting the value; the import reads them without a word."""
+    root = _study(tmp_path)
+    odd_uid = "1.2.840.113619.2.055.3.4417229019610423.20250317.1"
+    for path in (root / FLAIR.description).iterdir():
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = odd_uid
+        ds.save_as(path)
+    first = sorted((root / T1.description).iterdir())[0]
+    raw = first.read_bytes().replace(b"ORIGINAL", b"DOEJANE!", 1)
+    first.write_bytes(raw)
+    capfd.readouterr()  # what writing the odd values printed: not the import's
+    caplog.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        (study,) = dicom.scan(root)
+        dicom.load_study(study)
+    printed = capfd.readouterr()
+    logged = caplog.text
+    for value in (odd_uid, "DOEJANE"):
+        assert value not in printed.out + printed.err + logged
+
+
+def test_messages_name_files_never_their_folders(tmp_path: Path) -> None:
+    """Exports name folders after patients: messages give the file's own name."""
+    root = _study(tmp_path)
+    patient = tmp_path / "in" / "DOE_JANE_MRN-4417-2290"
+    shutil.move(str(root / FLAIR.description), str(patient))
+    (patient / "IM0002.dcm").unlink()
+    with pytest.raises(InvalidCase) as refused:
+        dicom.load_study(dicom.scan(root)[0])
+    assert "IM0001.dcm" in refused.value.message
+    assert "DOE_JANE" not in refused.value.message
