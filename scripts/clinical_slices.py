@@ -59,10 +59,16 @@ def main() -> None:
                 tiles = []
                 for slice_ in (slices[0], slices[-1]):
                     for contrast in ("flair", "t1", "t2"):
-                        png = storage.get(slice_.image_keys[contrast])
-                        tiles.append((f"slice {slice_.index} {contrast.upper()}", png))
-                images = [Image.open(io.BytesIO(png)).convert("L") for _label, png in tiles]
-                width, height = images[0].size
+                        key = slice_.image_keys.get(contrast)
+                        label = f"slice {slice_.index} {contrast.upper()}"
+                        # A contrast whose stack misses the slice is not served there.
+                        tiles.append((label if key else f"{label}: not served", key))
+                width, height = Image.open(io.BytesIO(storage.get(tiles[0][1] or ""))).size
+                blank = Image.new("L", (width, height), 96)
+                images = [
+                    Image.open(io.BytesIO(storage.get(key))).convert("L") if key else blank
+                    for _label, key in tiles
+                ]
                 sheet = Image.new("L", (3 * width, 2 * (height + 18)), 255)
                 draw = ImageDraw.Draw(sheet)
                 for n, ((label, _png), image) in enumerate(zip(tiles, images, strict=True)):

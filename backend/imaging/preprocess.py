@@ -248,6 +248,8 @@ def skull_stripped(flair: FloatArray, voxel_ml: float) -> bool:
     return bool(np.mean(~foreground) > 0.2 and foreground.sum() * voxel_ml <= MAX_BRAIN_ML)
 
 
+# Share of a slice's brain a contrast must cover to be shown there.
+MIN_COVERAGE = 0.5
 # How far around the brain mask voxels are kept (mm): the brain's edge, never skull or face.
 BRAIN_MARGIN_MM = 2.0
 
@@ -336,9 +338,13 @@ def prepare_case(
     brain_per_slice = brain[x0:x1, y0:y1, :].sum(axis=(0, 1)) / area
     candidates = candidate_fractions(volumes[Contrast.flair], brain)
     for z in np.flatnonzero(brain_per_slice >= min_brain_fraction):
+        # A contrast whose stack does not cover this slice (a thinner T1 stack) would show
+        # black: it is left out here, and the studio does not offer it on this slice.
+        inside = brain[:, :, z]
         pngs = {
             c: encode_png(to_display(to_uint8(v[x0:x1, y0:y1, z], windows[c])))
             for c, v in volumes.items()
+            if c is Contrast.flair or np.mean(v[:, :, z][inside] != 0) >= MIN_COVERAGE
         }
         ref_png, ref_pixels = None, None
         if reference is not None:

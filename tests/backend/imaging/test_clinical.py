@@ -158,3 +158,23 @@ def test_registration_agrees_with_the_datasets_transform(tmp_path: Path) -> None
         for p in points
     ]
     assert float(np.mean(error)) < 2.0
+
+
+def test_a_contrast_is_not_offered_where_its_stack_does_not_reach(tmp_path: Path) -> None:
+    """The T1W's stack is thinner than the FLAIR's: the slices it does not reach carry no T1
+    image (the studio offers only what a slice has), never a black one."""
+    _need_raw()
+    for name in RAW.glob("study1_*"):
+        shutil.copy(name, tmp_path / name.name)
+    nib.save(_reference_brain("study1"), tmp_path / "study1_brain_mask.nii.gz")
+    t1 = nib.load(tmp_path / "study1_T1W.nii.gz")
+    nib.save(t1.slicer[:, :, 14:], tmp_path / "study1_T1W.nii.gz")  # a stack 42 mm shorter
+    (loader,) = folder_loaders(tmp_path)
+    prepared = prepare_case(loader.load())
+    without = [r.index for r in prepared.slices if Contrast.t1 not in r.pngs]
+    assert without  # the lowest slices
+    assert all(Contrast.flair in r.pngs for r in prepared.slices)
+    for render in prepared.slices:
+        for contrast, png in render.pngs.items():
+            with Image.open(io.BytesIO(png)) as image:
+                assert np.asarray(image).any(), (contrast, render.index)
