@@ -1,0 +1,124 @@
+"""The audit log page in Chromium, as an admin: entries newest first with their detail, the
+action filter, paging, a volunteer turned away, and axe-core at laptop and phone size."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from backend.audit import service as audit
+from backend.audit.models import AuditAction
+from backend.auth import consent
+from backend.auth import service as auth
+from backend.auth.models import UserRole
+from backend.core.storage import Storage
+from tests.factories import PASSWORD
+from tests.frontend.test_studio import _axe, _page
+from tests.live import seeded_site
+
+Page = Any
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    def seed(session: Session, storage: Storage) -> None:
+        for role in (UserRole.admin, UserRole.volunteer):
+            user = auth.create_user(
+                session=session, email=f"{role.value}@example.org", password=PASSWORD, role=role
+            )
+            user.consent_version = consent.VERSION
+            session.add(user)
+        for n in range(55):
+            audit.record(
+                session,
+                AuditAction.case_import,
+                object_type="case",
+                object_id=f"c{n:04d}",
+                detail={"project": "demo", "slices": 100 + n, "licence": "CC0", "consent": "open"},
+            )
+        audit.record(
+            session,
+            AuditAction.suspension,
+            object_type="rater",
+            object_id="7",
+            detail={"project_id": 1, "kind": "suspended", "reason": "spam", "by": "rules"},
+        )
+
+    with seeded_site(tmp_path_factory.mktemp("audit") / "var", seed) as served:
+        yield served
+
+
+def _shot(page: Any, name: str) -> None:
+    """A screenshot for the README when MSCROWD_SCREENSHOTS names a folder (never in CI)."""
+    folder = os.environ.get("MSCROWD_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name))
+
+
+def _log_in(browser: Any, base: str, email: str, width: int, height: int, **options: Any) -> Any:
+    page, errors = _page(browser, width, height, **options)
+    page.goto(base)
+    page.fill("#login-email", email)
+    page.fill("#login-password", PASSWORD)
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#who", state="visible")
+    page.goto(f"{base}/audit")
+    return page, errors
+
+
+def test_an_admin_reads_filters_and_pages_the_log(browser: Any, site: tuple[str, Path]) -> None:
+    base, _data = site
+    page, errors = _log_in(browser, base, "admin@example.org", 1440, 900)
+    page.wait_for_selector("[data-testid=audit-row]")
+    summary = page.inner_text("[data-testid=audit-summary]")
+    assert summary.startswith("Entries 1 to 50 of ")  # the admin's own sign-in is there too
+    first = page.locator("[data-testid=audit-row]").first.inner_text()
+    assert "Staff sign-in" in first  # newest first
+    assert page.is_disabled("[data-testid=audit-newer]")
+    page.click("[data-testid=audit-older]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=audit-summary]').textContent"
+        ".startsWith('Entries 51')"
+    )
+    page.select_option("[data-testid=audit-action]", "suspension")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=audit-summary]').textContent"
+        ".startsWith('Entries 1 to 1 of 1')"
+    )
+    row = page.inner_text("[data-testid=audit-row]")
+    assert "Rater suspended or flagged" in row
+    assert "suspended: spam" in row
+    _shot(page, "audit-laptop.png")
+    assert errors == []
+
+
+def test_a_volunteer_is_turned_away(browser: Any, site: tuple[str, Path]) -> None:
+    base, _data = site
+    page, errors = _log_in(browser, base, "volunteer@example.org", 1440, 900)
+    page.wait_for_selector("[data-testid=gate]", state="visible")
+    assert "for admins" in page.inner_text("[data-testid=gate]")
+    assert page.is_hidden("#workspace")
+    assert errors == []
+
+
+def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
+    browser: Any, site: tuple[str, Path]
+) -> None:
+    base, _data = site
+    found = {}
+    for width, height, touch in ((1440, 900, False), (360, 640, True)):
+        page, errors = _log_in(
+            browser, base, "admin@example.org", width, height,
+            has_touch=touch, is_mobile=touch, bypass_csp=True,
+        )  # fmt: skip
+        page.wait_for_selector("[data-testid=audit-row]")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        if touch:
+            _shot(page, "audit-phone.png")
+        found[width] = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in _axe(page)]
+        assert errors == []
+    assert found == {1440: [], 360: []}
