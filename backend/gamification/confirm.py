@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
 from backend.annotations.models import Annotation
@@ -28,7 +30,8 @@ from backend.imaging.models import Slice
 from backend.projects.models import Project
 from backend.quality import metrics
 from backend.quality.gold import read_mask
-from backend.quality.models import ConsensusScore, RaterStats
+from backend.quality.models import ConsensusScore, RaterStats, excluded_rater
+from backend.rounds.models import Round
 from backend.tasks.models import Task, TaskKind
 
 ANN = table_of(Annotation)
@@ -40,12 +43,28 @@ DUPLICATE_MASKS = 3
 HARD_DECISIONS = ("extend", "escalate")
 
 
+# Rounds whose slices the model chose for its uncertainty (``rounds.selection``): a slice it
+# was least sure of is a hard one.
+UNCERTAINTY_STRATEGIES = ("entropy", "bald", "bald_diverse")
+
+
+def _uncertain(session: Session, task: Task) -> bool:
+    """Whether an uncertainty-driven round of the task's project chose its slice."""
+    chosen = session.execute(
+        select(col(Round.selected)).where(
+            col(Round.project_id) == task.project_id,
+            col(Round.selected_by).in_(UNCERTAINTY_STRATEGIES),
+        )
+    ).scalars()
+    return any(task.slice_id in (selected or []) for selected in chosen)
+
+
 def _ineligible(session: Session, project_id: int) -> set[int]:
     """Raters of the project whose answers earn nothing now: suspended or flagged."""
     rows = session.execute(
         select(col(RaterStats.user_id)).where(
             col(RaterStats.project_id) == project_id,
-            (col(RaterStats.trust) == "suspended") | col(RaterStats.flagged_reason).is_not(None),
+            excluded_rater(),
         )
     ).scalars()
     return set(rows)
@@ -125,7 +144,7 @@ def confirm_task(
     ).all()
     if not scores:
         return 0
-    hard = session.execute(
+    disputed = session.execute(
         select(
             exists().where(
                 col(FusionResult.task_id) == task_id,
@@ -133,6 +152,7 @@ def confirm_task(
             )
         )
     ).scalar_one()
+    hard = disputed or _uncertain(session, task)
     expert = _against_reference(session, storage, task, list(scores))
     skip = _ineligible(session, task.project_id)
     copied = duplicated(session, [int(s.annotation_id) for s in scores])
@@ -174,7 +194,7 @@ def rater_changed(session: Session, project_id: int, user_id: int, now: datetime
     """After a suspension or reinstatement in ``project_id``: reverse the rater's answer
     points there when suspended (each entry once), and set whether the boards show them.
     Returns the corrections written."""
-    excluded = (col(RaterStats.trust) == "suspended") | col(RaterStats.flagged_reason).is_not(None)
+    excluded = excluded_rater()
     suspended_here = session.execute(
         select(func.count())
         .select_from(RaterStats)
@@ -221,9 +241,21 @@ def rater_changed(session: Session, project_id: int, user_id: int, now: datetime
     ).scalar_one()
     settings = session.get(RewardProfile, user_id)
     opted_out = settings is not None and not settings.leaderboard
+    hidden = bool(anywhere) or opted_out
+    # Made hidden when the rater has no points yet: the ledger's trigger keeps an existing
+    # row's flag, so points earned later elsewhere never show an excluded rater.
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
-        TOTALS.update()
-        .where(TOTALS.c.user_id == user_id)
-        .values(hidden=bool(anywhere) or opted_out)
+        insert(TOTALS)
+        .values(
+            user_id=user_id,
+            total=0,
+            week=ledger.week_of(now),
+            week_points=0,
+            entries=0,
+            hidden=hidden,
+            updated_at=now,
+        )
+        .on_conflict_do_update(index_elements=[TOTALS.c.user_id], set_={"hidden": hidden})
     )
     return written

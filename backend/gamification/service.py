@@ -29,7 +29,7 @@ from backend.gamification.models import (
     RewardProfile,
 )
 from backend.imaging.models import Slice
-from backend.quality.models import GoldScore, RaterStats
+from backend.quality.models import GoldScore, RaterStats, excluded_rater
 from backend.rounds.models import ModelStatus, ModelVersion
 from backend.tasks.models import Task
 
@@ -88,7 +88,9 @@ def set_profile(
     if leaderboard is not None:
         current.leaderboard = leaderboard
     session.merge(current)
-    suspended = _suspended(session, user_id)
+    # Flagged too, as ``confirm.rater_changed`` hides them: a settings change must not bring
+    # a flagged rater back onto the boards.
+    suspended = excluded(session, user_id)
     session.execute(
         TOTALS.update()
         .where(TOTALS.c.user_id == user_id)
@@ -96,12 +98,6 @@ def set_profile(
     )
     session.flush()
     return current
-
-
-def _suspended(session: Session, user_id: int) -> bool:
-    # Flagged too, as ``confirm.rater_changed`` hides them: a settings change must not bring
-    # a flagged rater back onto the boards.
-    return excluded(session, user_id)
 
 
 def totals(session: Session, user_id: int, now: datetime) -> tuple[int, int]:
@@ -231,12 +227,11 @@ def trained_models(session: Session, user_id: int) -> int:
 
 def excluded(session: Session, user_id: int) -> bool:
     """Suspended or flagged by quality control in some project: no badges meanwhile."""
-    out = (col(RaterStats.trust) == "suspended") | col(RaterStats.flagged_reason).is_not(None)
     return bool(
         session.execute(
             select(func.count())
             .select_from(RaterStats)
-            .where(col(RaterStats.user_id) == user_id, out)
+            .where(col(RaterStats.user_id) == user_id, excluded_rater())
         ).scalar_one()
     )
 

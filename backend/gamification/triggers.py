@@ -2,8 +2,8 @@
 
 - After each insert into ``points_ledger``, its points are added to the user's
   ``point_totals`` row (made on the first entry, hidden from the boards when the profile
-  opted out or the rater is suspended or flagged in any project): the all-time total, the
-  entry count, and
+  opted out; a rater excluded before any points already has a hidden row, made by
+  ``confirm.rater_changed``): the all-time total, the entry count, and
   the week's points, which start again at the entry's week when it is newer than the row's
   and stay as they are when it is older (a correction of an earlier week's points lowers the
   total, not this week's board).
@@ -21,9 +21,7 @@ POSTGRESQL_UP = [
         (user_id, total, week, week_points, entries, hidden, updated_at)
       VALUES (
         NEW.user_id, NEW.points, NEW.week, NEW.points, 1,
-        COALESCE((SELECT NOT leaderboard FROM reward_profiles WHERE user_id = NEW.user_id), false)
-        OR EXISTS (SELECT 1 FROM rater_stats WHERE user_id = NEW.user_id
-                   AND (trust = 'suspended' OR flagged_reason IS NOT NULL)),
+        COALESCE((SELECT NOT leaderboard FROM reward_profiles WHERE user_id = NEW.user_id), false),
         NEW.created_at
       )
       ON CONFLICT (user_id) DO UPDATE SET
@@ -72,9 +70,7 @@ SQLITE_UP = [
       INSERT INTO point_totals (user_id, total, week, week_points, entries, hidden, updated_at)
       VALUES (
         NEW.user_id, NEW.points, NEW.week, NEW.points, 1,
-        COALESCE((SELECT NOT leaderboard FROM reward_profiles WHERE user_id = NEW.user_id), 0)
-        OR EXISTS (SELECT 1 FROM rater_stats WHERE user_id = NEW.user_id
-                   AND (trust = 'suspended' OR flagged_reason IS NOT NULL)),
+        COALESCE((SELECT NOT leaderboard FROM reward_profiles WHERE user_id = NEW.user_id), 0),
         NEW.created_at
       )
       ON CONFLICT (user_id) DO UPDATE SET

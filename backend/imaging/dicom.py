@@ -17,7 +17,6 @@ folder the admin gave.
 
 import functools
 import hashlib
-import json
 import logging
 import re
 import warnings
@@ -44,7 +43,6 @@ ENHANCED_MR = {
     "1.2.840.10008.5.1.4.1.1.4.3",  # Enhanced MR Color Image Storage
     "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR Image Storage
 }
-SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame kinds, .7.x
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"  # classic MR Image Storage: the only kind read
 DEFLATED = "1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endian
 MAX_FILE_BYTES = 64 * 2**20  # a 2048 x 2048 16-bit slice is 8 MB
@@ -285,12 +283,12 @@ def _check_series(series: Series) -> None:
     for header in series.headers:
         if header.burned_in:
             raise InvalidCase(f"{header.rel}: BurnedInAnnotation is YES (text in the pixels)")
-        if header.sop_class.startswith(SECONDARY_CAPTURE) or "SCREEN" in header.image_type:
+        if "SCREEN" in header.image_type:  # other SOP classes are refused when read
             raise InvalidCase(
                 f"{header.rel}: a secondary capture or screenshot, which may show identifying "
                 "text in its pixels"
             )
-        if header.sop_class in ENHANCED_MR or header.frames > 1:
+        if header.frames > 1:  # a multi-frame object of the classic class
             raise InvalidCase(
                 f"{header.rel}: an enhanced multi-frame image; export the series as classic "
                 "single-frame MR images"
@@ -463,11 +461,10 @@ def scan(
         skipped = []
         for headers in by_series.values():
             first = headers[0]
-            contrast = (
-                mapping.get(first.description, classify(first))
-                if mapping is not None and first.description in mapping
-                else classify(first)
-            )
+            if mapping is not None and first.description in mapping:
+                contrast = mapping[first.description]
+            else:
+                contrast = classify(first)
             found = Series(headers=headers, contrast=contrast)
             series.append(found)
             if contrast is None:
@@ -479,8 +476,3 @@ def scan(
 def loaders(studies: list[Study]) -> list[CaseLoader]:
     """One case loader per study; each decodes its volumes only when imported."""
     return [CaseLoader(study.name, functools.partial(load_study, study)) for study in studies]
-
-
-def mapping_json(mapping: dict[str, Contrast | None]) -> str:
-    """The mapping as JSON, for messages and tests."""
-    return json.dumps({k: (v.value if v else "skip") for k, v in sorted(mapping.items())})

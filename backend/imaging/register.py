@@ -65,7 +65,7 @@ def resample(
     return np.asarray(sitk.GetArrayFromImage(out).transpose(2, 1, 0), dtype=np.float32)
 
 
-def _method(fixed: sitk.Image) -> sitk.ImageRegistrationMethod:
+def _method() -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
     method.SetMetricSamplingStrategy(method.RANDOM)
@@ -91,7 +91,7 @@ def register_rigid(fixed: nib.Nifti1Image, moving: nib.Nifti1Image, what: str) -
         sitk.Euler3DTransform(),
         sitk.CenteredTransformInitializerFilter.GEOMETRY,
     )
-    method = _method(fixed_image)
+    method = _method()
     method.SetInitialTransform(start, inPlace=False)
     before = method.MetricEvaluate(fixed_image, moving_image)
     try:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
 
 from backend.core.columns import created_at_field, enum_type, timestamp_field
 from backend.quality.reliability import RaterTotals, TrustLevel
@@ -190,3 +190,11 @@ class SliceRejection(SQLModel, table=True):
     reason: str = Field(max_length=1000)
     by_user_id: int | None = Field(default=None, foreign_key="users.id", ondelete="SET NULL")
     created_at: datetime = created_at_field()
+
+
+def excluded_rater() -> sa.ColumnElement[bool]:
+    """SQL: a ``rater_stats`` row of a rater excluded in its project (suspended or flagged):
+    their answers earn nothing, their labels leave fusion, the boards hide them."""
+    return (col(RaterStats.trust) == TrustLevel.suspended.value) | col(
+        RaterStats.flagged_reason
+    ).is_not(None)

@@ -19,20 +19,18 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from backend.annotations.masks import encode_rle
 from backend.core import timeutil
 from backend.core.storage import Storage
-from backend.fusion import service as fusion
-from backend.fusion.consensus import score_consensus
 from backend.gamification import confirm, rules
 from backend.gamification.models import PointEntry, PointReason, PointTotal
 from backend.quality import gold as gold_versions
-from backend.quality.models import RaterStats
-from backend.quality.reliability import TrustLevel
-from backend.tasks.models import Task, TaskKind, TaskState
+from backend.quality.models import RaterStats, excluded_rater
+from backend.tasks.models import TaskKind
 from tests.backend.quality.simulated import PROFILES, SPAMMERS, Profile, answer, brain_of
+from tests.backend.quality.test_attacks import _fuse_completed
 from tests.backend.quality.test_gold import _normal_tasks, create_case
 from tests.backend.quality.test_hidden_gold import _kind_and_index
 from tests.factories import create_project, signup
@@ -121,35 +119,32 @@ def _seed(engine: Engine, storage: Storage) -> int:
         return project.id or 0
 
 
-def _after_commit(engine: Engine, storage: Storage, clock: Clock, done: set[object]) -> None:
-    """The worker after each submit: fuse each completed crowd task, score its answers against
-    the fused label, award their points; then the suspensions' corrections."""
+@dataclass
+class Worker:
+    """What the worker's jobs have done so far: tasks fused, tasks whose points were written,
+    raters whose exclusion was handled."""
+
+    fused: set[int] = field(default_factory=set)
+    confirmed: set[int] = field(default_factory=set)
+    excluded: set[int] = field(default_factory=set)
+
+
+def _after_commit(engine: Engine, storage: Storage, clock: Clock, worker: Worker) -> None:
+    """The worker after each submit: fuse each completed crowd task and score its answers
+    (``test_attacks._fuse_completed``), award their points; then the suspensions' corrections
+    (RATER_CHANGED, sent through the outbox to the broker), once per excluded rater."""
+    _fuse_completed(engine, storage, worker.fused)
     with Session(engine) as session:
-        complete = session.exec(
-            select(Task.id).where(
-                Task.kind == TaskKind.normal,
-                col(Task.state).in_([TaskState.complete, TaskState.review]),
-            )
-        ).all()
-        for task_id in complete:
-            if task_id is None or task_id in done:
-                continue
-            fusion.fuse_task(session=session, storage=storage, task_id=task_id)
-            score_consensus(session=session, storage=storage, task_id=task_id)
-            confirm.confirm_task(session, task_id, clock())
-            done.add(task_id)
-        # The suspension's job (RATER_CHANGED, sent through the outbox to the broker): once
-        # per rater excluded since the last turn.
+        for task_id in sorted(worker.fused - worker.confirmed):
+            confirm.confirm_task(session, task_id, clock(), storage)
+            worker.confirmed.add(task_id)
         excluded = session.exec(
-            select(RaterStats.project_id, RaterStats.user_id).where(
-                (col(RaterStats.trust) == TrustLevel.suspended)
-                | col(RaterStats.flagged_reason).is_not(None)
-            )
+            select(RaterStats.project_id, RaterStats.user_id).where(excluded_rater())
         ).all()
         for project_id, user_id in excluded:
-            if ("excluded", user_id) not in done:
+            if user_id not in worker.excluded:
                 confirm.rater_changed(session, project_id, user_id, clock())
-                done.add(("excluded", user_id))
+                worker.excluded.add(user_id)
         session.commit()
 
 
@@ -201,12 +196,12 @@ def _run(client: TestClient, engine: Engine, clock: Clock, rounds: int) -> dict[
         signup(volunteer, f"{name.replace(' ', '-')}@example.org")
         crowd[name] = Volunteer(name, habit, seconds, volunteer)
     rng = np.random.default_rng(5)
-    done: set[object] = set()
+    worker = Worker()
     for _ in range(rounds):
         for volunteer in crowd.values():
             if not volunteer.suspended:
                 _turn(volunteer, engine, clock, rng)
-                _after_commit(engine, storage, clock, done)
+                _after_commit(engine, storage, clock, worker)
     return crowd
 
 

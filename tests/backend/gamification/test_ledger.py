@@ -222,6 +222,8 @@ def test_an_excluded_rater_stays_off_the_boards_whatever_they_do(migrated_engine
         session.add(RaterStats(user_id=suspended, project_id=first.id, trust=TrustLevel.suspended))
         session.add(RaterStats(user_id=flagged, project_id=first.id, flagged_reason="copies"))
         session.flush()
+        for user in (suspended, flagged):  # the exclusion's job (RATER_CHANGED)
+            confirm.rater_changed(session, first.id, user, NOW)
         for user, annotation in ((suspended, 60), (flagged, 61)):
             row = _gold(user, annotation, 10, NOW)
             row["project_id"] = second.id

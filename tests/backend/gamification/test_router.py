@@ -24,7 +24,7 @@ from backend.projects.models import Project
 from backend.quality import gold
 from backend.quality.models import RaterStats
 from backend.rounds.models import LabelSource, ModelStatus, ModelVersion, Round, RoundStatus
-from backend.tasks.models import Assignment, Task, TaskKind
+from backend.tasks.models import Assignment, Task, TaskKind, TaskState
 from tests.backend.quality.test_gold import _normal_tasks, create_case
 from tests.factories import create_project, signup
 
@@ -336,3 +336,49 @@ def test_colluders_agreeing_on_junk_earn_nothing_where_an_expert_drew(
             )
         ).scalar_one()
     assert confirmed == 0
+
+
+def test_a_slice_the_model_was_unsure_of_earns_the_hard_bonus(
+    client: TestClient, migrated_engine: Engine
+) -> None:
+    """A crowd slice an uncertainty-driven round chose (the model was least sure of it) pays
+    the hard-slice bonus on top; a slice a random round chose does not."""
+    storage = client.app.state.storage  # type: ignore[attr-defined]
+    _seed(migrated_engine, storage)
+    other = TestClient(client.app)
+    signup(other, "hard-b@example.org")
+    signup(client, "hard-a@example.org")
+    for volunteer in (client, other):
+        while _answer(volunteer, migrated_engine) is not None:
+            pass
+    with Session(migrated_engine) as session:
+        project = session.execute(select(Project)).scalars().one()
+        done = (
+            session.execute(
+                select(Task).where(Task.kind == TaskKind.normal, Task.state == TaskState.complete)
+            )
+            .scalars()
+            .all()
+        )
+        unsure, plain = done[0], done[1]
+        session.add_all([
+            Round(project_id=project.id or 0, number=1, status=RoundStatus.closed,
+                  strategy="bald", selected_by="bald", budget=1, selected=[unsure.slice_id]),
+            Round(project_id=project.id or 0, number=2, status=RoundStatus.open,
+                  strategy="random", selected_by="random", budget=1, selected=[plain.slice_id]),
+        ])  # fmt: skip
+        session.flush()
+        unsure_id, plain_id = unsure.id or 0, plain.id or 0
+        for task_id in (unsure_id, plain_id):
+            fusion.fuse_task(session=session, storage=storage, task_id=task_id)
+            score_consensus(session=session, storage=storage, task_id=task_id)
+            confirm.confirm_task(session, task_id, utcnow(), storage)
+        bonus = (
+            session.execute(
+                select(PointEntry.task_id).where(PointEntry.reason == PointReason.hard_bonus)
+            )
+            .scalars()
+            .all()
+        )
+        session.commit()
+    assert sorted(bonus) == [unsure_id, unsure_id]  # both volunteers' answers, once each
