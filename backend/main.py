@@ -42,6 +42,8 @@ from backend.gamification import badges, limits
 from backend.gamification.router import router as rewards_router
 from backend.health.router import router as health_router
 from backend.imaging.router import router as imaging_router
+from backend.privacy.router import account_router
+from backend.privacy.router import router as privacy_router
 from backend.projects.router import router as projects_router
 from backend.quality.router import router as quality_router
 from backend.quality.workspace import router as workspace_router
@@ -141,6 +143,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(lessons_router, prefix="/api")  # lessons and the field guide
     app.include_router(rewards_router, prefix="/api")  # points, badges, leaderboards, goals
     app.include_router(audit_router, prefix="/api")  # the audit log, for admins
+    app.include_router(privacy_router, prefix="/api")  # consent, withdrawal, erasure
+    app.include_router(account_router, prefix="/api")  # erasing one's own account
     audit.install()  # rater actions leave their audit entry from any session
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)

@@ -7,6 +7,7 @@ from backend.core.outbox import OutboxJob
 from backend.fusion.models import FusionResult, FusionRun
 from backend.gamification.models import BadgeAward, PointEntry, PointTotal, RewardProfile
 from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
+from backend.privacy.models import WithdrawnCase
 from backend.projects.models import Project
 from backend.quality.models import (
     ConsensusScore,
@@ -76,4 +77,5 @@ __all__ = [
     "User",
     "UserRole",
     "Volume",
+    "WithdrawnCase",
 ]

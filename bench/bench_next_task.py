@@ -38,8 +38,8 @@ def _seed(engine: Engine, tasks: int, cases: int, raters: int) -> list[User]:
         c.execute(
             text(
                 "INSERT INTO cases (id, project_id, public_id, source_sha256, source, licence, "
-                "consent_scope, created_at) SELECT g, 1, 'c' || g, 'x' || g, 'bench', 'CC0', "
-                "'open', now() FROM generate_series(1, :cases) g"
+                "consent_crowd_viewing, created_at) SELECT g, 1, 'c' || g, 'x' || g, 'bench', "
+                "'CC0', true, now() FROM generate_series(1, :cases) g"
             ),
             {"cases": cases},
         )

@@ -2,7 +2,7 @@
 // badges earned and the next ones, the last 30 days as a chart, the leaderboards (this week,
 // all time) with your own row wherever you stand, and the reward settings (time zone,
 // leaderboard opt-out). Talks to /api/rewards.
-import { $, api, element, signInHref } from "./api.js";
+import { $, api, element, forgetMe, signInHref } from "./api.js";
 import { ready as signedIn } from "./site.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -181,6 +181,23 @@ async function saveSettings(event) {
   }
 }
 
+async function eraseAccount(event) {
+  event.preventDefault();
+  $("erase-status").textContent = "Deleting…";
+  try {
+    const done = await api("POST", "/api/auth/me/erase", { password: $("erase-password").value });
+    $("erase-password").value = "";
+    const answers = done.removed.annotations || 0;
+    forgetMe();
+    $("page").replaceChildren(
+      element("p", { role: "status", "data-testid": "erased", text: `Your account is deleted, with your ${answers} answer${answers === 1 ? "" : "s"}. Thank you for the time you gave.` }),
+      element("a", { href: "/", text: "Back to the start page" }),
+    );
+  } catch (error) {
+    $("erase-status").textContent = `Not deleted: ${error.message}`;
+  }
+}
+
 async function start() {
   const me = await signedIn;
   if (!me) {
@@ -198,6 +215,7 @@ async function start() {
     });
   }
   $("settings").addEventListener("submit", saveSettings);
+  $("erase-form").addEventListener("submit", eraseAccount);
   // The board after the profile: reading the profile awards any badge due, whose points the
   // board must show too.
   const [, days] = await Promise.all([loadMine(), api("GET", "/api/rewards/me/history?days=30")]);

@@ -64,7 +64,11 @@ function labelsCell(r) {
 function modelCell(r) {
   if (!r.model) return element("td", { text: "–" });
   const dice = r.model.dice === null ? "no held-out case" : `Dice ${r.model.dice.toFixed(3)}, lesion F1 ${r.model.lesion_f1.toFixed(3)}`;
-  return element("td", { text: `v${r.model.id} (${r.model.status}): ${dice}` });
+  const withdrawn = r.model.withdrawn_cases || [];
+  const flag = withdrawn.length
+    ? ` ⚠ learned from ${withdrawn.length} case${withdrawn.length === 1 ? "" : "s"} withdrawn since (${withdrawn.join(", ")}): retrain before sharing it`
+    : "";
+  return element("td", { text: `v${r.model.id} (${r.model.status}): ${dice}${flag}` });
 }
 
 // Ask before closing a round whose chosen slices are mostly unlabelled; true: close anyway.

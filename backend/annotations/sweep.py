@@ -2,7 +2,8 @@
 
 A mask is written to storage before its row commits (and deleted again on rollback); a server
 killed between the two leaves a file with no row. Imports write a case's images under
-``cases/<public id>/`` before its rows commit, with the same gap. ``check`` finds such orphans
+``cases/<public id>/`` before its rows commit, with the same gap; cases staged for the ML
+worker's brain mask wait under ``staging/`` (swept after a day). ``check`` finds such orphans
 (older than a grace period, so a transaction still in flight is never touched) and, with
 ``fix``, deletes them; rows whose file is missing are reported, never invented.
 """
@@ -17,7 +18,10 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion.models import FusionResult
 from backend.imaging.models import Case
+from backend.imaging.staging import STAGING
 from backend.quality.models import GoldScore, GoldVersion
+
+STAGING_GRACE = timedelta(days=1)
 
 
 @dataclass
@@ -74,6 +78,12 @@ def check(
         if public_id in cases:
             continue
         (report.orphans if _old_enough(storage, key, cutoff) else report.too_young).append(key)
+    # Cases staged for the ML worker's brain mask (``imaging.staging``) wait in its queue:
+    # swept only after a day.
+    staged_cutoff = min(cutoff, (now or utcnow()) - STAGING_GRACE)
+    for key in storage.list(STAGING):
+        young = not _old_enough(storage, key, staged_cutoff)
+        (report.too_young if young else report.orphans).append(key)
     report.missing = sorted(k for keys in owned.values() for k in keys if not storage.exists(k))
     if fix:
         for key in report.orphans:

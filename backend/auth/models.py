@@ -36,6 +36,9 @@ class User(SQLModel, table=True):
     # volunteers lease tasks only under the current version.
     consent_version: str | None = Field(default=None, max_length=32)
     consent_at: datetime | None = timestamp_field(nullable=True)
+    # When the account was erased at its owner's request (GDPR): the row stays, pseudonymised
+    # (no login name, no password), so its id is never handed to someone else.
+    erased_at: datetime | None = timestamp_field(nullable=True)
 
 
 class TokenScope(StrEnum):

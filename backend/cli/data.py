@@ -12,7 +12,7 @@ from backend.core.config import get_settings
 from backend.core.errors import DomainError
 from backend.core.storage import Storage
 from backend.imaging import deid, dicom
-from backend.imaging.models import ConsentScope
+from backend.imaging.models import parse_consent
 from backend.imaging.preprocess import InvalidCase
 from backend.imaging.service import (
     CaseLoader,
@@ -26,7 +26,7 @@ from backend.imaging.service import (
 def _report(outcomes: list[ImportOutcome]) -> int:
     failed = 0
     for outcome in outcomes:
-        mark = {"imported": "+", "skipped": "=", "failed": "!"}[outcome.status]
+        mark = {"imported": "+", "skipped": "=", "failed": "!", "queued": ">"}[outcome.status]
         where = f" as case {outcome.case_public_id}" if outcome.case_public_id else ""
         typer.echo(f"{mark} {outcome.name}: {outcome.status}{where} ({outcome.message})")
         if outcome.report is not None:
@@ -54,9 +54,13 @@ def import_(
     project: Annotated[str, typer.Option(help="Project to import into (created if new).")],
     source: Annotated[str | None, typer.Option(help="Provenance text stored per case.")] = None,
     licence: Annotated[str, typer.Option(help="Licence of the images.")] = "CC-BY-4.0",
-    consent: Annotated[ConsentScope, typer.Option(help="Who may see the images.")] = (
-        ConsentScope.open
-    ),
+    consent: Annotated[
+        str,
+        typer.Option(
+            help="What the data owner allowed: open, crowd, research, restricted, or scopes "
+            "(crowd_viewing,research_sharing,public_images,public_labels)."
+        ),
+    ] = "research",
     min_labels: Annotated[
         int | None, typer.Option(min=1, help="Labels every task gets first, for a new project.")
     ] = None,
@@ -79,6 +83,10 @@ def import_(
     lesion mask), and DICOM files in any folder structure (grouped by study and series,
     de-identified before anything is stored)."""
     settings = get_settings()
+    try:
+        scopes = parse_consent(consent)
+    except ValueError as exc:
+        raise fail(f"--consent: {exc}") from exc
     root = path.expanduser()
     if not root.exists():
         raise fail(f"{root} does not exist")
@@ -101,7 +109,7 @@ def import_(
             project_name=project,
             loaders=loaders,
             # The folder's name may be a patient's: never the default provenance.
-            meta=CaseMeta(source or "mscrowd import", licence, consent),
+            meta=CaseMeta(source or "mscrowd import", licence, scopes),
             min_labels=min_labels,
             max_labels=max_labels,
             gold_rate=gold_rate,

@@ -35,7 +35,7 @@ from backend.projects.models import Project
 from backend.quality import gold as gold_versions
 from backend.quality import service as quality
 from backend.quality.models import GoldVersion
-from backend.tasks.models import Task, TaskKind
+from backend.tasks.models import Task, TaskKind, TaskState
 
 # Crowd STAPLE with rates pooled over the project, and the outline rule the project's gold
 # chose (``outlines.choose_outline``): stored as "crowd_staple/<rule>".
@@ -377,16 +377,36 @@ def refuse_rater(
     *, session: Session, storage: Storage, project_id: int, user_id: int
 ) -> list[FusionResult]:
     """Re-fuse every crowd task of the project that the rater answered and that has a fused
-    version, with the exclusions in force now (``fuse_task`` for each, one transaction): after
-    an exclusion the newest version of each leaves the rater out (or is withdrawn when too few
-    usable answers remain, the task collecting answers again); after a reinstatement it
-    includes them again. Idempotent: a second call adds no version. Each such task's newest
-    version afterwards."""
+    version, with the exclusions in force now (``refuse_tasks``): after an exclusion the
+    newest version of each leaves the rater out (or is withdrawn when too few usable answers
+    remain, the task collecting answers again); after a reinstatement it includes them again.
+    Idempotent: a second call adds no version. Each such task's newest version afterwards."""
+    return refuse_tasks(
+        session=session,
+        storage=storage,
+        project_id=project_id,
+        task_ids=labels.answered_by(session, project_id, user_id),
+    )
+
+
+def refuse_tasks(
+    *, session: Session, storage: Storage, project_id: int, task_ids: list[int]
+) -> list[FusionResult]:
+    """Re-fuse the given crowd tasks of a project that have a fused version, with the
+    answers and exclusions in force now (``fuse_task`` for each, in the caller's
+    transaction); a complete task with no fused version and fewer answers than it needs
+    (answers erased) collects answers again. Each re-fused task's newest version."""
     project = session.get(Project, project_id)
     if project is None:
         return []
-    answered = locked_tasks(session, labels.answered_by(session, project_id, user_id))
+    answered = locked_tasks(session, task_ids)
     newest = labels.newest(session, project_id, sorted(answered))  # read under the locks
+    for task_id, task in answered.items():
+        if task_id in newest or task.kind is not TaskKind.normal:
+            continue
+        if task.state is TaskState.complete and task.submitted_labels < task.required_labels:
+            task.state = TaskState.open
+            session.add(task)
     fusing = _fusing(session, project, _latest_project_run(session, project_id))
     found = labels.answers(session, project_id, fusing.excluded, sorted(newest))
     fused = []

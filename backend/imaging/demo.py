@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from backend.auth import service as auth
 from backend.auth.models import User, UserRole
 from backend.core.storage import Storage
-from backend.imaging.models import Case, ConsentScope
+from backend.imaging.models import CONSENT_PRESETS, Case
 from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases, imported_case
 from backend.imaging.synthetic import synthesize_case, synthetic_fingerprint
@@ -100,7 +100,7 @@ def build_demo(
             storage=storage,
             project_name=DEMO_PROJECT,
             loaders=[loader(s) for s in todo],
-            meta=CaseMeta(DEMO_SOURCE, "CC-BY-4.0", ConsentScope.open),
+            meta=CaseMeta(DEMO_SOURCE, "CC-BY-4.0", CONSENT_PRESETS["open"]),
         )
     finally:
         stream.close()

@@ -11,11 +11,41 @@ from backend.core.columns import created_at_field, enum_type
 
 
 class ConsentScope(StrEnum):
-    """What the data owner allowed: who may see the images and whether labels may be released."""
+    """One use of a case its data owner allowed (a case holds any set of them; none: experts
+    only, nothing leaves the platform)."""
 
-    open = "open"  # openly licensed: volunteers label it, labels and images may be released
-    crowd = "crowd"  # volunteers label it; labels may be released, images may not
-    restricted = "restricted"  # experts only; nothing leaves the platform
+    crowd_viewing = "crowd_viewing"  # volunteers see its slices and label them (crowd tasks)
+    research_sharing = "research_sharing"  # fused labels train models and go into releases
+    public_images = "public_images"  # its images may be published (in releases, cacheable)
+    public_labels = "public_labels"  # its labels may be published
+
+
+# Named sets of scopes for imports: ``open`` is an openly licensed dataset (CC-BY), ``crowd``
+# may be labelled and its labels shared but not its images, ``restricted`` stays with experts.
+CONSENT_PRESETS: dict[str, frozenset[ConsentScope]] = {
+    "open": frozenset(ConsentScope),
+    "crowd": frozenset(
+        {ConsentScope.crowd_viewing, ConsentScope.research_sharing, ConsentScope.public_labels}
+    ),
+    "research": frozenset({ConsentScope.crowd_viewing, ConsentScope.research_sharing}),
+    "restricted": frozenset(),
+}
+# What an import allows unless told otherwise: labelling and research, nothing public.
+DEFAULT_CONSENT = CONSENT_PRESETS["research"]
+
+
+def parse_consent(text: str) -> frozenset[ConsentScope]:
+    """Scopes from ``open``/``crowd``/``research``/``restricted`` or a comma-separated list of
+    scope names; ValueError naming what is unknown."""
+    text = text.strip()
+    if text in CONSENT_PRESETS:
+        return CONSENT_PRESETS[text]
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in ConsentScope.__members__]
+    if unknown or not names:
+        known = ", ".join([*CONSENT_PRESETS, *ConsentScope.__members__])
+        raise ValueError(f"unknown consent {', '.join(unknown) or text!r}; use one of {known}")
+    return frozenset(ConsentScope(name) for name in names)
 
 
 class SliceAxis(StrEnum):
@@ -45,13 +75,28 @@ class Case(SQLModel, table=True):
     source_sha256: str = Field(max_length=64)
     source: str = Field(max_length=200)
     licence: str = Field(max_length=64)
-    consent_scope: ConsentScope = Field(default=ConsentScope.open, sa_type=enum_type(ConsentScope))
+    # The data owner's consent, one column per ``ConsentScope`` (``consent_<scope>``), so the
+    # queue, fusion, training and releases filter on it in SQL.
+    consent_crowd_viewing: bool = True
+    consent_research_sharing: bool = True
+    consent_public_images: bool = False
+    consent_public_labels: bool = False
     # Voxels of the expert reference lesion mask, or None when the case has no reference.
     reference_voxels: int | None = Field(default=None, ge=0)
     # Teaching material (``tutorials.material``): its slices illustrate lessons and make up
     # practice and qualification items; never crowd tasks, gold or held out.
     tutorial: bool = Field(default=False, index=True)
     created_at: datetime = created_at_field()
+
+    @property
+    def scopes(self) -> frozenset[ConsentScope]:
+        """The scopes the case's consent allows."""
+        return frozenset(scope for scope in ConsentScope if getattr(self, f"consent_{scope}"))
+
+    def allow(self, scopes: frozenset[ConsentScope]) -> None:
+        """Set the consent columns to exactly ``scopes``."""
+        for scope in ConsentScope:
+            setattr(self, f"consent_{scope}", scope in scopes)
 
 
 class Volume(SQLModel, table=True):

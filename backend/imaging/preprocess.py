@@ -23,7 +23,7 @@ from PIL import Image
 from scipy import ndimage
 
 from backend.core.errors import InvalidInput
-from backend.imaging.models import Contrast
+from backend.imaging.models import Contrast, SliceAxis
 from backend.imaging.register import RegistrationFailed, register_rigid, resample, to_sitk
 
 FloatArray = npt.NDArray[np.float32]
@@ -78,10 +78,46 @@ class PreparedCase:
     reference: ByteArray | None
     crop: tuple[int, int, int, int]  # x0, y0, x1, y1
     slices: list[SliceRender] = field(default_factory=list)
+    # The FLAIR's acquisition plane: the slices' plane (``PLANE_AXES`` gives the grid).
+    axis: SliceAxis = SliceAxis.axial
 
 
-def canonical(image: nib.spatialimages.SpatialImage, what: str) -> nib.Nifti1Image:
-    """``image`` as a 3-D RAS NIfTI image; ``InvalidCase`` when it is not 3-D or not finite."""
+# The stored grid of a case, by the plane its FLAIR was acquired in: slices are cut along the
+# third axis, so it is the acquisition's through-plane axis and volunteers see the plane the
+# scanner recorded at its native resolution. The first two are chosen so that ``to_display``
+# shows each plane the usual way: axial radiological (anterior up, the patient's right on the
+# viewer's left), sagittal facing left (anterior left, superior up), coronal as if facing the
+# patient (their right on the viewer's left, superior up).
+PLANE_AXES: dict[SliceAxis, tuple[str, str, str]] = {
+    SliceAxis.axial: ("R", "A", "S"),
+    SliceAxis.sagittal: ("A", "S", "R"),
+    SliceAxis.coronal: ("R", "S", "A"),
+}
+# Through-plane spacing this much coarser than in-plane marks a 2-D acquisition; a 3-D
+# (near-isotropic) acquisition is shown axially.
+ANISOTROPY = 1.5
+
+
+def acquisition_plane(image: nib.spatialimages.SpatialImage) -> SliceAxis:
+    """The plane ``image`` was acquired in: its coarsest voxel axis, when clearly coarser
+    than the others, names the world axis it runs along (L-R: sagittal, A-P: coronal, S-I:
+    axial); axial for near-isotropic volumes."""
+    if len(image.shape) < 3:
+        return SliceAxis.axial
+    zooms = np.asarray(image.header.get_zooms()[:3], dtype=np.float64)
+    coarse = int(np.argmax(zooms))
+    others = np.delete(zooms, coarse)
+    if zooms[coarse] < ANISOTROPY * float(others.max()):
+        return SliceAxis.axial
+    world = int(nib.orientations.io_orientation(image.affine)[coarse, 0])
+    return (SliceAxis.sagittal, SliceAxis.coronal, SliceAxis.axial)[world]
+
+
+def canonical(
+    image: nib.spatialimages.SpatialImage, what: str, plane: SliceAxis = SliceAxis.axial
+) -> nib.Nifti1Image:
+    """``image`` as a 3-D NIfTI image on the grid of ``plane`` (``PLANE_AXES``; RAS for
+    axial); ``InvalidCase`` when it is not 3-D or not finite."""
     if len(image.shape) == 4 and image.shape[3] == 1:
         image = image.slicer[..., 0]
     if len(image.shape) != 3:
@@ -90,10 +126,14 @@ def canonical(image: nib.spatialimages.SpatialImage, what: str) -> nib.Nifti1Ima
         raise InvalidCase(f"{what} has a degenerate shape {tuple(image.shape)}")
     if not np.all(np.isfinite(image.affine)) or abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
         raise InvalidCase(f"{what} has an invalid voxel-to-world affine")
-    result: nib.Nifti1Image = nib.as_closest_canonical(
-        nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine)
-    )
-    return result
+    plain = nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine)
+    if plane is SliceAxis.axial:
+        result: nib.Nifti1Image = nib.as_closest_canonical(plain)
+        return result
+    own = nib.orientations.io_orientation(image.affine)
+    wanted = nib.orientations.axcodes2ornt(PLANE_AXES[plane])
+    reoriented: nib.Nifti1Image = plain.as_reoriented(nib.orientations.ornt_transform(own, wanted))
+    return reoriented
 
 
 def _to_sitk(data: npt.NDArray[np.generic], affine: npt.NDArray[np.float64]) -> sitk.Image:
@@ -183,7 +223,9 @@ def crop_box(brain: BoolArray, margin: int) -> tuple[int, int, int, int]:
 
 
 def to_display(plane: npt.NDArray[G]) -> npt.NDArray[G]:
-    """An axial ``[X, Y]`` plane as a radiological image ``[H=Y, W=X]`` (anterior up)."""
+    """A ``[X, Y]`` plane of the case grid as an image ``[H=Y, W=X]``, both axes flipped:
+    radiological for axial slices (anterior up), and the usual views of sagittal and coronal
+    slices on their grids (``PLANE_AXES``)."""
     return np.ascontiguousarray(np.flip(plane.T, axis=(0, 1)))
 
 
@@ -292,7 +334,8 @@ def prepare_case(
     """Reorient, resample, normalise, crop and render every brain-bearing axial slice."""
     if Contrast.flair not in source.images:
         raise InvalidCase(f"Case {source.name}: no FLAIR image (FLAIR is required)")
-    flair = canonical(source.images[Contrast.flair], "FLAIR")
+    plane = acquisition_plane(source.images[Contrast.flair])
+    flair = canonical(source.images[Contrast.flair], "FLAIR", plane)
     volumes: dict[Contrast, FloatArray] = {}
     for contrast in SHOWN_CONTRASTS:
         if contrast not in source.images:
@@ -334,6 +377,7 @@ def prepare_case(
         windows=windows,
         reference=reference,
         crop=crop,
+        axis=plane,
     )
     brain_per_slice = brain[x0:x1, y0:y1, :].sum(axis=(0, 1)) / area
     candidates = candidate_fractions(volumes[Contrast.flair], brain)
@@ -348,9 +392,9 @@ def prepare_case(
         }
         ref_png, ref_pixels = None, None
         if reference is not None:
-            plane = reference[x0:x1, y0:y1, z]
-            ref_png = encode_png(to_display(plane * np.uint8(255)))
-            ref_pixels = int(plane.sum())
+            cut = reference[x0:x1, y0:y1, z]
+            ref_png = encode_png(to_display(cut * np.uint8(255)))
+            ref_pixels = int(cut.sum())
         prepared.slices.append(
             SliceRender(
                 index=int(z),

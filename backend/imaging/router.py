@@ -10,7 +10,6 @@ from backend.auth.models import EXPERT_ROLES
 from backend.core.deps import SessionDep, StorageDep
 from backend.core.errors import NotFound, PermissionDenied, error_responses
 from backend.core.validation import PathId
-from backend.imaging.models import ConsentScope
 from backend.imaging.service import slice_and_case
 
 router = APIRouter(prefix="/slices", tags=["imaging"], responses=error_responses(401, 403, 404))
@@ -53,7 +52,8 @@ def slice_image(
     if user.role not in EXPERT_ROLES:
         raise PermissionDenied("Slice images by id are for experts; volunteers see their tasks")
     slice_, case = slice_and_case(session, slice_id)
-    restricted = case.consent_scope is ConsentScope.restricted
+    # Images that may not be published are never kept in shared caches.
+    restricted = not case.consent_public_images
     key = slice_.image_keys.get(contrast)
     if key is None:
         raise NotFound(f"Slice {slice_id} has no {contrast!r} image")

@@ -20,11 +20,20 @@ from sqlmodel import Session, col, select
 
 from backend.audit import service as audit
 from backend.audit.models import AuditAction
+from backend.core.config import get_settings
 from backend.core.db import refresh_statistics
 from backend.core.errors import NotFound
+from backend.core.outbox import Relay, celery_sender, defer, take_deferred
 from backend.core.storage import Storage
-from backend.imaging import clinical, sprite
-from backend.imaging.models import Case, ConsentScope, Contrast, Slice, SliceAxis, Volume
+from backend.imaging import BRAIN_MASK, clinical, sprite, staging
+from backend.imaging.models import (
+    DEFAULT_CONSENT,
+    Case,
+    ConsentScope,
+    Contrast,
+    Slice,
+    Volume,
+)
 from backend.imaging.preprocess import (
     CaseSource,
     InvalidCase,
@@ -32,6 +41,7 @@ from backend.imaging.preprocess import (
     encode_nifti,
     prepare_case,
 )
+from backend.privacy.models import WithdrawnCase
 from backend.projects import service as projects
 from backend.projects.models import Project
 from backend.tasks.models import Task, TaskKind, TaskState
@@ -149,17 +159,18 @@ class CaseMeta:
 
     source: str  # provenance text, e.g. the dataset and its citation; never a patient id
     licence: str
-    consent: ConsentScope = ConsentScope.open
+    consent: frozenset[ConsentScope] = DEFAULT_CONSENT
 
 
 @dataclass(frozen=True)
 class ImportOutcome:
     name: str
-    status: Literal["imported", "skipped", "failed"]
+    status: Literal["imported", "skipped", "failed", "queued"]
     message: str
     case_public_id: str | None = None
     slices: int = 0  # one task is opened per slice
     report: dict[str, Any] | None = None  # a DICOM study's de-identification report
+    staged: str | None = None  # queued: its staging token (``imaging.staging``)
 
 
 def _store(
@@ -180,9 +191,9 @@ def _store(
         source_sha256=source.fingerprint,
         source=meta.source,
         licence=meta.licence,
-        consent_scope=meta.consent,
         reference_voxels=int(prepared.reference.sum()) if prepared.reference is not None else None,
     )
+    case.allow(meta.consent)
     session.add(case)
     session.flush()
     assert case.id is not None
@@ -220,7 +231,7 @@ def _store(
         slices.append(
             Slice(
                 case_id=case.id,
-                axis=SliceAxis.axial,
+                axis=prepared.axis,
                 index=render.index,
                 crop_x0=x0,
                 crop_y0=y0,
@@ -236,10 +247,21 @@ def _store(
     session.add_all(slices)
     session.flush()
     _store_sprites(storage, prepared, slices)
+    add_crowd_tasks(session, project, case, slices)
+    session.flush()
+    return len(slices)
+
+
+def add_crowd_tasks(session: Session, project: Project, case: Case, slices: list[Slice]) -> int:
+    """Open a crowd task per slice of a case whose consent allows crowd viewing (none
+    otherwise: such a case stays with experts); the tasks added."""
+    if not case.consent_crowd_viewing:
+        return 0
     # A held-out case evaluates models: its slices are never crowd tasks (nor gold).
     state = TaskState.retired if case.public_id in project.holdout_cases else TaskState.open
     for item in slices:
         assert item.id is not None
+        assert project.id is not None
         session.add(
             Task(
                 project_id=project.id,
@@ -251,7 +273,6 @@ def _store(
                 priority=queue_priority(item.id),
             )
         )
-    session.flush()
     return len(slices)
 
 
@@ -282,8 +303,12 @@ def import_source(
     project: Project,
     source: CaseSource,
     meta: CaseMeta,
+    stage_raw: bool = True,
 ) -> ImportOutcome:
     """Import one case inside the caller's transaction; commit is the caller's.
+
+    A case that shows skull and came without a brain mask is staged for the ML worker
+    (``staging``; ``queued``) unless ``stage_raw`` is off (then it is refused).
 
     Skips a case already in the project (same fingerprint). On any failure the stored files are
     removed and the error propagates, so the caller's rollback leaves nothing behind.
@@ -294,6 +319,36 @@ def import_source(
     if existing is not None:
         return ImportOutcome(
             source.name, "skipped", "already imported", case_public_id=existing.public_id
+        )
+    withdrawn = session.exec(
+        select(WithdrawnCase.withdrawn_at).where(
+            WithdrawnCase.project_id == project.id,
+            WithdrawnCase.source_sha256 == source.fingerprint,
+        )
+    ).first()
+    if withdrawn is not None:
+        return ImportOutcome(
+            source.name,
+            "skipped",
+            f"withdrawn by its data owner on {withdrawn:%Y-%m-%d}: never imported again",
+        )
+    if stage_raw and staging.needs_brain_mask(source):
+        token = staging.stage(
+            storage,
+            source,
+            project=project.name,
+            provenance=meta.source,
+            licence=meta.licence,
+            consent=meta.consent,
+        )
+        defer(session, BRAIN_MASK, token)
+        return ImportOutcome(
+            source.name,
+            "queued",
+            f"shows skull and came without a brain mask: staged as {token} for brain "
+            "extraction on the ML worker, which imports it when the mask is made",
+            report=source.report,
+            staged=token,
         )
     prepared = prepare_case(source)
     public_id = secrets.token_hex(8)
@@ -319,7 +374,7 @@ def import_source(
                 "project": project.name,
                 "slices": slice_count,
                 "licence": meta.licence,
-                "consent": meta.consent.value,
+                "consent": sorted(meta.consent),
                 "deidentification": source.report,
             },
         )
@@ -403,7 +458,7 @@ def import_cases(
             continue
         try:
             outcomes.append(
-                _import_one(
+                import_one(
                     engine=engine,
                     storage=storage,
                     project_name=project_name,
@@ -432,28 +487,39 @@ def imported_case(engine: Engine, project_name: str, fingerprint: str) -> str | 
         return session.exec(query).first()
 
 
-def _import_one(
+def import_one(
     *,
     engine: Engine,
     storage: Storage,
     project_name: str,
     load: Callable[[], CaseSource],
     meta: CaseMeta,
+    stage_raw: bool = True,
 ) -> ImportOutcome:
+    """Load and import one case in its own transaction; what it stored is removed when the
+    commit fails, and the jobs it deferred are sent after it."""
     source = load()
     with Session(engine, expire_on_commit=False) as session:
-        project = session.exec(select(Project).where(Project.name == project_name)).one()
+        project = session.exec(select(Project).where(Project.name == project_name)).first()
+        if project is None:
+            raise InvalidCase(f"Project {project_name!r} does not exist")
         outcome = import_source(
             session=session,
             storage=storage,
             project=project,
             source=source,
             meta=meta,
+            stage_raw=stage_raw,
         )
         try:
             session.commit()
         except BaseException:
             if outcome.status == "imported":
                 storage.delete_prefix(f"cases/{outcome.case_public_id}")
+            if outcome.status == "queued":
+                storage.delete_prefix(f"{staging.STAGING}/{outcome.staged}")
             raise
+        jobs = take_deferred(session)
+    if jobs:  # the brain-mask job: sent now (the outbox relay sends it if this fails)
+        Relay(engine, celery_sender(get_settings()))(jobs)
     return outcome

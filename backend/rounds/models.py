@@ -112,6 +112,9 @@ class ModelVersion(SQLModel, table=True):
     # Held-out figures: per case and overall Dice and lesion-wise F1; steps, seconds.
     metrics: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     weights_key: str | None = Field(default=None, max_length=255)
+    # Cases it learned from or was evaluated on that were withdrawn since (public ids): a
+    # flag for whoever serves or publishes it.
+    withdrawn_cases: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     error: str | None = Field(default=None, max_length=2000)
     created_at: datetime = created_at_field()
     finished_at: datetime | None = timestamp_field(nullable=True)

@@ -44,6 +44,7 @@ def read(session: Session, round_: Round) -> RoundRead:
             device=version.device,
             steps=metrics.get("steps"),
             seconds=metrics.get("seconds"),
+            withdrawn_cases=list(version.withdrawn_cases or []),
         )
     return RoundRead(
         id=round_.id,

@@ -64,6 +64,8 @@ class RoundModel(BaseModel):
     device: str
     steps: int | None
     seconds: float | None
+    # Cases it learned from or was evaluated on that were withdrawn since (public ids).
+    withdrawn_cases: list[str] = []
 
 
 class RoundRead(BaseModel):

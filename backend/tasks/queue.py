@@ -13,6 +13,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    false,
     func,
     literal_column,
     or_,
@@ -26,7 +27,7 @@ from sqlalchemy.sql.dml import Delete, Insert
 from backend.auth.models import EXPERT_ROLES, User
 from backend.auth.service import caller_statement
 from backend.core.db import table_of
-from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.models import Case, Slice
 from backend.imaging.sprite import NEIGHBOUR_REACH
 from backend.projects.models import Project
 from backend.quality.models import RaterStats
@@ -71,11 +72,12 @@ TASK_COLUMNS = (
 
 
 def _restricted_slices() -> Select[Any]:
-    """Ids of slices in cases restricted to experts (volunteers never get them)."""
+    """Ids of slices in cases whose consent does not allow crowd viewing (volunteers never
+    get them; such cases have no crowd tasks, but an expert may make gold on them)."""
     return (
         select(SLICES.c.id)
         .select_from(SLICES.join(CASES, CASES.c.id == SLICES.c.case_id))
-        .where(CASES.c.consent_scope == const(ConsentScope.restricted))
+        .where(CASES.c.consent_crowd_viewing == false())
     )
 
 

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from backend.core.storage import Storage
 from backend.imaging.mimics import MimicKind
-from backend.imaging.models import Case, ConsentScope
+from backend.imaging.models import CONSENT_PRESETS, Case
 from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseLoader, CaseMeta, ImportOutcome, import_cases
 from backend.imaging.synthetic import (
@@ -68,7 +68,7 @@ def ensure_tutorial_cases(
                 storage=storage,
                 project_name=project_name,
                 loaders=[CaseLoader(synthetic.source.name, _loader(synthetic.source))],
-                meta=CaseMeta(DEMO_SOURCE, "CC-BY-4.0", ConsentScope.open),
+                meta=CaseMeta(DEMO_SOURCE, "CC-BY-4.0", CONSENT_PRESETS["open"]),
             )
         with Session(engine) as session:
             case = session.exec(select(Case).where(Case.source_sha256 == fingerprint)).one()

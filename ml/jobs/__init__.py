@@ -7,8 +7,10 @@ This package is what a worker on the ``gpu`` queue imports (``backend.worker.ML_
 Celery jobs are registered here, under the names the backend sends them by.
 """
 
+from backend.imaging import BRAIN_MASK
 from backend.rounds import SCORE_POOL, TRAIN_ROUND
 from backend.worker import celery_app
+from ml.jobs.brain import import_staged
 from ml.jobs.labels import (
     FusedLabel,
     arrays_from_volumes,
@@ -42,6 +44,7 @@ __all__ = [
     "arrays_with_reference",
     "decode_nifti",
     "find_version",
+    "import_staged",
     "load_cases",
     "load_holdout",
     "load_weights",
@@ -60,3 +63,4 @@ __all__ = [
 
 train_round_job = celery_app.task(name=TRAIN_ROUND)(train_round)
 score_pool_job = celery_app.task(name=SCORE_POOL)(score_pool)
+brain_mask_job = celery_app.task(name=BRAIN_MASK)(import_staged)

@@ -2,17 +2,23 @@
 ``mscrowd import`` shows and stores brain only (``backend.imaging.clinical``): for each
 prefixed study without ``PREFIX_brain_mask.nii.gz``, deepbet's mask of its FLAIR."""
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from backend.core.storage import BlobNotFound
 from backend.imaging.clinical import StudyFiles, studies_in
 from backend.imaging.models import Contrast
 from backend.imaging.preprocess import InvalidCase
 from ml import brain
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,55 @@ def write_masks(
         mask = brain.brain_mask(image, gpu=gpu)
         out = study.folder / f"{study.prefix}_brain_mask.nii.gz"
         nib.save(nib.Nifti1Image(mask.astype(np.uint8), image.affine), out)
-        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
-        written.append(Written(study.name, out, float(mask.sum()) * voxel_ml))
+        written.append(Written(study.name, out, float(mask.sum()) * _voxel_ml(image)))
         if progress is not None:
             progress(n + 1)
     return written
+
+
+def import_staged(token: str) -> dict[str, Any]:
+    """``ml.brain_mask``: compute the brain mask of a case the import staged (it shows skull
+    and came without one; ``backend.imaging.staging``), import the case with it in one
+    transaction and delete the staged files. A case that cannot be imported is reported in
+    the result and its staged files are deleted too (nothing half-imported stays)."""
+    import torch
+
+    from backend.imaging import service as imaging
+    from backend.imaging import staging
+    from backend.worker import job_resources
+
+    engine, storage, _relay = job_resources()
+    prefix = f"{staging.STAGING}/{token}"
+    began = time.monotonic()
+    try:
+        flair = staging.staged_flair(storage, token)
+        mask = brain.brain_mask(flair, gpu=torch.cuda.is_available())
+        image = nib.Nifti1Image(mask.astype(np.uint8), flair.affine)
+        source, staged = staging.load(storage, token, image)
+        outcome = imaging.import_one(
+            engine=engine,
+            storage=storage,
+            project_name=staged.project,
+            load=lambda: source,
+            meta=imaging.CaseMeta(staged.source, staged.licence, staged.consent),
+            stage_raw=False,
+        )
+    except (InvalidCase, BlobNotFound) as exc:
+        log.warning("staged case %s not imported: %s", token, exc)
+        storage.delete_prefix(prefix)
+        return {"status": "failed", "message": str(exc)}
+    storage.delete_prefix(prefix)
+    seconds = round(time.monotonic() - began, 1)
+    log.info("staged case %s: %s in %.1f s", token, outcome.status, seconds)
+    return {
+        "status": outcome.status,
+        "case": outcome.case_public_id,
+        "slices": outcome.slices,
+        "brain_ml": round(float(mask.sum()) * _voxel_ml(flair), 1),
+        "seconds": seconds,
+        "message": outcome.message,
+    }
+
+
+def _voxel_ml(image: nib.spatialimages.SpatialImage) -> float:
+    return float(np.prod(image.header.get_zooms()[:3])) / 1000.0

@@ -134,11 +134,14 @@ def load_cases(
     """The project's cases by public id, with ``labels`` (reference: cases that have one;
     fused: ``fused``, by default ``training_labels``; None: images only, no label read);
     ``only`` these public ids when given, never those in ``skip`` (their volumes are not read
-    at all)."""
+    at all). Labels are read only from cases whose consent allows research use
+    (``Case.consent_research_sharing``): a model never learns from, or is judged on, the rest."""
     found: dict[str, CaseArrays] = {}
     if labels is LabelSource.fused and fused is None:
         fused = training_labels(session, project_id)
     query = select(Case).where(Case.project_id == project_id).order_by(col(Case.id))
+    if labels is not None:
+        query = query.where(col(Case.consent_research_sharing).is_(True))
     if only is not None:
         query = query.where(col(Case.public_id).in_(list(only)))
     if skip:

@@ -48,13 +48,19 @@ def arrays_with_reference(name: str, prepared: PreparedCase) -> CaseArrays:
     )
 
 
-def to_own_grid(data: NDArray[np.generic], image: Any) -> NDArray[np.generic]:
-    """``data`` on the RAS grid of ``nib.as_closest_canonical(image)``, moved back onto the
-    image's own voxel grid (the inverse of the reorientation the import applies)."""
+def to_own_grid(
+    data: NDArray[np.generic], image: Any, grid: NDArray[np.float64] | None = None
+) -> NDArray[np.generic]:
+    """``data`` on the case grid (the affine ``grid``: the import's reorientation of the
+    FLAIR, ``preprocess.canonical``; RAS when not given), moved back onto the image's own
+    voxel grid (the inverse of the reorientation the import applies)."""
     own = nib.orientations.io_orientation(image.affine)
-    ras = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    if grid is None:
+        stored = nib.orientations.axcodes2ornt(("R", "A", "S"))
+    else:
+        stored = nib.orientations.io_orientation(grid)
     restored = np.asarray(
-        nib.orientations.apply_orientation(data, nib.orientations.ornt_transform(ras, own))
+        nib.orientations.apply_orientation(data, nib.orientations.ornt_transform(stored, own))
     )
     if restored.shape != tuple(image.shape[:3]):
         raise InvalidInput(f"the mask's grid {restored.shape} is not the FLAIR's {image.shape}")
@@ -75,11 +81,12 @@ def predict_folder(
     assert version.weights_key is not None
     model, config = load_weights(storage.get(version.weights_key), device)
     source = load_case(folder)
-    case = arrays_for_prediction(folder.name, prepare_case(source))
+    prepared = prepare_case(source)
+    case = arrays_for_prediction(folder.name, prepared)
     probability = predict_case(model, case, config, device, progress=progress)
     mask = clean(probability, config.min_lesion_pixels).astype(np.uint8)
     original = source.images[Contrast.flair]
-    restored = to_own_grid(mask, original)
+    restored = to_own_grid(mask, original, prepared.affine)
     image = nib.Nifti1Image(restored.astype(np.uint8), original.affine)
     image.set_data_dtype(np.uint8)
     out.parent.mkdir(parents=True, exist_ok=True)

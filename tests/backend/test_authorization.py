@@ -69,6 +69,12 @@ POLICY = {
     ("GET", "/api/rewards/leaderboard"): USER,  # pseudonyms only
     ("GET", "/api/rewards/goals"): USER,
     ("GET", "/api/audit"): ADMIN,
+    ("GET", "/api/privacy/cases"): ADMIN,
+    ("PUT", "/api/privacy/cases/{public_id}/consent"): ADMIN,
+    ("POST", "/api/privacy/cases/{public_id}/withdraw"): ADMIN,
+    ("GET", "/api/privacy/withdrawals"): ADMIN,
+    ("POST", "/api/privacy/users/{user_id}/erase"): ADMIN,
+    ("POST", "/api/auth/me/erase"): USER,  # own account, with its password
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,

@@ -151,3 +151,25 @@ def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
         found[width] = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in _axe(page)]
         assert errors == []
     assert found == {1440: [], 360: []}
+
+
+def test_a_volunteer_deletes_their_account(browser: Any, site: tuple[str, Path]) -> None:
+    """Last in this module: it erases the volunteer the others sign in as."""
+    base, _data_dir = site
+    page, errors = _open(browser, base, 360, 640, has_touch=True, is_mobile=True)
+    page.click("[data-testid=erase] summary")
+    page.fill("[data-testid=erase-password]", "not my password")
+    page.click("[data-testid=erase-button]")
+    _status(page, "erase-status", "Not deleted", start=True)
+    assert "Wrong password" in page.inner_text("[data-testid=erase-status]")
+    page.fill("[data-testid=erase-password]", PASSWORD)
+    page.click("[data-testid=erase-button]")
+    page.wait_for_selector("[data-testid=erased]")
+    assert "Your account is deleted" in page.inner_text("[data-testid=erased]")
+    # Signed out, and the password no longer opens anything.
+    assert page.request.get(f"{base}/api/auth/me").status == 401
+    again = page.request.post(
+        f"{base}/api/auth/login", data={"email": "me@example.org", "password": PASSWORD}
+    )
+    assert again.status == 401
+    assert errors == []

@@ -22,6 +22,7 @@ TABLES |= {"slice_rejections"}
 TABLES |= {"tutorial_slices", "lesson_completions", "qualification_attempts", "tutorial_items"}
 TABLES |= {"points_ledger", "point_totals", "badge_awards", "reward_profiles"}
 TABLES |= {"audit_log"}
+TABLES |= {"withdrawn_cases"}
 
 
 def _tables(engine: Engine) -> set[str]:
@@ -68,8 +69,8 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
         connection.execute(
             text(
                 "INSERT INTO cases (id, project_id, public_id, source_sha256, source, licence, "
-                "consent_scope, created_at) "
-                "VALUES (1, 1, 'c-1', 'abc', 'demo', 'CC-BY-4.0', 'open', CURRENT_TIMESTAMP)"
+                "created_at) "
+                "VALUES (1, 1, 'c-1', 'abc', 'demo', 'CC-BY-4.0', CURRENT_TIMESTAMP)"
             )
         )
         connection.execute(
@@ -93,8 +94,8 @@ def test_schema_enforces_its_constraints(db_engine: Engine) -> None:
         "created_at) VALUES ('s', '', 5, 4, 0.1, CURRENT_TIMESTAMP)",
         # The same source is imported into a project once.
         "INSERT INTO cases (project_id, public_id, source_sha256, source, licence, "
-        "consent_scope, created_at) "
-        "VALUES (1, 'c-2', 'abc', 'demo', 'CC-BY-4.0', 'open', CURRENT_TIMESTAMP)",
+        "created_at) "
+        "VALUES (1, 'c-2', 'abc', 'demo', 'CC-BY-4.0', CURRENT_TIMESTAMP)",
         # A slice belongs to an existing case.
         'INSERT INTO slices (case_id, axis, "index", crop_x0, crop_y0, crop_x1, crop_y1, '
         "image_keys, brain_fraction) VALUES (99, 'axial', 1, 0, 0, 10, 10, '{}', 0.5)",

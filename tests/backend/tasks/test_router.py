@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from backend.auth.models import UserRole
 from backend.core.storage import Storage
-from backend.imaging.models import Case, ConsentScope, Slice
+from backend.imaging.models import Case, Slice
 from backend.imaging.preprocess import encode_png
 from backend.tasks.models import Assignment
 from tests.factories import HEIGHT, WIDTH, create_tasks, set_role, signup
@@ -121,7 +121,7 @@ def test_restricted_cases_are_hidden_from_volunteers(
         assert slice_ is not None
         case = session.get(Case, slice_.case_id)
         assert case is not None
-        case.consent_scope = ConsentScope.restricted
+        case.allow(frozenset())  # experts only: no crowd viewing
         session.add(case)
         session.commit()
         slice_id, task_id = slice_.id, task.id
