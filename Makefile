@@ -11,7 +11,8 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,release-check]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "nnunetv2==2.8.1"
 	touch $@
 
 install: $(INSTALLED)

@@ -47,6 +47,7 @@ from backend.privacy.router import router as privacy_router
 from backend.projects.router import router as projects_router
 from backend.quality.router import router as quality_router
 from backend.quality.workspace import router as workspace_router
+from backend.releases.router import router as releases_router
 from backend.rounds.router import router as rounds_router
 from backend.tasks.router import reports_router
 from backend.tasks.router import router as tasks_router
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.include_router(audit_router, prefix="/api")  # the audit log, for admins
     app.include_router(privacy_router, prefix="/api")  # consent, withdrawal, erasure
     app.include_router(account_router, prefix="/api")  # erasing one's own account
+    app.include_router(releases_router, prefix="/api")  # label releases for ML engineers
     audit.install()  # rater actions leave their audit entry from any session
     # POST /api/tasks/{id}/annotations reads its body itself, after authenticating.
     document_bodies(app, AnnotationCreate)
@@ -160,6 +162,7 @@ PAGES = {
     "/rounds": ("rounds.html", "Active-learning rounds and the learning curve (the API checks)."),
     "/rewards": ("rewards.html", "Your points, level, streak, badges and the leaderboards."),
     "/audit": ("audit.html", "The audit log, for admins (the API checks the role)."),
+    "/releases": ("releases.html", "Label releases for ML engineers (the API checks the role)."),
 }
 
 

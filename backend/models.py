@@ -18,6 +18,7 @@ from backend.quality.models import (
     RepeatScore,
     SliceRejection,
 )
+from backend.releases.models import Release, ReleaseFile
 from backend.rounds.models import ModelVersion
 from backend.tasks.models import (
     Assignment,
@@ -64,6 +65,8 @@ __all__ = [
     "RaterAction",
     "RaterStats",
     "RepeatScore",
+    "Release",
+    "ReleaseFile",
     "ReportReason",
     "Slice",
     "SliceAxis",

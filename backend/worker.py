@@ -32,6 +32,7 @@ BACKEND_JOBS = [
     "backend.fusion.jobs",
     "backend.gamification.jobs",
     "backend.quality.jobs",
+    "backend.releases.jobs",
     "backend.rounds.jobs",
 ]
 ML_JOBS = "ml.jobs"

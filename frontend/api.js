@@ -94,6 +94,7 @@ export const PAGES = [
   { path: "/rewards", label: "Points", short: "Points", roles: null, wide: true },
   { path: "/expert", label: "Expert workspace", short: "Expert", roles: ["expert", "admin"] },
   { path: "/rounds", label: "Rounds", short: "Rounds", roles: ["engineer", "admin"] },
+  { path: "/releases", label: "Releases", short: "Releases", roles: ["engineer", "admin"] },
   { path: "/audit", label: "Audit log", short: "Audit", roles: ["admin"] },
 ];
 

@@ -7,11 +7,11 @@ const NAMES = {
   case_import: "Case imported",
   release: "Release built",
   download: "Release downloaded",
-  withdrawal: "Withdrawal",
+  withdrawal: "Withdrawal or erasure",
   role_change: "Role given",
   suspension: "Rater suspended or flagged",
   reinstatement: "Rater reinstated",
-  consent_change: "Consent",
+  consent_change: "Consent given or changed",
   login: "Staff sign-in",
 };
 
@@ -29,12 +29,33 @@ function query() {
   return params;
 }
 
+// The action, told apart by what it acted on where one action covers two kinds of object.
+function actionName(row) {
+  if (row.action === "withdrawal") return row.object_type === "user" ? "Account erased" : "Case withdrawn";
+  if (row.action === "consent_change") return row.object_type === "case" ? "Case consent changed" : "Volunteer consent";
+  return NAMES[row.action] || row.action;
+}
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const scopes = (list) => (list && list.length ? list.join(", ").replaceAll("_", " ") : "experts only");
+
 // The detail in a few words: an import's slices and de-identification, a reason, a role.
 function detailText(row) {
   const d = row.detail || {};
+  if (row.action === "withdrawal" && d.erasure) {
+    return `${plural(d.annotations || 0, "answer")} and ${plural(d.assignments || 0, "lease")} removed; ${plural(d.tasks_refused || 0, "fused label")} made again without them`;
+  }
+  if (row.action === "withdrawal") {
+    const flagged = d.model_versions_flagged ? `; ${plural(d.model_versions_flagged, "model version")} flagged` : "";
+    return `“${d.reason}”: ${plural(d.slices || 0, "slice")}, ${plural(d.tasks || 0, "task")}, ${plural(d.answers || 0, "answer")} and ${plural(d.files || 0, "file")} removed from ${d.project}${flagged}`;
+  }
+  if (row.action === "consent_change" && d.after) {
+    return `${scopes(d.before)} → ${scopes(d.after)} (licence ${d.licence}; ${plural(d.tasks_opened || 0, "task")} opened, ${plural(d.tasks_withheld || 0, "open task")} withheld)`;
+  }
   if (row.action === "case_import") {
     const deid = d.deidentification ? `; DICOM de-identified: ${d.deidentification.files} files, only geometry and pixels kept` : "";
-    return `${d.slices} slices into ${d.project} (${d.licence}, consent ${d.consent})${deid}`;
+    const consent = Array.isArray(d.consent) ? scopes(d.consent) : d.consent;
+    return `${d.slices} slices into ${d.project} (${d.licence}, consent: ${consent})${deid}`;
   }
   if (d.reason) return `${d.kind}: ${d.reason} (project ${d.project_id}, by ${d.by})`;
   if (d.role) return `role ${d.role}`;
@@ -57,7 +78,7 @@ async function load() {
         "tr",
         { "data-testid": "audit-row" },
         element("td", { text: row.created_at.replace("T", " ").slice(0, 19) }),
-        element("td", { text: NAMES[row.action] || row.action }),
+        element("td", { text: actionName(row) }),
         element("td", { text: `${row.object_type} ${row.object_id}` }),
         element("td", { text: row.actor_id === null ? "system" : `user ${row.actor_id}${row.actor_role ? ` (${row.actor_role})` : ""}` }),
         element("td", { class: "detail", text: detailText(row) }),

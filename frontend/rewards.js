@@ -3,7 +3,7 @@
 // all time) with your own row wherever you stand, and the reward settings (time zone,
 // leaderboard opt-out). Talks to /api/rewards.
 import { $, api, element, forgetMe, signInHref } from "./api.js";
-import { ready as signedIn } from "./site.js";
+import { render as renderHeader, ready as signedIn } from "./site.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 let board = "week";
@@ -183,18 +183,25 @@ async function saveSettings(event) {
 
 async function eraseAccount(event) {
   event.preventDefault();
+  $("erase-status").classList.remove("error");
   $("erase-status").textContent = "Deleting…";
   try {
     const done = await api("POST", "/api/auth/me/erase", { password: $("erase-password").value });
     $("erase-password").value = "";
     const answers = done.removed.annotations || 0;
     forgetMe();
+    renderHeader(null); // signed out: the server ended the session
     $("page").replaceChildren(
-      element("p", { role: "status", "data-testid": "erased", text: `Your account is deleted, with your ${answers} answer${answers === 1 ? "" : "s"}. Thank you for the time you gave.` }),
-      element("a", { href: "/", text: "Back to the start page" }),
+      element(
+        "section",
+        { class: "card wide erased" },
+        element("p", { role: "status", "data-testid": "erased", text: `Your account is deleted, with your ${answers} answer${answers === 1 ? "" : "s"}. Thank you for the time you gave.` }),
+        element("a", { class: "button", href: "/", text: "Back to the start page" }),
+      ),
     );
   } catch (error) {
-    $("erase-status").textContent = `Not deleted: ${error.message}`;
+    $("erase-status").classList.add("error");
+    $("erase-status").textContent = `Not deleted: ${error.message.replace(/\.?$/, ".")}`;
   }
 }
 

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,9 @@ def pg_server() -> Iterator[Engine]:
     engine.dispose()
 
 
-@pytest.fixture
-def pg_url(pg_server: Engine) -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL schema (via search_path), dropped after the test."""
+@contextmanager
+def fresh_schema(pg_server: Engine) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL schema (via search_path), dropped afterwards."""
     schema = f"test_{uuid.uuid4().hex[:16]}"
     with pg_server.connect() as connection:
         connection.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -83,6 +84,20 @@ def pg_url(pg_server: Engine) -> Iterator[str]:
     yield url.render_as_string(hide_password=False)
     with pg_server.connect() as connection:
         connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+def pg_url(pg_server: Engine) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL schema, dropped after the test."""
+    with fresh_schema(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_pg_url(pg_server: Engine) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL schema shared by a module's tests."""
+    with fresh_schema(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
 from backend.fusion import FUSE_TASK
 from backend.gamification import ledger
-from backend.imaging.models import Slice
+from backend.imaging.models import Case, Slice
 from backend.projects.models import Project
 from backend.quality import service as quality
 from backend.quality.models import GoldVersion, RaterStats
@@ -98,10 +98,14 @@ def submit(
     if row.suspended is not None and not row.expert:
         # Before "skipped": a suspension ends the rater's leases by marking them so.
         raise RaterSuspended(paused_message(row.suspended))
-    if TaskState(row.state) is TaskState.retired and TaskKind(row.kind) is TaskKind.normal:
+    withheld = not row.crowd_viewing and not row.expert
+    if withheld or (
+        TaskState(row.state) is TaskState.retired and TaskKind(row.kind) is TaskKind.normal
+    ):
         raise Conflict(
             "This slice was withdrawn from labelling while you held it (it became a check "
-            "slice or was held out); your answer is not needed",
+            "slice, was held out, or its owner no longer lets volunteers see it); your answer "
+            "is not needed",
             code="task_withdrawn",
         )
     if row.assignment_state == AssignmentState.skipped:
@@ -208,6 +212,12 @@ def _lock_statement(with_key: bool) -> Select[Any]:
         else literal(False)
     )
     stats, gold = table_of(RaterStats), table_of(GoldVersion)
+    cases = table_of(Case)
+    crowd_viewing = (
+        core_select(cases.c.consent_crowd_viewing)
+        .where(cases.c.id == slices.c.case_id)
+        .scalar_subquery()
+    )
     gold_mask = (
         core_select(gold.c.mask_key).where(gold.c.id == tasks.c.gold_version_id).scalar_subquery()
     )
@@ -232,6 +242,7 @@ def _lock_statement(with_key: bool) -> Select[Any]:
             (slices.c.crop_x1 - slices.c.crop_x0).label("width"),
             (slices.c.crop_y1 - slices.c.crop_y0).label("height"),
             slices.c.image_keys,
+            crowd_viewing.label("crowd_viewing"),
             projects.c.min_gold,
             projects.c.min_sensitivity,
             projects.c.min_lesion_ppv,

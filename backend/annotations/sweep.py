@@ -20,6 +20,8 @@ from backend.fusion.models import FusionResult
 from backend.imaging.models import Case
 from backend.imaging.staging import STAGING
 from backend.quality.models import GoldScore, GoldVersion
+from backend.releases.build import ROOT as RELEASES
+from backend.releases.models import Release, ReleaseStatus
 
 STAGING_GRACE = timedelta(days=1)
 
@@ -83,6 +85,15 @@ def check(
     staged_cutoff = min(cutoff, (now or utcnow()) - STAGING_GRACE)
     for key in storage.list(STAGING):
         young = not _old_enough(storage, key, staged_cutoff)
+        (report.too_young if young else report.orphans).append(key)
+    # Release files: kept while their release is ready (served) or building (being written);
+    # a failed or superseded release's, or an unknown one's, are orphans.
+    releases = dict(session.exec(select(Release.name, Release.status)).all())
+    for key in storage.list(RELEASES):
+        state = releases.get(key.split("/")[1] if key.count("/") >= 2 else "")
+        if state is ReleaseStatus.ready:
+            continue
+        young = state is ReleaseStatus.building or not _old_enough(storage, key, cutoff)
         (report.too_young if young else report.orphans).append(key)
     report.missing = sorted(k for keys in owned.values() for k in keys if not storage.exists(k))
     if fix:

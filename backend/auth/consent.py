@@ -3,7 +3,7 @@ used, and that they may be shared. A change of wording that changes its meaning 
 ``VERSION``; volunteers are then asked again (``User.consent_version`` records which one they
 accepted, ``User.consent_at`` when)."""
 
-VERSION = "2026-11-25"
+VERSION = "2026-12-07"
 
 TITLE = "Before you start"
 
@@ -14,6 +14,8 @@ POINTS = (
     "train and test computer models that find lesions.",
     "Your labels may be shared in research datasets anyone can download, under your pseudonym "
     "or no name; never with your email.",
-    "Taking part is voluntary; you can stop at any time. Labels already given stay in the data.",
+    "Taking part is voluntary; you can stop at any time, and delete your account on your "
+    "points page: your labels then leave every later combined label and dataset release "
+    "(datasets already released keep them).",
     "This is not medical advice: no result goes to you or to the people scanned.",
 )

@@ -61,6 +61,9 @@ def required_scope(method: str, path: str) -> TokenScope | None:
     endpoints check with a clearer answer), and ``manage`` for every other change. The one
     table of it, so no route can forget."""
     if method in SAFE_METHODS:
+        # Releases are datasets: a token reads them only when made for it.
+        if path == "/api/releases" or path.startswith("/api/releases/"):
+            return TokenScope.releases
         return TokenScope.read
     if path.startswith("/api/tasks/"):
         return TokenScope.tasks

@@ -47,7 +47,7 @@ class TokenScope(StrEnum):
     tasks = "tasks"  # lease, submit, skip and report tasks (POST /api/tasks/...)
     read = "read"  # every GET
     manage = "manage"  # staff changes: projects, gold, raters, rounds, reports (other POSTs)
-    releases = "releases"  # reserved for the coming export API
+    releases = "releases:read"  # list, inspect and download label releases (GET /api/releases)
 
 
 # What a token created without scopes may do: a volunteer's labelling script.

@@ -7,13 +7,15 @@ backend never imports ``ml``.
 import typer
 
 from backend.audit import service as audit
-from backend.cli import admin, data, privacy, rounds, server, tutorials
+from backend.cli import admin, data, privacy, releases, rounds, server, tutorials
 from backend.cli.common import fail
 
 app = typer.Typer(help="mscrowd: crowd labelling of MS lesions on MRI.", no_args_is_help=True)
 app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.storage_app, name="storage")
 app.add_typer(privacy.cases_app, name="cases")
+app.add_typer(releases.release_app, name="release")
+app.command()(releases.export)
 admin.users_app.command("erase")(privacy.users_erase)
 app.add_typer(rounds.rounds_app, name="round")
 app.add_typer(tutorials.tutorials_app, name="tutorials")

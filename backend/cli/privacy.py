@@ -59,7 +59,8 @@ def cases_consent(
     after = ", ".join(change["after"]) or "experts only"
     typer.echo(
         f"Case {case}: {after} (licence {change['licence']}); "
-        f"{change['tasks_opened']} task(s) opened, {change['tasks_retired']} retired."
+        f"{change['tasks_opened']} task(s) opened, {change['tasks_withheld']} open task(s) "
+        "withheld from volunteers."
     )
 
 

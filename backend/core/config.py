@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = "development"
     # Folder for the embedded default's files (SQLite database, stored images).
     data_dir: Path = Path("var")
+    # Where people reach the app (release metadata points there).
+    public_url: str = "http://localhost:8000"
     # Empty means the embedded default: a SQLite file inside data_dir.
     database_url: str = ""
     # Celery broker; empty means the embedded default, a SQLite-backed broker that needs no server.

@@ -7,6 +7,7 @@ file; object stores give that guarantee themselves.
 
 import posixpath
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import fsspec
@@ -64,6 +65,29 @@ class Storage:
         except FileNotFoundError as exc:
             raise BlobNotFound(f"No stored object {key!r}") from exc
         return data
+
+    def size(self, key: str) -> int:
+        """The size in bytes of the blob under ``key``; ``BlobNotFound`` when there is none."""
+        try:
+            return int(self.fs.size(self._path(key)))
+        except FileNotFoundError as exc:
+            raise BlobNotFound(f"No stored object {key!r}") from exc
+
+    def chunks(
+        self, key: str, start: int = 0, end: int | None = None, chunk: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """The bytes ``[start, end)`` of a blob, read ``chunk`` bytes at a time (memory holds
+        one chunk, whatever the blob's size)."""
+        with self.fs.open(self._path(key), "rb") as handle:
+            handle.seek(start)
+            left = None if end is None else end - start
+            while left is None or left > 0:
+                data = handle.read(chunk if left is None else min(chunk, left))
+                if not data:
+                    return
+                if left is not None:
+                    left -= len(data)
+                yield data
 
     def exists(self, key: str) -> bool:
         """Whether a blob is stored under ``key``."""

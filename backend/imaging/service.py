@@ -320,11 +320,9 @@ def import_source(
         return ImportOutcome(
             source.name, "skipped", "already imported", case_public_id=existing.public_id
         )
+    # Withdrawn from any project: its owner took it back, not just from one project.
     withdrawn = session.exec(
-        select(WithdrawnCase.withdrawn_at).where(
-            WithdrawnCase.project_id == project.id,
-            WithdrawnCase.source_sha256 == source.fingerprint,
-        )
+        select(WithdrawnCase.withdrawn_at).where(WithdrawnCase.source_sha256 == source.fingerprint)
     ).first()
     if withdrawn is not None:
         return ImportOutcome(

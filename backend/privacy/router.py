@@ -10,8 +10,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Response
 from sqlmodel import Session, col, func, select
 
-from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE, AdminUser, CurrentUser
-from backend.auth.models import User
+from backend.auth.deps import CSRF_COOKIE, SESSION_COOKIE, AdminUser, PrincipalDep
+from backend.auth.models import CredentialKind, User
+from backend.auth.tokens import SessionRequired
 from backend.core import security
 from backend.core.deps import DatabaseDep, HashingDep, SessionDep, StorageDep
 from backend.core.errors import InvalidInput, PermissionDenied, error_responses
@@ -149,18 +150,26 @@ async def erase_user(
 
 
 @account_router.post(
-    "/me/erase", response_model=ErasureRead, responses=error_responses(400, 404, 409, 422)
+    "/me/erase",
+    response_model=ErasureRead,
+    responses=error_responses(
+        400, 403, 404, 409, 422, e403="Wrong password, or not from a browser session"
+    ),
 )
 async def erase_own_account(
     body: EraseOwnAccount,
-    user: CurrentUser,
+    principal: PrincipalDep,
     response: Response,
     database: DatabaseDep,
     storage: StorageDep,
     hashing: HashingDep,
 ) -> ErasureRead:
     """Erase your own account: your answers leave every later fusion and release, your
-    login name and password are gone and you are signed out. Asks for your password."""
+    login name and password are gone and you are signed out. Asks for your password, from a
+    signed-in browser session (not a token: a script's token must not end the account)."""
+    user = principal.user
+    if principal.credential.kind is not CredentialKind.session:
+        raise SessionRequired("Erase your account from the browser, signed in; not by a token")
 
     def check() -> bool:
         with hashing.slot():

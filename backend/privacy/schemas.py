@@ -38,7 +38,7 @@ class ConsentChangeRead(BaseModel):
     after: list[ConsentScope]
     licence: str
     tasks_opened: int
-    tasks_retired: int
+    tasks_withheld: int  # open crowd tasks volunteers are no longer served
 
 
 class WithdrawRequest(BaseModel):

@@ -10,7 +10,6 @@ are all under its watch).
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +19,7 @@ from backend.annotations.models import Annotation
 from backend.audit import service as audit
 from backend.audit.models import AuditAction
 from backend.auth.models import User, UserRole
+from backend.core.db import serialize_writers
 from backend.core.errors import Conflict, NotFound, PermissionDenied
 from backend.core.storage import Storage
 from backend.core.timeutil import utcnow
@@ -32,6 +32,8 @@ from backend.imaging.models import Case, ConsentScope, Slice
 from backend.privacy.models import WithdrawnCase
 from backend.projects.models import Project
 from backend.quality.models import GoldScore, GoldVersion
+from backend.releases import service as releases
+from backend.releases.build import prefix_of
 from backend.rounds.models import ModelVersion, Round
 from backend.tasks.models import Assignment, AssignmentState, Task, TaskKind, TaskState
 from backend.tasks.slots import refresh_slots
@@ -56,22 +58,19 @@ class Removal:
         return len(self.keys) + len(self.prefixes)
 
 
-def case_by_public_id(session: Session, public_id: str) -> Case:
-    case = session.exec(select(Case).where(Case.public_id == public_id)).first()
+def case_by_public_id(session: Session, public_id: str, *, lock: bool = False) -> Case:
+    """The case, locked against a concurrent change when ``lock``; ``NotFound`` saying
+    whether it was withdrawn."""
+    query = select(Case).where(Case.public_id == public_id)
+    if lock:
+        serialize_writers(session)
+        query = query.with_for_update()
+    case = session.exec(query).first()
     if case is None:
         if session.exec(select(WithdrawnCase).where(WithdrawnCase.public_id == public_id)).first():
             raise NotFound(f"Case {public_id} was withdrawn", code="case_withdrawn")
         raise NotFound(f"No case {public_id}", code="case_not_found")
     return case
-
-
-def withdrawn_fingerprint(session: Session, project_id: int, fingerprint: str) -> datetime | None:
-    """When a case with these source files was withdrawn from the project (None: never)."""
-    return session.exec(
-        select(WithdrawnCase.withdrawn_at).where(
-            WithdrawnCase.project_id == project_id, WithdrawnCase.source_sha256 == fingerprint
-        )
-    ).first()
 
 
 def _slice_ids(session: Session, case_id: int) -> list[int]:
@@ -93,10 +92,14 @@ def set_consent(
     actor: User | None,
     licence: str | None = None,
 ) -> dict[str, Any]:
-    """Set a case's consent to exactly ``scopes`` (and its licence); crowd viewing granted
-    opens its crowd tasks, crowd viewing taken back retires them (a volunteer holding one is
-    told so when they submit, ``task_withdrawn``). What changed."""
-    case = case_by_public_id(session, public_id)
+    """Set a case's consent to exactly ``scopes`` (and its licence); what changed.
+
+    Crowd viewing decides in SQL whether volunteers are served the case's tasks (the queue),
+    its images (lease routes) and may submit on a lease they still hold (``task_withdrawn``):
+    taking it back withholds the tasks at once and giving it back serves them again, their
+    states untouched (a complete or review task stays so). A case imported without it has no
+    crowd tasks: granting it opens them."""
+    case = case_by_public_id(session, public_id, lock=True)
     assert case.id is not None
     before = case.scopes
     project = session.get(Project, case.project_id)
@@ -106,25 +109,27 @@ def set_consent(
         case.licence = licence
     session.add(case)
     slice_ids = _slice_ids(session, case.id)
-    opened = retired = 0
-    if ConsentScope.crowd_viewing in scopes - before:
-        have = _case_tasks(session, slice_ids, TaskKind.normal)
-        if have:  # taken back before: open the retired tasks again (held-out cases stay)
-            if case.public_id not in project.holdout_cases:
-                opened = _set_state(session, have, TaskState.retired, TaskState.open)
-        else:
-            slices = list(session.exec(select(Slice).where(Slice.case_id == case.id)))
-            opened = imaging.add_crowd_tasks(session, project, case, slices)
-    elif ConsentScope.crowd_viewing in before - scopes:
-        retired = _set_state(
-            session, _case_tasks(session, slice_ids, TaskKind.normal), None, TaskState.retired
+    opened = 0
+    if ConsentScope.crowd_viewing in scopes and not _case_tasks(
+        session, slice_ids, TaskKind.normal
+    ):
+        slices = list(session.exec(select(Slice).where(Slice.case_id == case.id)))
+        opened = imaging.add_crowd_tasks(session, project, case, slices)
+    withheld = 0
+    if ConsentScope.crowd_viewing not in scopes and slice_ids:
+        withheld = int(
+            session.exec(
+                select(sa.func.count())
+                .select_from(Task)
+                .where(col(Task.slice_id).in_(slice_ids), Task.state == TaskState.open)
+            ).one()
         )
     change = {
         "before": sorted(before),
         "after": sorted(scopes),
         "licence": case.licence,
         "tasks_opened": opened,
-        "tasks_retired": retired,
+        "tasks_withheld": withheld,
     }
     audit.record(
         session,
@@ -135,21 +140,6 @@ def set_consent(
         detail=change,
     )
     return change
-
-
-def _set_state(
-    session: Session, task_ids: list[int], only: TaskState | None, state: TaskState
-) -> int:
-    if not task_ids:
-        return 0
-    tasks = locked_tasks(session, task_ids)
-    changed = 0
-    for task in tasks.values():
-        if (only is None or task.state is only) and task.state is not state:
-            task.state = state
-            session.add(task)
-            changed += 1
-    return changed
 
 
 def _flag_models(session: Session, project_id: int, public_id: str) -> list[int]:
@@ -175,7 +165,7 @@ def withdraw_case(
     their leases, answers, gold, fused labels, tutorial use), model versions trained on it
     are flagged, a ``WithdrawnCase`` keeps its fingerprint so it is never imported again, and
     the audit log records the counts. Delete ``Removal``'s files after the commit."""
-    case = case_by_public_id(session, public_id)
+    case = case_by_public_id(session, public_id, lock=True)
     assert case.id is not None
     project = session.get(Project, case.project_id, with_for_update=True)
     assert project is not None
@@ -215,6 +205,9 @@ def withdraw_case(
     }
     flagged = _flag_models(session, project.id, public_id)
     removal.counts["model_versions_flagged"] = len(flagged)
+    superseded = releases.supersede(session, public_id, reason)
+    removal.prefixes |= {prefix_of(name) for name in superseded}
+    removal.counts["releases_superseded"] = len(superseded)
     if public_id in project.holdout_cases:
         project.holdout_cases = [c for c in project.holdout_cases if c != public_id]
         session.add(project)
@@ -234,7 +227,7 @@ def withdraw_case(
         source_sha256=case.source_sha256,
         reason=reason[:300],
         by_user_id=None if actor is None else actor.id,
-        report={**removal.counts, "model_versions": flagged},
+        report={**removal.counts, "model_versions": flagged, "releases": superseded},
         withdrawn_at=utcnow(),
     )
     session.add(withdrawn)
@@ -289,7 +282,8 @@ def erase_user(
     records go; the tasks it answered are re-fused without it (or collect answers again);
     the account row stays pseudonymised (no login name, a random name, no password) so its
     id is never reused; the points ledger stays, hidden from the boards. Counts removed."""
-    user = session.get(User, user_id, with_for_update=True)
+    serialize_writers(session)
+    user = session.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None:
         raise NotFound(f"No account {user_id}", code="user_not_found")
     if user.role is UserRole.admin:

@@ -81,6 +81,16 @@ def _restricted_slices() -> Select[Any]:
     )
 
 
+def _crowd_viewable(slice_id: ColumnElement[Any]) -> ColumnElement[bool]:
+    """Whether the slice's case lets volunteers see it (a correlated check, for the few rows
+    of one caller's leases)."""
+    return exists().where(
+        SLICES.c.id == slice_id,
+        CASES.c.id == SLICES.c.case_id,
+        CASES.c.consent_crowd_viewing == true(),
+    )
+
+
 def suspended_in(project: ColumnElement[Any]) -> Any:
     """The caller's suspension reason in a project (NULL when not suspended): a scalar
     subquery, so every way to a task checks it in the statement that finds the task."""
@@ -121,6 +131,8 @@ def held_statement(in_project: bool) -> Select[Any]:
                 TASKS.c.full_until.is_(None),
                 TASKS.c.full_until <= bindparam("now"),
             ),
+            # Not on a case whose consent was taken back from the crowd (experts keep theirs).
+            or_(ASSIGNMENTS.c.expert == true(), _crowd_viewable(TASKS.c.slice_id)),
         )
         .order_by(live.desc(), ASSIGNMENTS.c.leased_at)
         .limit(literal_column("1"))
@@ -343,6 +355,7 @@ def personal_statement(in_project: bool, restricted_hidden: bool) -> Select[Any]
         gate = gate.where(PROJECTS.c.id == bindparam("project"))
     if restricted_hidden:
         gold = gold.where(TASKS.c.slice_id.not_in(_restricted_slices()))
+        repeat = repeat.where(TASKS.c.slice_id.not_in(_restricted_slices()))
     stats_row, gold_row, repeat_row, last_row, gate_row = (
         stats.subquery("stats"),
         gold.subquery("gold"),
@@ -409,6 +422,7 @@ def _lease_image_keys(user: ColumnElement[Any], column: str = "image_keys") -> S
         .select_from(
             ASSIGNMENTS.join(TASKS, TASKS.c.id == ASSIGNMENTS.c.task_id)
             .join(target, target.c.id == TASKS.c.slice_id)
+            .join(CASES, CASES.c.id == target.c.case_id)
             .join(
                 SLICES,
                 and_(
@@ -421,6 +435,9 @@ def _lease_image_keys(user: ColumnElement[Any], column: str = "image_keys") -> S
         .where(
             ASSIGNMENTS.c.id == bindparam("lease"),
             ASSIGNMENTS.c.user_id == user,
+            # A case whose consent no longer allows crowd viewing: its images are no longer a
+            # volunteer's to fetch, even on a lease they still hold.
+            or_(CASES.c.consent_crowd_viewing == true(), ASSIGNMENTS.c.expert == true()),
             # Readable while the lease lives (experts: their answered tasks too, while they
             # are experts): a skipped, answered or lapsed lease's images are no longer the
             # volunteer's to fetch.

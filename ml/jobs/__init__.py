@@ -7,12 +7,12 @@ This package is what a worker on the ``gpu`` queue imports (``backend.worker.ML_
 Celery jobs are registered here, under the names the backend sends them by.
 """
 
+from backend.fusion.volumes import FusedLabel
 from backend.imaging import BRAIN_MASK
 from backend.rounds import SCORE_POOL, TRAIN_ROUND
 from backend.worker import celery_app
 from ml.jobs.brain import import_staged
 from ml.jobs.labels import (
-    FusedLabel,
     arrays_from_volumes,
     decode_nifti,
     load_cases,

@@ -11,24 +11,18 @@ Labels:
 
 import gzip
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from backend.core.errors import InvalidInput
 from backend.core.storage import Storage
-from backend.fusion.labels import read_soft
-from backend.fusion.models import FusionResult
-from backend.imaging.models import Case, Contrast, Slice, Volume
-from backend.imaging.preprocess import FloatArray, brain_mask, from_display
-from backend.quality.gold import read_mask
-from backend.quality.models import GoldVersion
+from backend.fusion.volumes import FusedLabel, on_grid, usable_labels
+from backend.imaging.models import Case, Contrast, Volume
+from backend.imaging.preprocess import FloatArray, brain_mask
 from backend.rounds.models import LabelSource
-from backend.tasks.models import Task, TaskKind, TaskState
 from ml.data import CONTRASTS, CaseArrays
 
 
@@ -54,43 +48,9 @@ def _read_nifti(storage: Storage, key: str) -> FloatArray:
     return decode_nifti(storage.get(key))
 
 
-@dataclass(frozen=True)
-class FusedLabel:
-    """A fused version training may use: its id, case and slice, and its soft label's key."""
-
-    result_id: int
-    case_id: int
-    slice_: Slice
-    soft_key: str
-
-
 def training_labels(session: Session, project_id: int) -> list[FusedLabel]:
-    """The fused labels of a project that training may use, in result id order: the newest
-    version of each complete crowd task (not open, not in review, not retired), unless that
-    version is withdrawn (an older version may carry an excluded rater: never used)."""
-    newest = (
-        select(FusionResult.task_id, func.max(FusionResult.version).label("version"))
-        .group_by(col(FusionResult.task_id))
-        .subquery()
-    )
-    rows = session.exec(
-        select(FusionResult, Slice)
-        .join(
-            newest,
-            (col(FusionResult.task_id) == newest.c.task_id)
-            & (col(FusionResult.version) == newest.c.version),
-        )
-        .join(Task, col(Task.id) == col(FusionResult.task_id))
-        .join(Slice, col(Slice.id) == col(FusionResult.slice_id))
-        .where(Task.project_id == project_id, Task.kind == TaskKind.normal)
-        .where(Task.state == TaskState.complete, col(FusionResult.withdrawn).is_(False))
-        .order_by(col(FusionResult.id))
-    ).all()
-    return [
-        FusedLabel(result.id or 0, slice_.case_id, slice_, result.soft_key)
-        for result, slice_ in rows
-        if result.soft_key is not None
-    ]
+    """The fused labels of a project that training may use (``fusion.volumes.usable_labels``)."""
+    return usable_labels(session, project_id)
 
 
 def _fused_labels(
@@ -101,24 +61,7 @@ def _fused_labels(
     fused: Sequence[FusedLabel],
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """The case's ``fused`` soft labels and current gold masks on its volume grid."""
-    label = np.zeros(shape, dtype=np.float32)
-    labelled = np.zeros(shape[2], dtype=bool)
-    gold = session.exec(
-        select(GoldVersion, Slice)
-        .join(Slice, col(Slice.id) == col(GoldVersion.slice_id))
-        .where(Slice.case_id == case.id, col(GoldVersion.retired_at).is_(None))
-    ).all()
-    planes: list[tuple[Slice, NDArray[np.float64]]] = [
-        (f.slice_, read_soft(storage, f.soft_key)) for f in fused if f.case_id == case.id
-    ]
-    # Gold after the crowd: an expert's mask wins on a slice that has both.
-    planes += [(slice_, read_mask(storage, g.mask_key).astype(np.float64)) for g, slice_ in gold]
-    for slice_, plane in planes:
-        label[slice_.crop_x0 : slice_.crop_x1, slice_.crop_y0 : slice_.crop_y1, slice_.index] = (
-            from_display(plane)
-        )
-        labelled[slice_.index] = True
-    return label, labelled
+    return on_grid(session, storage, case, shape, fused)
 
 
 def load_cases(

@@ -75,6 +75,12 @@ POLICY = {
     ("GET", "/api/privacy/withdrawals"): ADMIN,
     ("POST", "/api/privacy/users/{user_id}/erase"): ADMIN,
     ("POST", "/api/auth/me/erase"): USER,  # own account, with its password
+    ("GET", "/api/releases"): ENGINEER,
+    ("POST", "/api/releases"): ENGINEER,
+    ("GET", "/api/releases/{name}"): ENGINEER,
+    ("GET", "/api/releases/{name}/files"): ENGINEER,
+    ("GET", "/api/releases/{name}/files/{path}"): ENGINEER,
+    ("GET", "/api/releases/{name}/archive.tar"): ENGINEER,
     ("GET", "/api/quality/gold-candidates"): EXPERT,
     ("GET", "/api/quality/gold"): EXPERT,
     ("POST", "/api/quality/slices/{slice_id}/gold"): EXPERT,

@@ -31,7 +31,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
             )
             user.consent_version = consent.VERSION
             session.add(user)
-        for n in range(55):
+        for n in range(52):
             audit.record(
                 session,
                 AuditAction.case_import,
@@ -39,6 +39,29 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
                 object_id=f"c{n:04d}",
                 detail={"project": "demo", "slices": 100 + n, "licence": "CC0", "consent": "open"},
             )
+        audit.record(
+            session,
+            AuditAction.withdrawal,
+            object_type="case",
+            object_id="c9999",
+            detail={"project": "demo", "reason": "owner asked", "slices": 40, "tasks": 40,
+                    "answers": 12, "files": 60, "model_versions_flagged": 1},
+        )  # fmt: skip
+        audit.record(
+            session,
+            AuditAction.withdrawal,
+            object_type="user",
+            object_id="42",
+            detail={"erasure": True, "annotations": 7, "assignments": 8, "tasks_refused": 3},
+        )
+        audit.record(
+            session,
+            AuditAction.consent_change,
+            object_type="case",
+            object_id="c9998",
+            detail={"before": ["crowd_viewing", "research_sharing"], "after": ["research_sharing"],
+                    "licence": "CC0", "tasks_opened": 0, "tasks_withheld": 5},
+        )  # fmt: skip
         audit.record(
             session,
             AuditAction.suspension,
@@ -92,6 +115,34 @@ def test_an_admin_reads_filters_and_pages_the_log(browser: Any, site: tuple[str,
     row = page.inner_text("[data-testid=audit-row]")
     assert "Rater suspended or flagged" in row
     assert "suspended: spam" in row
+    # Withdrawals and erasures, and a case's consent, read as sentences.
+    for action, expected in (
+        ("withdrawal", ["Account erased", "7 answers and 8 leases removed; 3 fused labels made",
+                        "Case withdrawn", "“owner asked”: 40 slices, 40 tasks, 12 answers and "
+                        "60 files removed from demo; 1 model version flagged"]),
+        ("consent_change", ["Case consent changed", "crowd viewing, research sharing → "
+                            "research sharing (licence CC0; 0 tasks opened, 5 open tasks "
+                            "withheld)"]),
+    ):  # fmt: skip
+        page.select_option("[data-testid=audit-action]", action)
+        page.click("#filters button[type=submit]")
+        page.wait_for_function(
+            "(a) => [...document.querySelectorAll('[data-testid=audit-row]')].length"
+            " && document.querySelector('[data-testid=audit-summary]').textContent"
+            ".includes(a)",
+            arg="of",
+        )
+        page.wait_for_function(
+            "(t) => document.querySelector('#rows').textContent.includes(t)", arg=expected[0]
+        )
+        text = page.inner_text("#rows")
+        for phrase in expected:
+            assert phrase in text, (phrase, text)
+    page.select_option("[data-testid=audit-action]", "suspension")
+    page.click("#filters button[type=submit]")
+    page.wait_for_function(
+        "(t) => document.querySelector('#rows').textContent.includes(t)", arg="spam"
+    )
     _shot(page, "audit-laptop.png")
     assert errors == []
 

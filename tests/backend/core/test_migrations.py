@@ -22,7 +22,7 @@ TABLES |= {"slice_rejections"}
 TABLES |= {"tutorial_slices", "lesson_completions", "qualification_attempts", "tutorial_items"}
 TABLES |= {"points_ledger", "point_totals", "badge_awards", "reward_profiles"}
 TABLES |= {"audit_log"}
-TABLES |= {"withdrawn_cases"}
+TABLES |= {"withdrawn_cases", "releases", "release_files"}
 
 
 def _tables(engine: Engine) -> set[str]:

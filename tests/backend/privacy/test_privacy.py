@@ -4,6 +4,8 @@ old ids and URLs, a second withdrawal, a re-import of the same files, an erased 
 session and token, a wrong password. On PostgreSQL (the locks and cascades that matter)."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -22,6 +24,7 @@ from backend.core.config import Settings
 from backend.core.db import create_db_engine, transaction
 from backend.core.migrations import upgrade
 from backend.core.storage import Storage
+from backend.core.timeutil import utcnow
 from backend.fusion import labels
 from backend.fusion import service as fusion
 from backend.fusion.models import FusionResult
@@ -33,7 +36,7 @@ from backend.privacy.models import WithdrawnCase
 from backend.projects.models import Project
 from backend.rounds.models import LabelSource, ModelVersion
 from backend.tasks import service as tasks
-from backend.tasks.models import Assignment, Task, TaskState
+from backend.tasks.models import Assignment, Task, TaskKind, TaskState
 from tests.backend.fusion.test_refuse import crowd
 from tests.backend.quality.test_gold import _normal_tasks, create_case
 from tests.factories import PASSWORD, create_project, create_token, rle
@@ -235,8 +238,10 @@ def test_consent_scopes_decide_crowd_tasks_and_a_lease_held_when_consent_is_take
         case.allow(frozenset())  # imported as experts-only: no crowd tasks yet
         session.add(case)
         volunteer = auth.create_user(session=session, email="v@example.org", password=PASSWORD)
-        public_id, volunteer_id = case.public_id, volunteer.id or 0
-    headers, mine = admin(engine), bearer(engine, volunteer_id)
+        other = auth.create_user(session=session, email="w@example.org", password=PASSWORD)
+        public_id, volunteer_id, other_id = case.public_id, volunteer.id or 0, other.id or 0
+        project_id, slice_ids = project.id or 0, [s.id or 0 for s in slices]
+    headers, mine, theirs = admin(engine), bearer(engine, volunteer_id), bearer(engine, other_id)
     url = f"/api/privacy/cases/{public_id}/consent"
     assert api.post("/api/tasks/next", headers=mine).status_code == 204
     bad = api.put(url, json={"scopes": ["everything"]}, headers=headers)
@@ -254,21 +259,51 @@ def test_consent_scopes_decide_crowd_tasks_and_a_lease_held_when_consent_is_take
     leased = api.post("/api/tasks/next", headers=mine)
     assert leased.status_code == 200
     lease_id = leased.json()["id"]
+    assert api.get(f"/api/tasks/{lease_id}/images/0/flair.png", headers=mine).status_code == 200
+    # The other volunteer holds a check slice (gold) of the case and has a repeat due on it;
+    # one crowd task is complete.
+    with transaction(engine) as session:
+        repeat = Task(
+            project_id=project_id, slice_id=slice_ids[0], kind=TaskKind.repeat,
+            required_labels=1, for_user_id=other_id, due_after=0,
+        )  # fmt: skip
+        gold = Task(project_id=project_id, slice_id=slice_ids[1], kind=TaskKind.gold)
+        session.add_all([repeat, gold])
+        session.flush()
+        held = Assignment(
+            task_id=gold.id or 0, user_id=other_id, lease_expires_at=utcnow() + timedelta(hours=1)
+        )
+        session.add(held)
+        done = session.exec(
+            select(Task).where(Task.slice_id == slice_ids[2], Task.kind == TaskKind.normal)
+        ).one()
+        done.state = TaskState.complete
+        session.add(done)
+        session.flush()
+        gold_lease, done_id = held.id, done.id
     taken = api.put(url, json={"scopes": ["research_sharing"]}, headers=headers).json()
-    assert taken["tasks_retired"] == 3
-    # The volunteer's answer on the lease they still hold is refused with a reason, and no
-    # other slice of the case is served.
-    late = api.post(
-        f"/api/tasks/{lease_id}/annotations", json={"mask": rle().model_dump()}, headers=mine
-    )
-    assert (late.status_code, late.json()["code"]) == (409, "task_withdrawn")
+    assert taken["tasks_withheld"] == 4  # two crowd tasks, the repeat and the check slice
+    # Leases still held serve no image and take no answer, gold included; nothing of the
+    # case is served, repeats included.
+    for lease, who in ((lease_id, mine), (gold_lease, theirs)):
+        for path in ("images/0/flair.png", "sprite.png"):
+            assert api.get(f"/api/tasks/{lease}/{path}", headers=who).status_code == 404
+        late = api.post(
+            f"/api/tasks/{lease}/annotations", json={"mask": rle().model_dump()}, headers=who
+        )
+        assert (late.status_code, late.json()["code"]) == (409, "task_withdrawn"), late.text
     assert api.post("/api/tasks/next", headers=mine).status_code == 204
-    # Given back: the same tasks open again (no duplicates), the audit log has each change.
+    assert api.post("/api/tasks/next", headers=theirs).status_code == 204
+    # Given back: served again, no task duplicated, the complete one still complete.
     again = api.put(url, json={"scopes": ["crowd_viewing"], "licence": "CC0"}, headers=headers)
-    assert again.json()["tasks_opened"] == 3
+    assert again.json()["tasks_opened"] == 0
+    assert api.get(f"/api/tasks/{lease_id}/images/0/flair.png", headers=mine).status_code == 200
     with Session(engine) as session:
-        states = session.exec(select(Task.state).where(Task.project_id == project.id)).all()
-        assert sorted(states) == [TaskState.open] * 3
+        assert session.get_one(Task, done_id).state is TaskState.complete
+        normal = session.exec(
+            select(func.count()).select_from(Task).where(Task.kind == TaskKind.normal)
+        ).one()
+        assert normal == 3
         changes = session.exec(
             select(AuditEntry).where(AuditEntry.action == AuditAction.consent_change)
         ).all()
@@ -280,6 +315,21 @@ def test_consent_scopes_decide_crowd_tasks_and_a_lease_held_when_consent_is_take
         assert session.get_one(Case, case.id).scopes == {ConsentScope.crowd_viewing}
 
 
+def test_two_withdrawals_of_one_case_at_once(
+    engine: Engine, store: Storage, api: TestClient
+) -> None:
+    _project_id, task_ids, _volunteers, _expert = crowd(engine, store, raters=2)
+    case = case_of(engine, task_ids[0])
+    headers = admin(engine)
+    url = f"/api/privacy/cases/{case.public_id}/withdraw"
+    body = {"reason": "asked twice", "confirm": case.public_id}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: api.post(url, json=body, headers=headers), range(2)))
+    codes = sorted((a.status_code, a.json().get("code")) for a in answers)
+    assert codes == [(200, None), (404, "case_withdrawn")], [a.text for a in answers]
+    assert count(engine, "withdrawn_cases") == 1
+
+
 def test_an_erased_account_leaves_fused_labels_and_cannot_come_back(
     engine: Engine, store: Storage, api: TestClient
 ) -> None:
@@ -288,6 +338,8 @@ def test_an_erased_account_leaves_fused_labels_and_cannot_come_back(
         with Session(engine) as session:
             assert labels.results(session, task_id)[0].raters == [first.id, second.id, third.id]
     token = bearer(engine, third.id or 0)
+    by_token = api.post("/api/auth/me/erase", json={"password": PASSWORD}, headers=token)
+    assert (by_token.status_code, by_token.json()["code"]) == (403, "session_required")
     login = api.post("/api/auth/login", json={"email": "r2@example.org", "password": PASSWORD})
     assert login.status_code == 200
     csrf = {"X-CSRF-Token": login.json()["csrf_token"]}

@@ -1,0 +1,113 @@
+"""The releases page in Chromium, as an ML engineer: a built release with its counts, its
+download links and a preview per case with images; a volunteer turned away; axe-core at laptop
+and phone size."""
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session
+
+from backend.auth import consent
+from backend.auth import service as auth
+from backend.auth.models import UserRole
+from backend.core.db import transaction
+from backend.core.storage import Storage
+from backend.releases import service
+from backend.releases.plan import Filters
+from tests.backend.releases.cases import labelled_project
+from tests.factories import PASSWORD
+from tests.frontend.test_studio import _axe, _page
+from tests.live import seeded_site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    def seed(session: Session, storage: Storage) -> None:
+        engine = session.get_bind()
+        crowd = labelled_project(engine, storage, per_volunteer=36)  # type: ignore[arg-type]
+        with transaction(engine) as writing:  # type: ignore[arg-type]
+            for role in (UserRole.engineer, UserRole.volunteer):
+                user = auth.create_user(
+                    session=writing, email=f"{role.value}@example.org", password=PASSWORD,
+                    role=role,
+                )  # fmt: skip
+                user.consent_version = consent.VERSION
+                writing.add(user)
+            made = service.create(
+                writing, project_name=crowd.project, name="rel-r1", filters=Filters(), actor=None
+            )
+            release_id = made.id or 0
+        assert service.run(engine, storage, release_id) is not None  # type: ignore[arg-type]
+
+    with seeded_site(tmp_path_factory.mktemp("releases") / "var", seed) as served:
+        yield served
+
+
+def _shot(page: Any, name: str) -> None:
+    folder = os.environ.get("MSCROWD_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def _log_in(browser: Any, base: str, email: str, width: int, height: int, **options: Any) -> Any:
+    page, errors = _page(browser, width, height, **options)
+    page.goto(base)
+    page.fill("#login-email", email)
+    page.fill("#login-password", PASSWORD)
+    page.press("#login-password", "Enter")
+    page.wait_for_selector("#who", state="visible")
+    page.goto(f"{base}/releases")
+    return page, errors
+
+
+def test_an_engineer_sees_the_release(browser: Any, site: tuple[str, Path]) -> None:
+    base, _data = site
+    page, errors = _log_in(browser, base, "engineer@example.org", 1440, 900)
+    page.wait_for_selector("[data-testid=release]")
+    text = page.inner_text("[data-testid=release]")
+    assert "rel-r1" in text
+    assert "ready" in text
+    assert "3 (2 with images, 1 held out)" in text
+    # Two previews (the cases with images); each loads.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('img[data-testid=preview]')]"
+        ".filter((i) => i.complete && i.naturalWidth > 0).length === 2"
+    )
+    href = page.get_attribute("[data-testid=download]", "href")
+    assert href == "/api/releases/rel-r1/archive.tar"
+    got = page.request.get(f"{base}{href}", headers={"Range": "bytes=0-511"})
+    assert got.status == 206
+    assert page.locator("nav a[href='/releases']").count() == 1
+    _shot(page, "releases-laptop.png")
+    assert errors == []
+
+
+def test_a_volunteer_is_turned_away(browser: Any, site: tuple[str, Path]) -> None:
+    base, _data = site
+    page, errors = _log_in(browser, base, "volunteer@example.org", 1440, 900)
+    page.wait_for_selector("[data-testid=gate]", state="visible")
+    assert "for ML engineers" in page.inner_text("[data-testid=gate]")
+    assert page.request.get(f"{base}/api/releases").status == 403
+    assert errors == []
+
+
+def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
+    browser: Any, site: tuple[str, Path]
+) -> None:
+    base, _data = site
+    found = {}
+    for width, height, touch in ((1440, 900, False), (360, 640, True)):
+        page, errors = _log_in(
+            browser, base, "engineer@example.org", width, height,
+            has_touch=touch, is_mobile=touch, bypass_csp=True,
+        )  # fmt: skip
+        page.wait_for_selector("[data-testid=release]")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+        if touch:
+            _shot(page, "releases-phone.png")
+        found[width] = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in _axe(page)]
+        assert errors == []
+    assert found == {1440: [], 360: []}
