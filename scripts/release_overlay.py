@@ -24,13 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sqlmodel import Session, select  # noqa: E402
+from sqlmodel import Session, col, select  # noqa: E402
 
 from backend.auth import service as auth  # noqa: E402
 from backend.core.db import create_db_engine, transaction  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
 from backend.fusion import service as fusion  # noqa: E402
-from backend.imaging.models import Slice  # noqa: E402
+from backend.imaging.models import Case, Contrast, Slice, Volume  # noqa: E402
 from backend.imaging.preprocess import to_display  # noqa: E402
 from backend.projects.models import Project  # noqa: E402
 from backend.quality.gold import read_mask  # noqa: E402
@@ -38,6 +38,8 @@ from backend.releases import service  # noqa: E402
 from backend.releases.plan import Filters  # noqa: E402
 from backend.tasks import service as tasks  # noqa: E402
 from backend.tasks.models import Task, TaskState  # noqa: E402
+from backend.tasks.service import RaterSuspended  # noqa: E402
+from ml.jobs import decode_nifti  # noqa: E402
 from tests.backend.quality.test_gold import _mask_rle  # noqa: E402
 from tests.factories import submit  # noqa: E402
 from tests.live import cli_env  # noqa: E402
@@ -58,6 +60,12 @@ def drawn(reference: np.ndarray, style: int) -> np.ndarray:
 
 def crowd(engine: object, storage: Storage) -> int:
     with transaction(engine) as session:  # type: ignore[arg-type]
+        # Scripted raters answer in milliseconds: the speed rule and repeats are for people.
+        for project in session.exec(select(Project)).all():
+            project.fast_ms, project.repeat_rate = 0, 0.0
+            project.min_gold = 100_000  # honest simulated raters: no suspension by the rules
+            project.gold_rate = 0.0  # and no check slices: the experts' masks are the truth
+            session.add(project)
         users = [
             auth.create_user(session=session, email=f"sim{n}@demo.org", password="simulated-1")
             for n in range(3)
@@ -66,7 +74,10 @@ def crowd(engine: object, storage: Storage) -> int:
     for style, user in enumerate(users):
         while True:
             with transaction(engine) as session:  # type: ignore[arg-type]
-                lease = tasks.next_task(session=session, user=user, lease_seconds=600)
+                try:
+                    lease = tasks.next_task(session=session, user=user, lease_seconds=600)
+                except RaterSuspended:
+                    lease = None  # the rules caught a simulated rater: the others go on
                 if lease is None:
                     break
                 item = session.get_one(Slice, lease.task.slice_id)
@@ -127,19 +138,23 @@ def main() -> None:
         training = load_decathlon_datalist(
             str(root / "datalist.json"), True, "training", base_dir=str(root)
         )
-        load = LoadImaged(keys=["image", "label", "labelled"], image_only=True)
+        load = LoadImaged(
+            keys=["image", "label", "labelled"], image_only=True, ensure_channel_first=True
+        )
         best, overlap, total = None, 0.0, 0.0
         for item in training:
             loaded = load(item)
-            image, label = np.asarray(loaded["image"]), np.asarray(loaded["label"])
-            labelled = np.asarray(loaded["labelled"])[0, 0, :] > 0
+            image = np.asarray(loaded["image"])  # [channel, X, Y, Z]: FLAIR, T1, T2
+            label = np.asarray(loaded["label"])[0]
+            labelled = np.asarray(loaded["labelled"])[0, 0, 0, :] > 0
             hard = label == 1
-            reference_path = next(
-                k for k in storage.list(f"cases/{item['case']}") if "reference" in k
-            )
-            from ml.jobs import decode_nifti
-
-            reference = decode_nifti(storage.get(reference_path)) > 0
+            with Session(engine) as session:  # type: ignore[arg-type]
+                reference_key = session.exec(
+                    select(Volume.storage_key)
+                    .join(Case, col(Case.id) == col(Volume.case_id))
+                    .where(Case.public_id == item["case"], Volume.contrast == Contrast.reference)
+                ).one()
+            reference = decode_nifti(storage.get(reference_key)) > 0
             on = labelled[None, None, :] & np.ones(hard.shape, bool)
             overlap += 2 * float((hard & reference & on).sum())
             total += float((hard & on).sum() + (reference & on).sum())
@@ -151,9 +166,7 @@ def main() -> None:
         _n, image, hard, z, case = best
         panels = []
         for channel, title in enumerate(("FLAIR", "T1", "T2")):
-            plane = to_display(
-                image[:, :, z, channel] if image.ndim == 4 else image[channel, :, :, z]
-            )
+            plane = to_display(image[channel, :, :, z])
             low, high = np.percentile(plane[plane != 0], [1, 99])
             grey = (np.clip((plane - low) / (high - low), 0, 1) * 255).astype(np.uint8)
             rgb = np.repeat(grey[:, :, None], 3, axis=2)

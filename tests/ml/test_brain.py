@@ -106,28 +106,6 @@ def _run_staged(output: str, storage: Storage) -> dict[str, object]:
     return done
 
 
-def test_a_raw_study_without_a_mask_is_masked_and_imported_by_the_worker(
-    settings_env: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """``mscrowd import`` stages the raw study; the worker's ``ml.brain_mask`` masks it with
-    deepbet and imports it: brain only."""
-    _need_raw()
-    study = tmp_path / "in" / "patient01"
-    study.mkdir(parents=True)
-    for path in RAW.glob("study1_*"):
-        shutil.copy(path, study / path.name)
-    assert runner.invoke(mscrowd, ["migrate"]).exit_code == 0
-    queued = runner.invoke(mscrowd, ["import", str(tmp_path / "in"), "--project", "clinic"])
-    assert queued.exit_code == 0, queued.output
-    settings = get_settings()
-    storage = Storage(settings.storage_url)
-    done = _run_staged(queued.output, storage)
-    _served_brain_only(settings.database_url, storage, str(done["case"]))
-    # The same study imported again is the same case, now imported.
-    again = runner.invoke(mscrowd, ["import", str(tmp_path / "in"), "--project", "clinic"])
-    assert "already imported" in again.output
-
-
 def test_a_dicom_study_made_from_clinical_raw_is_masked_and_imported(
     settings_env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
