@@ -205,7 +205,7 @@ def withdraw_case(
     }
     flagged = _flag_models(session, project.id, public_id)
     removal.counts["model_versions_flagged"] = len(flagged)
-    superseded = releases.supersede(session, public_id, reason)
+    superseded = releases.supersede(session, project.id, public_id, reason)
     removal.prefixes |= {prefix_of(name) for name in superseded}
     removal.counts["releases_superseded"] = len(superseded)
     if public_id in project.holdout_cases:

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from backend.core.columns import created_at_field
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class ProjectBase(SQLModel):
@@ -93,7 +93,7 @@ class ProjectBase(SQLModel):
     @field_validator("name")
     @classmethod
     def _plain_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+        if not NAME_PATTERN.fullmatch(value):  # (match with $ lets a final newline through)
             raise ValueError(
                 "use letters, digits, '_', '.' and '-' only, starting with a letter or digit"
             )

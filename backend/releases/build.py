@@ -256,7 +256,8 @@ def build(
     manifest = {
         "name": name,
         "project": plan.project,
-        "filters": filters.as_dict(),
+        # Raters left out are counted, not named: account ids stay on the platform.
+        "filters": {**filters.as_dict(), "exclude_raters": len(filters.exclude_raters)},
         "stats": stats,
         "provenance": provenance,
         "raters": {rater_ids[u]: plan.raters[u] for u in sorted(plan.raters)},

@@ -17,7 +17,10 @@ from backend.core.storage import Storage
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+# More digits than any size: a longer number is read as "past the end" (Python refuses to
+# parse integers of over 4,300 digits, and no file is 10**18 bytes).
+DIGITS = 18
 
 
 class RangeNotSatisfiable(Exception):
@@ -32,10 +35,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     ``RangeNotSatisfiable`` when it lies past the end."""
     if not header:
         return None
-    found = RANGE.match(header.strip())
+    found = RANGE.fullmatch(header.strip())
     if found is None:
         return None
-    first, last = found.groups()
+    first, last = (g if len(g) <= DIGITS else "9" * DIGITS for g in found.groups())
     if not first and not last:
         return None
     if not first:  # the last N bytes

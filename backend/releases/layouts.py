@@ -231,7 +231,7 @@ def readme(manifest: dict[str, Any]) -> bytes:
         "project's rule; only slices whose label is final (enough answers, confident or "
         f"settled) are here. Filters: at least {filters['min_labels']} answers per slice, fused "
         f"confidence at least {filters['min_confidence']}, raters left out: "
-        f"{len(filters['exclude_raters'])}. `manifest.json` names the fusion runs, versions, "
+        f"{filters['exclude_raters']}. `manifest.json` names the fusion runs, versions, "
         "rounds and model versions used.",
         "",
         "## Licence and citation",

@@ -91,6 +91,14 @@ def _record(engine: Engine, user: User, name: str, what: str, size: int) -> None
         )
 
 
+def _matches(header: str | None, tag: str) -> bool:
+    """Whether ``If-None-Match`` names ``tag`` (weak comparison, lists, ``*``)."""
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or tag in tags
+
+
 def _ranged(
     request: Request,
     *,
@@ -107,7 +115,7 @@ def _ranged(
         "Cache-Control": "private, no-cache",
         "Content-Disposition": f'attachment; filename="{filename}"',
     }
-    if request.headers.get("if-none-match") == tag:
+    if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
     asked = request.headers.get("range")
     if_range = request.headers.get("if-range")

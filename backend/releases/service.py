@@ -6,6 +6,7 @@ transaction, or marks it failed and deletes what it wrote: a release is never vi
 built. A second request for a name in use is refused, and a second job for a release already
 taken on does nothing, so nothing is built twice."""
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -27,7 +28,8 @@ from backend.releases import build as builder
 from backend.releases.models import Release, ReleaseFile, ReleaseStatus
 from backend.releases.plan import Filters, make_plan
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+log = logging.getLogger(__name__)
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _project(session: Session, name: str) -> Project:
@@ -38,11 +40,13 @@ def _project(session: Session, name: str) -> Project:
 
 
 def _free_name(session: Session, project: Project) -> str:
+    """``PROJECT-rN`` with the first N free (the project's name cut to leave room)."""
+    base = project.name[:56]
     taken = set(session.exec(select(Release.name)).all())
     n = 1
-    while f"{project.name}-r{n}" in taken:
+    while f"{base}-r{n}" in taken:
         n += 1
-    return f"{project.name}-r{n}"[:64]
+    return f"{base}-r{n}"
 
 
 def create(
@@ -56,7 +60,7 @@ def create(
     """Record a release to build; ``InvalidInput`` for a bad name or filters or a release
     that would hold no case, ``Conflict`` for a name in use."""
     project = _project(session, project_name)
-    if name is not None and not NAME.match(name):
+    if name is not None and not NAME.fullmatch(name):
         raise InvalidInput(
             "A release name is 1 to 64 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit",
@@ -177,6 +181,8 @@ def run(
             session.expunge(release)
             return release
     except Exception as exc:
+        # The details (paths, the storage's own words) go to the server's log, not the API.
+        log.exception("release %s failed", name)
         storage.delete_prefix(builder.prefix_of(name))
         with transaction(engine) as session:
             session.execute(
@@ -185,7 +191,7 @@ def run(
                 .values(
                     status=ReleaseStatus.failed,
                     finished_at=utcnow(),
-                    error=f"{type(exc).__name__}: {exc}"[:1000],
+                    error=f"the build failed ({type(exc).__name__}); the server's log says why",
                     message="failed",
                 )
             )
@@ -226,15 +232,17 @@ def files_of(session: Session, release_id: int) -> list[ReleaseFile]:
 
 
 def supersede(
-    session: Session, public_id: str, reason: str, now: datetime | None = None
+    session: Session, project_id: int, public_id: str, reason: str, now: datetime | None = None
 ) -> list[str]:
-    """Mark the releases holding a case (and those still building) superseded: a
+    """Mark the project's releases holding a case (and those still building, which may)
+    superseded: a
     withdrawal. They are served no more; the caller deletes their files after the commit
     (``build.prefix_of``); the API still says what they were and why they went. The names."""
     names = []
     for release in session.exec(
         select(Release).where(
-            col(Release.status).in_([ReleaseStatus.ready, ReleaseStatus.building])
+            Release.project_id == project_id,
+            col(Release.status).in_([ReleaseStatus.ready, ReleaseStatus.building]),
         )
     ).all():
         if public_id not in (release.cases or []) and release.status is ReleaseStatus.ready:

@@ -105,6 +105,7 @@ def test_consent_decides_what_is_in_it(built: Built) -> None:
     assert dataset["file_ending"] == ".nii.gz"
     assert manifest["cases"][0]["licence"] == "CC0-1.0"
     assert not list(built.root.glob("raters/*"))  # per-rater masks are opt-in
+    assert manifest["filters"]["exclude_raters"] == 0  # a count: no account id leaves
 
 
 def test_images_and_masks_round_trip_onto_the_imported_grid(built: Built) -> None:
@@ -185,11 +186,12 @@ def test_bad_requests_are_refused(built: Built) -> None:
                 session, project_name=built.crowd.project, name="x", filters=Filters(min_labels=9),
                 actor=None,
             )  # fmt: skip
-        with pytest.raises(InvalidInput, match="release name"):
-            service.create(
-                session, project_name=built.crowd.project, name="../x", filters=Filters(),
-                actor=None,
-            )  # fmt: skip
+        for bad in ("../x", "abc\n", "x" * 65):
+            with pytest.raises(InvalidInput, match="release name"):
+                service.create(
+                    session, project_name=built.crowd.project, name=bad, filters=Filters(),
+                    actor=None,
+                )  # fmt: skip
 
 
 @pytest.fixture
@@ -248,6 +250,17 @@ def test_api_reads_need_the_releases_scope_and_downloads_resume(
         f"/api/releases/{built.name}/files/{path}", headers={**reader, "Range": "bytes=999999999-"}
     )
     assert (beyond.status_code, beyond.headers["content-range"]) == (416, f"bytes */{sizes[path]}")
+    huge = api.get(
+        f"/api/releases/{built.name}/files/{path}",
+        headers={**reader, "Range": "bytes=0-" + "9" * 5000},
+    )
+    assert huge.status_code == 206  # read as "to the end", not a server error
+    assert huge.content == whole.content
+    weak = api.get(
+        f"/api/releases/{built.name}/files/{path}",
+        headers={**reader, "If-None-Match": f'"x", W/{tag}'},
+    )
+    assert weak.status_code == 304
     assert api.get(f"/api/releases/{built.name}/files/../x", headers=reader).status_code == 404
     # The whole release as a tar, resumed after its first 30 000 bytes.
     archive = api.get(f"/api/releases/{built.name}/archive.tar", headers=reader)
@@ -277,6 +290,28 @@ def test_api_reads_need_the_releases_scope_and_downloads_resume(
             session.exec(select(AuditEntry).where(AuditEntry.action == AuditAction.release)).first()
             is not None
         )
+
+
+def test_a_failed_build_leaves_nothing_and_no_path(built: Built) -> None:
+    """A build that cannot write (a file where its folder must go) is marked failed, its
+    files deleted, and its reason names no server path."""
+    built.storage.put("releases/failme/imagesTs", b"in the way")
+    with transaction(built.engine) as session:
+        made = service.create(
+            session, project_name=built.crowd.project, name="failme", filters=Filters(),
+            actor=None,
+        )  # fmt: skip
+        release_id = made.id or 0
+    with pytest.raises(OSError, match="imagesTs"):  # a file where a folder goes
+        service.run(built.engine, built.storage, release_id)
+    with Session(built.engine) as session:
+        failed = service.get(session, "failme")
+        assert failed.status is ReleaseStatus.failed
+        assert "/" not in (failed.error or "")
+        assert service.files_of(session, release_id) == []
+        with pytest.raises(Conflict, match="failed"):
+            service.get(session, "failme", served=True)
+    assert built.storage.list("releases/failme") == []
 
 
 def test_withdrawing_a_case_supersedes_the_release(built: Built, api: TestClient) -> None:
