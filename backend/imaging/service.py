@@ -26,6 +26,7 @@ from backend.core.errors import NotFound
 from backend.core.outbox import Relay, celery_sender, defer, take_deferred
 from backend.core.storage import Storage
 from backend.imaging import BRAIN_MASK, clinical, sprite, staging
+from backend.imaging.crowd import add_crowd_tasks
 from backend.imaging.models import (
     DEFAULT_CONSENT,
     Case,
@@ -44,8 +45,6 @@ from backend.imaging.preprocess import (
 from backend.privacy.models import WithdrawnCase
 from backend.projects import service as projects
 from backend.projects.models import Project
-from backend.tasks.models import Task, TaskKind, TaskState
-from backend.tasks.order import queue_priority
 
 # Longest first, so "a.nii.gz" is not read as "a.nii" + ".gz".
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -246,54 +245,10 @@ def _store(
         )
     session.add_all(slices)
     session.flush()
-    _store_sprites(storage, prepared, slices)
+    sprite.store_all(storage, prepared, slices)
     add_crowd_tasks(session, project, case, slices)
     session.flush()
     return len(slices)
-
-
-def add_crowd_tasks(session: Session, project: Project, case: Case, slices: list[Slice]) -> int:
-    """Open a crowd task per slice of a case whose consent allows crowd viewing (none
-    otherwise: such a case stays with experts); the tasks added."""
-    if not case.consent_crowd_viewing:
-        return 0
-    # A held-out case evaluates models: its slices are never crowd tasks (nor gold).
-    state = TaskState.retired if case.public_id in project.holdout_cases else TaskState.open
-    for item in slices:
-        assert item.id is not None
-        assert project.id is not None
-        session.add(
-            Task(
-                project_id=project.id,
-                slice_id=item.id,
-                kind=TaskKind.normal,
-                state=state,
-                required_labels=project.min_labels,
-                # Until a model ranks them: a scramble of the slice id (backend.tasks.order).
-                priority=queue_priority(item.id),
-            )
-        )
-    return len(slices)
-
-
-def _store_sprites(storage: Storage, prepared: PreparedCase, slices: list[Slice]) -> None:
-    """Each slice's sprite (``imaging.sprite``: its contrasts and its neighbours' FLAIR in one
-    PNG), from the rendered images still in memory."""
-    renders = {render.index: render for render in prepared.slices}
-    for item in slices:
-        assert item.id is not None
-        near = [
-            (offset, item.image_keys)  # only the offsets and contrasts matter to ``frames``
-            for offset in range(-sprite.NEIGHBOUR_REACH, sprite.NEIGHBOUR_REACH + 1)
-            if offset and item.index + offset in renders
-        ]
-        pngs = {0: renders[item.index].pngs}
-        pngs |= {offset: renders[item.index + offset].pngs for offset, _ in near}
-        frames = sprite.frames(item.image_keys, near)
-        data = sprite.build(
-            [pngs[int(o)][Contrast(c)] for o, c in (frame.split("/") for frame in frames)]
-        )
-        storage.put(sprite.sprite_key(item.id, item.image_keys), data)
 
 
 def import_source(

@@ -14,13 +14,17 @@ its hash.
 import io
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 from sqlmodel import Session, select
 
 from backend.core.storage import Storage
-from backend.imaging.models import Case, Slice
+from backend.imaging.models import Case, Contrast, Slice
+
+if TYPE_CHECKING:
+    from backend.imaging.preprocess import PreparedCase
 
 # Slices either side of the leased one sent for scrolling context.
 NEIGHBOUR_REACH = 2
@@ -115,3 +119,21 @@ def missing_sprites(
         if progress is not None:
             progress(done, len(cases))
     return built
+
+
+def store_all(storage: Storage, prepared: "PreparedCase", slices: list[Slice]) -> None:
+    """Each slice's sprite (``imaging.sprite``: its contrasts and its neighbours' FLAIR in one
+    PNG), from the rendered images still in memory."""
+    renders = {render.index: render for render in prepared.slices}
+    for item in slices:
+        assert item.id is not None
+        near = [
+            (offset, item.image_keys)  # only the offsets and contrasts matter to ``frames``
+            for offset in range(-NEIGHBOUR_REACH, NEIGHBOUR_REACH + 1)
+            if offset and item.index + offset in renders
+        ]
+        pngs = {0: renders[item.index].pngs}
+        pngs |= {offset: renders[item.index + offset].pngs for offset, _ in near}
+        shown = frames(item.image_keys, near)
+        data = build([pngs[int(o)][Contrast(c)] for o, c in (frame.split("/") for frame in shown)])
+        storage.put(sprite_key(item.id, item.image_keys), data)

@@ -27,7 +27,7 @@ from backend.fusion import service as fusion
 from backend.fusion.adaptive import locked_tasks
 from backend.fusion.models import FusionResult
 from backend.gamification.models import PointTotal
-from backend.imaging import service as imaging
+from backend.imaging.crowd import add_crowd_tasks
 from backend.imaging.models import Case, ConsentScope, Slice
 from backend.privacy.models import WithdrawnCase
 from backend.projects.models import Project
@@ -114,7 +114,7 @@ def set_consent(
         session, slice_ids, TaskKind.normal
     ):
         slices = list(session.exec(select(Slice).where(Slice.case_id == case.id)))
-        opened = imaging.add_crowd_tasks(session, project, case, slices)
+        opened = add_crowd_tasks(session, project, case, slices)
     withheld = 0
     if ConsentScope.crowd_viewing not in scopes and slice_ids:
         withheld = int(

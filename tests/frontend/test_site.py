@@ -34,8 +34,16 @@ Page = Any
 PAGES = {
     UserRole.volunteer: ["Label", "Tutorial", "Points"],
     UserRole.expert: ["Label", "Tutorial", "Points", "Expert workspace"],
-    UserRole.engineer: ["Label", "Tutorial", "Points", "Rounds"],
-    UserRole.admin: ["Label", "Tutorial", "Points", "Expert workspace", "Rounds", "Audit log"],
+    UserRole.engineer: ["Label", "Tutorial", "Points", "Rounds", "Releases"],
+    UserRole.admin: [
+        "Label",
+        "Tutorial",
+        "Points",
+        "Expert workspace",
+        "Rounds",
+        "Releases",
+        "Audit log",
+    ],
 }
 # Where each page shows that it has loaded.
 LOADED = {"Tutorial": "[data-testid=lessons]:not([hidden])", "Points": "#page:not([hidden])"}
