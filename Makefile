@@ -11,7 +11,7 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,release-check]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev,release-check,s3]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "nnunetv2==2.8.1"
 	touch $@
 
@@ -24,9 +24,15 @@ run: $(INSTALLED)
 	$(BIN)/mscrowd demo
 	$(BIN)/mscrowd serve --port 8000
 
-## Lint, type-check and run the whole suite against real PostgreSQL and Redis.
+## Lint, type-check and run the whole suite against real PostgreSQL and Redis: two xdist
+## workers (a module's tests stay on one), then the tests marked `solo` (timed, or loading
+## both cores) alone.
 test: $(INSTALLED) services lint
-	MSCROWD_REQUIRE_SERVICES=1 $(BIN)/pytest --junitxml=var/junit.xml
+	rm -f var/test-backends.json
+	MSCROWD_REQUIRE_SERVICES=1 $(BIN)/pytest -n 2 --dist loadfile -m "not solo" \
+		--junitxml=var/junit.xml
+	MSCROWD_REQUIRE_SERVICES=1 MSCROWD_BACKEND_REPORT_ADD=1 $(BIN)/pytest -m solo \
+		--junitxml=var/junit-solo.xml
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

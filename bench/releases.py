@@ -42,19 +42,15 @@ from backend.auth import tokens  # noqa: E402
 from backend.auth.models import CredentialKind, TokenScope, UserRole  # noqa: E402
 from backend.core.db import create_db_engine, transaction  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
-from backend.fusion import service as fusion  # noqa: E402
-from backend.imaging.models import CONSENT_PRESETS, Slice  # noqa: E402
+from backend.imaging.models import CONSENT_PRESETS  # noqa: E402
 from backend.imaging.preprocess import CaseSource  # noqa: E402
 from backend.imaging.service import CaseMeta, import_source  # noqa: E402
 from backend.imaging.synthetic import synthesize_case  # noqa: E402
 from backend.projects import service as projects  # noqa: E402
-from backend.quality.gold import read_mask  # noqa: E402
 from backend.releases.models import Release, ReleaseFile, ReleaseStatus  # noqa: E402
-from backend.tasks import service as tasks  # noqa: E402
-from backend.tasks.models import Task, TaskState  # noqa: E402
+from backend.tasks.models import Task  # noqa: E402
 from bench.dicom_import import MEASURED  # noqa: E402
-from tests.backend.quality.test_gold import _mask_rle  # noqa: E402
-from tests.factories import submit  # noqa: E402
+from tests import crowd  # noqa: E402
 from tests.live import cli_env, live_server  # noqa: E402
 
 CLI = [sys.executable, "-m", "backend"]
@@ -90,32 +86,15 @@ def seed_project(engine: object, storage: Storage, cases: int, share: float) -> 
     with Session(engine) as session:  # type: ignore[arg-type]
         total = len(session.exec(select(Task.id)).all())
     per_volunteer = int(total * share)
-    truth: dict[int, np.ndarray] = {}
-    for n in range(3):
-        with transaction(engine) as session:  # type: ignore[arg-type]
-            user = auth.create_user(
-                session=session, email=f"v{n}@bench.org", password="bench-password-1"
-            )
-        for _ in range(per_volunteer):
-            with transaction(engine) as session:  # type: ignore[arg-type]
-                lease = tasks.next_task(session=session, user=user, lease_seconds=600)
-                if lease is None:
-                    break
-                item = session.get_one(Slice, lease.task.slice_id)
-                if item.id not in truth:
-                    truth[item.id or 0] = (
-                        read_mask(storage, item.reference_key)
-                        if item.reference_key
-                        else np.zeros((item.height, item.width), bool)
-                    )
-                submit(session, storage, user, lease, mask=_mask_rle(truth[item.id or 0]))
-    with Session(engine) as session:  # type: ignore[arg-type]
-        complete = session.exec(select(Task.id).where(Task.state == TaskState.complete)).all()
-    for task_id in complete:
-        with transaction(engine) as session:  # type: ignore[arg-type]
-            fusion.fuse_task(session=session, storage=storage, task_id=task_id or 0)
+    with transaction(engine) as session:  # type: ignore[arg-type]
+        users = [
+            auth.create_user(session=session, email=f"v{n}@bench.org", password="bench-password-1")
+            for n in range(3)
+        ]
+    crowd.label(engine, storage, users, per_volunteer=per_volunteer)  # type: ignore[arg-type]
+    complete = crowd.fuse_complete(engine, storage)  # type: ignore[arg-type]
     times["label_and_fuse"] = time.perf_counter() - start
-    times["labelled_tasks"] = len(complete)
+    times["labelled_tasks"] = complete
     return times
 
 

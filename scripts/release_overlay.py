@@ -29,19 +29,13 @@ from sqlmodel import Session, col, select  # noqa: E402
 from backend.auth import service as auth  # noqa: E402
 from backend.core.db import create_db_engine, transaction  # noqa: E402
 from backend.core.storage import Storage  # noqa: E402
-from backend.fusion import service as fusion  # noqa: E402
-from backend.imaging.models import Case, Contrast, Slice, Volume  # noqa: E402
+from backend.imaging.models import Case, Contrast, Volume  # noqa: E402
 from backend.imaging.preprocess import to_display  # noqa: E402
 from backend.projects.models import Project  # noqa: E402
-from backend.quality.gold import read_mask  # noqa: E402
 from backend.releases import service  # noqa: E402
 from backend.releases.plan import Filters  # noqa: E402
-from backend.tasks import service as tasks  # noqa: E402
-from backend.tasks.models import Task, TaskState  # noqa: E402
-from backend.tasks.service import RaterSuspended  # noqa: E402
 from ml.jobs import decode_nifti  # noqa: E402
-from tests.backend.quality.test_gold import _mask_rle  # noqa: E402
-from tests.factories import submit  # noqa: E402
+from tests import crowd  # noqa: E402
 from tests.live import cli_env  # noqa: E402
 
 CLI = [sys.executable, "-m", "backend"]
@@ -58,7 +52,7 @@ def drawn(reference: np.ndarray, style: int) -> np.ndarray:
     return reference
 
 
-def crowd(engine: object, storage: Storage) -> int:
+def simulate_crowd(engine: object, storage: Storage) -> int:
     with transaction(engine) as session:  # type: ignore[arg-type]
         # Scripted raters answer in milliseconds: the speed rule and repeats are for people.
         for project in session.exec(select(Project)).all():
@@ -70,29 +64,8 @@ def crowd(engine: object, storage: Storage) -> int:
             auth.create_user(session=session, email=f"sim{n}@demo.org", password="simulated-1")
             for n in range(3)
         ]
-    answered = 0
-    for style, user in enumerate(users):
-        while True:
-            with transaction(engine) as session:  # type: ignore[arg-type]
-                try:
-                    lease = tasks.next_task(session=session, user=user, lease_seconds=600)
-                except RaterSuspended:
-                    lease = None  # the rules caught a simulated rater: the others go on
-                if lease is None:
-                    break
-                item = session.get_one(Slice, lease.task.slice_id)
-                reference = (
-                    read_mask(storage, item.reference_key)
-                    if item.reference_key
-                    else np.zeros((item.height, item.width), bool)
-                )
-                submit(session, storage, user, lease, mask=_mask_rle(drawn(reference, style)))
-                answered += 1
-    with Session(engine) as session:  # type: ignore[arg-type]
-        complete = session.exec(select(Task.id).where(Task.state == TaskState.complete)).all()
-    for task_id in complete:
-        with transaction(engine) as session:  # type: ignore[arg-type]
-            fusion.fuse_task(session=session, storage=storage, task_id=task_id or 0)
+    answered = crowd.label(engine, storage, users, draw=drawn)  # type: ignore[arg-type]
+    crowd.fuse_complete(engine, storage)  # type: ignore[arg-type]
     return answered
 
 
@@ -118,7 +91,7 @@ def main() -> None:
         )  # fmt: skip
         engine = create_db_engine(f"sqlite:///{data_dir / 'mscrowd.sqlite'}")
         storage = Storage((data_dir / "storage").as_uri())
-        answers = crowd(engine, storage)
+        answers = simulate_crowd(engine, storage)
         with Session(engine) as session:  # type: ignore[arg-type]
             project = session.exec(select(Project)).first()
             assert project is not None

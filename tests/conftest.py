@@ -28,30 +28,41 @@ PG_URL = os.environ.get(
     "MSCROWD_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REQUIRE_SERVICES = os.environ.get("MSCROWD_REQUIRE_SERVICES") == "1"
-REDIS_URL = os.environ.get("MSCROWD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Under pytest-xdist (``make test`` runs two workers) each worker has a Redis database of its
+# own (15, 14, ...), so one worker's Celery processes never take the other's jobs.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("MSCROWD_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _WORKER}")
 BACKEND_REPORT = Path(os.environ.get("MSCROWD_BACKEND_REPORT", "var/test-backends.json"))
 
 PG_SKIP_MARK = "PostgreSQL server at"
 _postgres_outcomes: Counter[str] = Counter()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    report = yield
-    if item.get_closest_marker("postgres") is not None:
-        # A test counts once: by its call, or by its setup when setup skipped or failed.
-        if report.when == "call" or (report.when == "setup" and not report.passed):
-            outcome = report.outcome
-            # A skip for another reason (e.g. the open MS data is absent) is not a missing server.
-            if report.skipped and PG_SKIP_MARK not in str(report.longrepr):
-                outcome = "skipped_other"
-            _postgres_outcomes[outcome] += 1
-    return report
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Tally each ``postgres`` test once: by its call, or by its setup when setup skipped or
+    failed. Runs where the reports arrive: the one process, or xdist's controller."""
+    if "postgres" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        outcome = report.outcome
+        # A skip for another reason (e.g. the open MS data is absent) is not a missing server.
+        if report.skipped and PG_SKIP_MARK not in str(report.longrepr):
+            outcome = "skipped_other"
+        _postgres_outcomes[outcome] += 1
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the tally to ``var/test-backends.json``, or add it to what is there with
+    ``MSCROWD_BACKEND_REPORT_ADD=1`` (``make test``'s second pytest run); xdist's workers
+    leave it to the controller."""
+    if hasattr(session.config, "workerinput"):
+        return
     BACKEND_REPORT.parent.mkdir(parents=True, exist_ok=True)
-    BACKEND_REPORT.write_text(json.dumps({"postgres": dict(_postgres_outcomes)}) + "\n")
+    found: Counter[str] = Counter()
+    if os.environ.get("MSCROWD_BACKEND_REPORT_ADD") == "1" and BACKEND_REPORT.exists():
+        found.update(json.loads(BACKEND_REPORT.read_text()).get("postgres", {}))
+    found.update(_postgres_outcomes)
+    BACKEND_REPORT.write_text(json.dumps({"postgres": dict(found)}) + "\n")
 
 
 @pytest.fixture(scope="session")

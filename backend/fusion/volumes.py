@@ -63,14 +63,20 @@ def usable_labels(session: Session, project_id: int) -> list[FusedLabel]:
     ]
 
 
-def place(volume: NDArray[np.generic], slice_: Slice, plane: NDArray[np.generic]) -> None:
-    """Write a slice's display-geometry ``plane`` into ``volume`` (its crop box, its index)."""
-    expected = (slice_.crop_y1 - slice_.crop_y0, slice_.crop_x1 - slice_.crop_x0)
-    if plane.shape != expected:
-        raise ValueError(f"slice {slice_.id}: label {plane.shape}, display {expected}")
-    volume[slice_.crop_x0 : slice_.crop_x1, slice_.crop_y0 : slice_.crop_y1, slice_.index] = (
-        from_display(plane)
-    )
+Box = tuple[int, int, int, int]  # a slice's crop box: x0, y0, x1, y1
+
+
+def box_of(slice_: Slice) -> Box:
+    return (slice_.crop_x0, slice_.crop_y0, slice_.crop_x1, slice_.crop_y1)
+
+
+def place(volume: NDArray[np.generic], box: Box, index: int, plane: NDArray[np.generic]) -> None:
+    """Write a slice's display-geometry ``plane`` into ``volume``: the slice at ``index``
+    whose crop box is ``box``."""
+    x0, y0, x1, y1 = box
+    if plane.shape != (y1 - y0, x1 - x0):
+        raise ValueError(f"slice {index}: label {plane.shape}, display {(y1 - y0, x1 - x0)}")
+    volume[x0:x1, y0:y1, index] = from_display(plane)
 
 
 def gold_masks(session: Session, case: Case) -> list[tuple[Slice, GoldVersion]]:
@@ -106,6 +112,6 @@ def on_grid(
             for slice_, g in gold_masks(session, case)
         ]
     for slice_, plane in planes:
-        place(label, slice_, plane)
+        place(label, box_of(slice_), slice_.index, plane)
         labelled[slice_.index] = True
     return label, labelled

@@ -17,7 +17,7 @@ from backend.core.storage import Storage
 from backend.fusion.volumes import place
 from backend.quality.gold import read_mask
 from backend.releases import layouts
-from backend.releases.plan import CasePlan, Filters, Plan, SliceLabel
+from backend.releases.plan import CasePlan, Filters, Plan
 from backend.releases.volumes import (
     IGNORE,
     SOFT_SCALE,
@@ -60,16 +60,6 @@ def _plane(storage: Storage, key: str) -> NDArray[np.uint8]:
         return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def _slice(label: SliceLabel) -> Any:
-    """A stand-in with what ``fusion.volumes.place`` reads of a slice."""
-    from types import SimpleNamespace
-
-    x0, y0, x1, y1 = label.box
-    return SimpleNamespace(
-        id=label.result_id, index=label.index, crop_x0=x0, crop_y0=y0, crop_x1=x1, crop_y1=y1
-    )
-
-
 def case_labels(
     storage: Storage, case: CasePlan, rater_ids: dict[int, str], per_rater: bool
 ) -> CaseLabels:
@@ -81,7 +71,7 @@ def case_labels(
     gold_slices = np.zeros(shape[2], dtype=bool)
     found = CaseLabels(soft, labelled, gold, gold_slices)
     for label in case.labels:
-        place(soft, _slice(label), _plane(storage, label.key))
+        place(soft, label.box, label.index, _plane(storage, label.key))
         labelled[label.index] = True
         if per_rater:
             for user, key in label.answers:
@@ -89,10 +79,15 @@ def case_labels(
                 if rater not in found.raters:
                     found.raters[rater] = np.zeros(shape, dtype=np.uint8)
                     found.rater_slices[rater] = np.zeros(shape[2], dtype=bool)
-                place(found.raters[rater], _slice(label), read_mask(storage, key).astype(np.uint8))
+                place(
+                    found.raters[rater],
+                    label.box,
+                    label.index,
+                    read_mask(storage, key).astype(np.uint8),
+                )
                 found.rater_slices[rater][label.index] = True
     for label in case.gold:
-        place(gold, _slice(label), read_mask(storage, label.key).astype(np.uint8))
+        place(gold, label.box, label.index, read_mask(storage, label.key).astype(np.uint8))
         gold_slices[label.index] = True
     return found
 

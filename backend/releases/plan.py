@@ -12,10 +12,10 @@ from sqlmodel import Session, col, select
 from backend.annotations.models import Annotation
 from backend.core.errors import InvalidInput
 from backend.fusion.models import FusionResult, FusionRun
-from backend.fusion.volumes import gold_masks, usable_labels
+from backend.fusion.volumes import Box, box_of, gold_masks, usable_labels
 from backend.imaging.models import Case, Contrast, Slice, Volume
 from backend.projects.models import Project
-from backend.quality.models import RaterStats
+from backend.quality.models import GoldVersion, RaterStats
 from backend.quality.reliability import reliability
 from backend.rounds.models import ModelVersion
 
@@ -52,7 +52,7 @@ class SliceLabel:
     """One slice's label as the plan holds it (display geometry, keys in storage)."""
 
     index: int
-    box: tuple[int, int, int, int]  # crop x0, y0, x1, y1
+    box: Box  # crop x0, y0, x1, y1
     key: str
     result_id: int = 0
     run_id: int = 0
@@ -84,22 +84,24 @@ class Plan:
     dropped: dict[str, int]
 
 
-def _slice_box(slice_: Slice) -> tuple[int, int, int, int]:
-    return (slice_.crop_x0, slice_.crop_y0, slice_.crop_x1, slice_.crop_y1)
+def _research_cases(session: Session, project: Project) -> list[Case]:
+    return list(
+        session.exec(
+            select(Case)
+            .where(Case.project_id == project.id, col(Case.tutorial).is_(False))
+            .where(col(Case.consent_research_sharing).is_(True))
+            .order_by(col(Case.public_id))
+        ).all()
+    )
 
 
-def make_plan(session: Session, project: Project, filters: Filters) -> Plan:
-    """The release of ``project`` under ``filters``; ``InvalidInput`` when no case is left."""
-    assert project.id is not None
-    cases = session.exec(
-        select(Case)
-        .where(Case.project_id == project.id, col(Case.tutorial).is_(False))
-        .where(col(Case.consent_research_sharing).is_(True))
-        .order_by(col(Case.public_id))
-    ).all()
+def _crowd_labels(
+    session: Session, project_id: int, filters: Filters
+) -> tuple[dict[int, list[SliceLabel]], dict[str, int]]:
+    """The usable fused labels that pass the filters, by case id; how many were dropped."""
     by_case: dict[int, list[SliceLabel]] = defaultdict(list)
     dropped = {"too_few_answers": 0, "not_confident": 0, "excluded_rater": 0}
-    usable = usable_labels(session, project.id)
+    usable = usable_labels(session, project_id)
     results = {
         r.id: r
         for r in session.exec(
@@ -131,21 +133,61 @@ def make_plan(session: Session, project: Project, filters: Filters) -> Plan:
         by_case[label.case_id].append(
             SliceLabel(
                 label.slice_.index,
-                _slice_box(label.slice_),
+                box_of(label.slice_),
                 label.soft_key,
                 label.result_id,
                 result.run_id,
                 answers,
             )
         )
+    return by_case, dropped
+
+
+def _empty(project: Project) -> InvalidInput:
+    return InvalidInput(
+        f"No case of project {project.name!r} is left for a release: none has a final "
+        "fused or gold label that passes the filters and consent allowing research sharing",
+        code="empty_release",
+    )
+
+
+def check_not_empty(session: Session, project: Project, filters: Filters) -> None:
+    """``InvalidInput`` when a release of ``project`` under ``filters`` would hold no
+    training case: what ``make_plan`` checks, without reading gold, volumes, models and
+    raters case by case (a request is refused before the worker is asked)."""
+    assert project.id is not None
+    holdout = set(project.holdout_cases)
+    cases = {c.id: c for c in _research_cases(session, project) if c.public_id not in holdout}
+    by_case, _dropped = _crowd_labels(session, project.id, filters)
+    with_labels = {i for i in cases if by_case.get(i or 0)}
+    with_labels |= set(
+        session.exec(
+            select(Slice.case_id)
+            .join(GoldVersion, col(GoldVersion.slice_id) == col(Slice.id))
+            .where(col(Slice.case_id).in_(list(cases)), col(GoldVersion.retired_at).is_(None))
+            .distinct()
+        ).all()
+    )
+    with_flair = session.exec(
+        select(Volume.case_id)
+        .where(col(Volume.case_id).in_(list(with_labels)), Volume.contrast == Contrast.flair)
+        .limit(1)
+    ).first()
+    if with_flair is None:
+        raise _empty(project)
+
+
+def make_plan(session: Session, project: Project, filters: Filters) -> Plan:
+    """The release of ``project`` under ``filters``; ``InvalidInput`` when no case is left."""
+    assert project.id is not None
+    cases = _research_cases(session, project)
+    by_case, dropped = _crowd_labels(session, project.id, filters)
     holdout = set(project.holdout_cases)
     versions = session.exec(select(ModelVersion).where(ModelVersion.project_id == project.id)).all()
     planned: list[CasePlan] = []
     for case in cases:
         assert case.id is not None
-        gold = [
-            SliceLabel(s.index, _slice_box(s), g.mask_key) for s, g in gold_masks(session, case)
-        ]
+        gold = [SliceLabel(s.index, box_of(s), g.mask_key) for s, g in gold_masks(session, case)]
         held_out = case.public_id in holdout
         if not held_out and not by_case[case.id] and not gold:
             continue
@@ -170,11 +212,7 @@ def make_plan(session: Session, project: Project, filters: Filters) -> Plan:
             )
         )
     if not any(not c.held_out for c in planned):
-        raise InvalidInput(
-            f"No case of project {project.name!r} is left for a release: none has a final "
-            "fused or gold label that passes the filters and consent allowing research sharing",
-            code="empty_release",
-        )
+        raise _empty(project)
     run_ids = sorted({s.run_id for c in planned for s in c.labels})
     runs = {
         int(run.id or 0): {

@@ -153,7 +153,7 @@ def release_file(
     SHA-256)."""
     with Session(engine) as session:
         found = service.get(session, name, served=True)
-        entry = next((f for f in service.files_of(session, found.id or 0) if f.path == path), None)
+        entry = service.file_of(session, found.id or 0, path)
     if entry is None:
         raise NotFound(f"Release {name!r} has no file {path!r}", code="file_not_found")
     key = f"{prefix_of(name)}/{entry.path}"

@@ -26,7 +26,7 @@ from backend.core.timeutil import utcnow
 from backend.projects.models import Project
 from backend.releases import build as builder
 from backend.releases.models import Release, ReleaseFile, ReleaseStatus
-from backend.releases.plan import Filters, make_plan
+from backend.releases.plan import Filters, check_not_empty, make_plan
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -75,7 +75,7 @@ def create(
             f"A release named {chosen!r} exists already ({existing.status.value})",
             code="release_name_taken",
         )
-    make_plan(session, project, filters)  # refuses a release that would hold no case now
+    check_not_empty(session, project, filters)  # refuses a release that would hold no case
     assert project.id is not None
     release = Release(
         project_id=project.id,
@@ -229,6 +229,13 @@ def files_of(session: Session, release_id: int) -> list[ReleaseFile]:
             .order_by(col(ReleaseFile.path))
         ).all()
     )
+
+
+def file_of(session: Session, release_id: int, path: str) -> ReleaseFile | None:
+    """One file of a release by its path (None: the release has no such file)."""
+    return session.exec(
+        select(ReleaseFile).where(ReleaseFile.release_id == release_id, ReleaseFile.path == path)
+    ).first()
 
 
 def supersede(

@@ -20,6 +20,10 @@ from bench.load_crowd import Crowd
 from bench.load_seed import seed
 from tests.live import CLI, cli_env, live_server
 
+# Timed or loading both cores: run alone (make test's second pytest run), not beside
+# another xdist worker.
+pytestmark = pytest.mark.solo
+
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(

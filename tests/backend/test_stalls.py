@@ -33,6 +33,10 @@ from tests.factories import (
     signup,
 )
 
+# Timed or loading both cores: run alone (make test's second pytest run), not beside
+# another xdist worker.
+pytestmark = pytest.mark.solo
+
 NEGATIVE_RUNS = {"encoding": "rle", "width": WIDTH, "height": HEIGHT, "counts": [-1] * 1_000_000}
 
 

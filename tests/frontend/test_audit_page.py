@@ -1,7 +1,6 @@
 """The audit log page in Chromium, as an admin: entries newest first with their detail, the
 action filter, paging, a volunteer turned away, and axe-core at laptop and phone size."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from backend.auth import service as auth
 from backend.auth.models import UserRole
 from backend.core.storage import Storage
 from tests.factories import PASSWORD
-from tests.frontend.test_studio import _axe, _page
+from tests.frontend.pages import axe_at_sizes, log_in, shot
 from tests.live import seeded_site
 
 Page = Any
@@ -74,27 +73,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         yield served
 
 
-def _shot(page: Any, name: str) -> None:
-    """A screenshot for the README when MSCROWD_SCREENSHOTS names a folder (never in CI)."""
-    folder = os.environ.get("MSCROWD_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / name))
-
-
-def _log_in(browser: Any, base: str, email: str, width: int, height: int, **options: Any) -> Any:
-    page, errors = _page(browser, width, height, **options)
-    page.goto(base)
-    page.fill("#login-email", email)
-    page.fill("#login-password", PASSWORD)
-    page.press("#login-password", "Enter")
-    page.wait_for_selector("#who", state="visible")
-    page.goto(f"{base}/audit")
-    return page, errors
-
-
 def test_an_admin_reads_filters_and_pages_the_log(browser: Any, site: tuple[str, Path]) -> None:
     base, _data = site
-    page, errors = _log_in(browser, base, "admin@example.org", 1440, 900)
+    page, errors = log_in(browser, base, "admin@example.org", "/audit")
     page.wait_for_selector("[data-testid=audit-row]")
     summary = page.inner_text("[data-testid=audit-summary]")
     assert summary.startswith("Entries 1 to 50 of ")  # the admin's own sign-in is there too
@@ -143,13 +124,13 @@ def test_an_admin_reads_filters_and_pages_the_log(browser: Any, site: tuple[str,
     page.wait_for_function(
         "(t) => document.querySelector('#rows').textContent.includes(t)", arg="spam"
     )
-    _shot(page, "audit-laptop.png")
+    shot(page, "audit-laptop.png")
     assert errors == []
 
 
 def test_a_volunteer_is_turned_away(browser: Any, site: tuple[str, Path]) -> None:
     base, _data = site
-    page, errors = _log_in(browser, base, "volunteer@example.org", 1440, 900)
+    page, errors = log_in(browser, base, "volunteer@example.org", "/audit")
     page.wait_for_selector("[data-testid=gate]", state="visible")
     assert "for admins" in page.inner_text("[data-testid=gate]")
     assert page.is_hidden("#workspace")
@@ -160,16 +141,8 @@ def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
     browser: Any, site: tuple[str, Path]
 ) -> None:
     base, _data = site
-    found = {}
-    for width, height, touch in ((1440, 900, False), (360, 640, True)):
-        page, errors = _log_in(
-            browser, base, "admin@example.org", width, height,
-            has_touch=touch, is_mobile=touch, bypass_csp=True,
-        )  # fmt: skip
-        page.wait_for_selector("[data-testid=audit-row]")
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
-        if touch:
-            _shot(page, "audit-phone.png")
-        found[width] = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in _axe(page)]
-        assert errors == []
+    found = axe_at_sizes(
+        browser, base, "admin@example.org", "/audit", "[data-testid=audit-row]",
+        "audit-phone.png",
+    )  # fmt: skip
     assert found == {1440: [], 360: []}

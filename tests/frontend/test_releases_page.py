@@ -2,7 +2,6 @@
 download links and a preview per case with images; a volunteer turned away; axe-core at laptop
 and phone size."""
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from backend.releases import service
 from backend.releases.plan import Filters
 from tests.backend.releases.cases import labelled_project
 from tests.factories import PASSWORD
-from tests.frontend.test_studio import _axe, _page
+from tests.frontend.pages import axe_at_sizes, log_in, shot
 from tests.live import seeded_site
 
 
@@ -46,26 +45,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
         yield served
 
 
-def _shot(page: Any, name: str) -> None:
-    folder = os.environ.get("MSCROWD_SCREENSHOTS")
-    if folder:
-        page.screenshot(path=str(Path(folder) / name), full_page=True)
-
-
-def _log_in(browser: Any, base: str, email: str, width: int, height: int, **options: Any) -> Any:
-    page, errors = _page(browser, width, height, **options)
-    page.goto(base)
-    page.fill("#login-email", email)
-    page.fill("#login-password", PASSWORD)
-    page.press("#login-password", "Enter")
-    page.wait_for_selector("#who", state="visible")
-    page.goto(f"{base}/releases")
-    return page, errors
-
-
 def test_an_engineer_sees_the_release(browser: Any, site: tuple[str, Path]) -> None:
     base, _data = site
-    page, errors = _log_in(browser, base, "engineer@example.org", 1440, 900)
+    page, errors = log_in(browser, base, "engineer@example.org", "/releases")
     page.wait_for_selector("[data-testid=release]")
     text = page.inner_text("[data-testid=release]")
     assert "rel-r1" in text
@@ -81,13 +63,13 @@ def test_an_engineer_sees_the_release(browser: Any, site: tuple[str, Path]) -> N
     got = page.request.get(f"{base}{href}", headers={"Range": "bytes=0-511"})
     assert got.status == 206
     assert page.locator("nav a[href='/releases']").count() == 1
-    _shot(page, "releases-laptop.png")
+    shot(page, "releases-laptop.png", full_page=True)
     assert errors == []
 
 
 def test_a_volunteer_is_turned_away(browser: Any, site: tuple[str, Path]) -> None:
     base, _data = site
-    page, errors = _log_in(browser, base, "volunteer@example.org", 1440, 900)
+    page, errors = log_in(browser, base, "volunteer@example.org", "/releases")
     page.wait_for_selector("[data-testid=gate]", state="visible")
     assert "for ML engineers" in page.inner_text("[data-testid=gate]")
     assert page.request.get(f"{base}/api/releases").status == 403
@@ -98,16 +80,8 @@ def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
     browser: Any, site: tuple[str, Path]
 ) -> None:
     base, _data = site
-    found = {}
-    for width, height, touch in ((1440, 900, False), (360, 640, True)):
-        page, errors = _log_in(
-            browser, base, "engineer@example.org", width, height,
-            has_touch=touch, is_mobile=touch, bypass_csp=True,
-        )  # fmt: skip
-        page.wait_for_selector("[data-testid=release]")
-        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
-        if touch:
-            _shot(page, "releases-phone.png")
-        found[width] = [(v["id"], [n["target"] for n in v["nodes"]][:3]) for v in _axe(page)]
-        assert errors == []
+    found = axe_at_sizes(
+        browser, base, "engineer@example.org", "/releases", "[data-testid=release]",
+        "releases-phone.png",
+    )  # fmt: skip
     assert found == {1440: [], 360: []}

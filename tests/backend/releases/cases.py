@@ -13,16 +13,13 @@ from sqlmodel import Session, select
 from backend.auth import service as auth
 from backend.core.db import transaction
 from backend.core.storage import Storage
-from backend.fusion import service as fusion
 from backend.imaging.models import CONSENT_PRESETS, Case, Slice
 from backend.imaging.preprocess import CaseSource
 from backend.imaging.service import CaseMeta, import_source
 from backend.projects.models import Project
-from backend.quality.gold import read_mask
-from backend.tasks import service as tasks
 from backend.tasks.models import Task, TaskState
-from tests.backend.quality.test_gold import _mask_rle
-from tests.factories import PASSWORD, create_project, submit
+from tests import crowd
+from tests.factories import PASSWORD, create_project
 
 SHAPE = (40, 48, 18)
 # LPS-ordered voxels (x runs to the left, y to the back): the import must reorient.
@@ -104,28 +101,8 @@ def labelled_project(engine: Engine, storage: Storage, per_volunteer: int = 10) 
             for n in range(3)
         ]
         project_id, name = project.id or 0, project.name
-    truth: dict[int, np.ndarray] = {}
-    for user in volunteers:
-        with transaction(engine) as session:
-            for _ in range(per_volunteer):
-                lease = tasks.next_task(session=session, user=user, lease_seconds=600)
-                if lease is None:
-                    break
-                slice_ = session.get_one(Slice, lease.task.slice_id)
-                if slice_.id not in truth:
-                    truth[slice_.id or 0] = (
-                        read_mask(storage, slice_.reference_key)
-                        if slice_.reference_key
-                        else np.zeros((slice_.height, slice_.width), bool)
-                    )
-                submit(session, storage, user, lease, mask=_mask_rle(truth[slice_.id or 0]))
-    with Session(engine) as session:
-        complete = session.exec(
-            select(Task.id).where(Task.project_id == project_id, Task.state == TaskState.complete)
-        ).all()
-    for task_id in complete:
-        with transaction(engine) as session:
-            fusion.fuse_task(session=session, storage=storage, task_id=task_id or 0)
+    crowd.label(engine, storage, volunteers, per_volunteer=per_volunteer)
+    crowd.fuse_complete(engine, storage, project_id)
     with Session(engine) as session:
         assert session.get(Project, project_id) is not None
     return Crowd(name, project_id, ids, sources, [u.id or 0 for u in volunteers])

@@ -1,10 +1,17 @@
 """A release asked for through the API is built by a real worker process (the embedded
-broker, as ``make run``), its progress readable while it builds; a second message for the
-same release builds nothing."""
+broker, as ``make run``) into S3-compatible storage (moto's server), its progress readable
+while it builds, and served by the API from there: a second process or machine serves what
+the worker wrote, and nothing goes to the local disk. A second message for the same release
+builds nothing."""
 
+import hashlib
+import io
+import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
@@ -22,12 +29,39 @@ from tests.backend.releases.cases import labelled_project
 from tests.backend.test_worker import _worker
 from tests.factories import create_token
 
+BUCKET = "mscrowd-releases"
 
-def test_the_worker_builds_a_requested_release(tmp_path: Path) -> None:
+
+@pytest.fixture
+def s3_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A bucket on moto's S3 server on loopback; the AWS_* settings that reach it are in the
+    environment, which the worker process inherits."""
+    server_module = pytest.importorskip("moto.server", reason="moto[server] is in the dev extra")
+    pytest.importorskip("s3fs", reason="s3fs is the s3 extra")
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for key, value in {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    try:
+        yield f"s3://{BUCKET}/store"
+    finally:
+        server.stop()
+
+
+def test_the_worker_builds_a_requested_release_into_s3(tmp_path: Path, s3_url: str) -> None:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'mscrowd.sqlite'}",
         data_dir=tmp_path / "var",
-        storage_url=(tmp_path / "storage").as_uri(),
+        storage_url=s3_url,
     )
     engine = create_db_engine(settings.database_url)
     upgrade(engine)
@@ -67,6 +101,23 @@ def test_the_worker_builds_a_requested_release(tmp_path: Path) -> None:
                 time.sleep(0.3)
             assert state["status"] == "ready", state
             assert state["stats"]["cases"] == 3
+            # Served from the bucket: the archive's files match the recorded checksums.
+            files = {
+                f["path"]: f["sha256"]
+                for f in client.get("/api/releases/w1/files", headers=reader).json()
+            }
+            got = client.get("/api/releases/w1/archive.tar", headers=reader)
+            assert got.status_code == 200
+            with tarfile.open(fileobj=io.BytesIO(got.content)) as archive:
+                read = {
+                    m.name.removeprefix("w1/"): hashlib.sha256(
+                        archive.extractfile(m).read()  # type: ignore[union-attr]
+                    ).hexdigest()
+                    for m in archive.getmembers()
+                }
+            assert read == files
+            assert storage.list("releases/w1") == sorted(f"releases/w1/{p}" for p in files)
+            assert not list(tmp_path.rglob("*.nii.gz"))  # nothing written to the local disk
             # The same job sent again (a redelivered message) builds nothing.
             with Session(engine) as session:
                 release = session.exec(select(Release).where(Release.name == "w1")).one()

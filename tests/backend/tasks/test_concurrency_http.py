@@ -17,6 +17,10 @@ from backend.tasks.models import Task, TaskState
 from tests.factories import HEIGHT, PASSWORD, WIDTH, create_tasks
 from tests.live import CLI, cli_env, live_server
 
+# Timed or loading both cores: run alone (make test's second pytest run), not beside
+# another xdist worker.
+pytestmark = pytest.mark.solo
+
 TASKS, REQUIRED, CLIENTS = 10, 3, 6
 
 
