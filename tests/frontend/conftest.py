@@ -4,6 +4,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,11 +37,20 @@ def browser() -> Iterator["playwright_api.Browser"]:
 
 
 def staff_page(
-    browser: "playwright_api.Browser", base: str, email: str, password: str, path: str
+    browser: "playwright_api.Browser",
+    base: str,
+    email: str,
+    password: str,
+    path: str,
+    width: int = 1280,
+    height: int = 900,
+    **options: Any,
 ) -> tuple["playwright_api.Page", list[str]]:
-    """A desktop page logged in as ``email`` on the labelling page, then opened at ``path``;
-    with the list the page's script errors collect in."""
-    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    """A page (``width`` x ``height``; Playwright context ``options``) logged in as ``email``
+    on the labelling page, then opened at ``path``; with the list its script errors collect
+    in."""
+    context = browser.new_context(viewport={"width": width, "height": height}, **options)
+    page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(base)

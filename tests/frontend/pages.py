@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.factories import PASSWORD
-from tests.frontend.test_studio import _axe, _page
+from tests.frontend.conftest import staff_page
+from tests.frontend.test_studio import _axe
 
 SIZES = ((1440, 900, False), (360, 640, True))  # laptop; phone (touch)
 
@@ -22,16 +23,8 @@ def log_in(
     browser: Any, base: str, email: str, path: str, width: int = 1440, height: int = 900,
     **options: Any,
 ) -> tuple[Any, list[str]]:  # fmt: skip
-    """A page signed in as ``email`` (password ``PASSWORD``) opened at ``path``; with the
-    list its script errors collect in."""
-    page, errors = _page(browser, width, height, **options)
-    page.goto(base)
-    page.fill("#login-email", email)
-    page.fill("#login-password", PASSWORD)
-    page.press("#login-password", "Enter")
-    page.wait_for_selector("#who", state="visible")
-    page.goto(f"{base}{path}")
-    return page, errors
+    """A page signed in as ``email`` (password ``PASSWORD``) opened at ``path``."""
+    return staff_page(browser, base, email, PASSWORD, path, width, height, **options)
 
 
 def axe_at_sizes(
