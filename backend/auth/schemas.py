@@ -127,8 +127,8 @@ class TokenCreate(InputModel):
         default=None,
         max_length=len(TokenScope),
         description="What the token may do: tasks (lease, submit, skip, report), read (GET), "
-        "manage (staff changes), releases (the export API, coming). Left out or empty: tasks "
-        "and read.",
+        "manage (staff changes), releases:read (list, inspect and download label releases). "
+        "Left out or empty: tasks and read.",
     )
 
 

@@ -183,6 +183,15 @@ def sha256sums(files: dict[str, str]) -> bytes:
     return "".join(f"{files[p]}  {p}\n" for p in sorted(files)).encode()
 
 
+def _answers(count: int) -> str:
+    return f"{count} answer" + ("" if count == 1 else "s")
+
+
+def _dataset_name(release: str) -> str:
+    """nnU-Net's dataset name part: letters and digits only."""
+    return "".join(c for c in release.title() if c.isalnum())[:40] or "Mscrowd"
+
+
 def readme(manifest: dict[str, Any]) -> bytes:
     """The release's README: what each file is, how it was made, licence and citation."""
     stats = manifest["stats"]
@@ -223,13 +232,38 @@ def readme(manifest: dict[str, Any]) -> bytes:
         "then trains on labelled voxels only (the ignore label must be the highest value, as "
         "here). With MONAI, mask the loss with `labelled` (or `label != 2`).",
         "",
+        "## Training with nnU-Net v2",
+        "",
+        "nnU-Net reads datasets from `$nnUNet_raw/DatasetNNN_Name/`. Unpack the release, move "
+        "its folder there under a free id, then plan and train (2-D: the labels are per slice):",
+        "",
+        "```sh",
+        f'mv {manifest["name"]} "$nnUNet_raw/Dataset501_{_dataset_name(manifest["name"])}"',
+        "nnUNetv2_plan_and_preprocess -d 501 --verify_dataset_integrity",
+        "nnUNetv2_train 501 2d 0",
+        "```",
+        "",
+        "## Loading with MONAI",
+        "",
+        "```python",
+        "from monai.data import load_decathlon_datalist",
+        "from monai.transforms import LoadImaged",
+        "",
+        f'root = "{manifest["name"]}"',
+        'train = load_decathlon_datalist(f"{root}/datalist.json", True, "training", root)',
+        'load = LoadImaged(["image", "label"], image_only=True, ensure_channel_first=True)',
+        "item = load(train[0])  # image: FLAIR, T1, T2 as channels; label: 0, 1, 2 = ignore",
+        "```",
+        "",
+        "`validation` in `datalist.json` is the held-out fold (`imagesTs`, `labelsTs`).",
+        "",
         "## How it was made",
         "",
         "Volunteers passed a qualification test, then outlined lesions on FLAIR slices; hidden "
         "expert gold slices scored them. Each slice's answers were fused with crowd STAPLE "
         "(rater sensitivities and specificities from gold and agreement), outlined by the "
         "project's rule; only slices whose label is final (enough answers, confident or "
-        f"settled) are here. Filters: at least {filters['min_labels']} answers per slice, fused "
+        f"settled) are here. Filters: at least {_answers(filters['min_labels'])} per slice, fused "
         f"confidence at least {filters['min_confidence']}, raters left out: "
         f"{filters['exclude_raters']}. `manifest.json` names the fusion runs, versions, "
         "rounds and model versions used.",

@@ -28,6 +28,12 @@ Engineer = Annotated[User, Depends(require_role(UserRole.engineer))]
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 FilePath = Annotated[str, Path(min_length=1, max_length=200)]
 router = APIRouter(prefix="/releases", tags=["releases"], responses=error_responses(401, 403))
+VIEWABLE = {
+    ".json": "application/json",
+    ".md": "text/plain; charset=utf-8",
+    "SHA256SUMS": "text/plain; charset=utf-8",
+    ".png": "image/png",
+}
 RANGED: dict[int | str, dict[str, Any]] = {
     206: {"description": "Partial content (a Range was asked for)"},
     304: {"description": "Not modified (If-None-Match matched the ETag)"},
@@ -108,12 +114,13 @@ def _ranged(
     body: Callable[[int, int], Iterator[bytes]],
     filename: str,
     on_start: Callable[[], None],
+    inline: bool = False,
 ) -> Response:
     headers = {
         "ETag": tag,
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-cache",
-        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{filename}"',
     }
     if _matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers=headers)
@@ -157,7 +164,11 @@ def release_file(
     if entry is None:
         raise NotFound(f"Release {name!r} has no file {path!r}", code="file_not_found")
     key = f"{prefix_of(name)}/{entry.path}"
-    media = "application/json" if path.endswith(".json") else "application/octet-stream"
+    # What a browser can show opens in a tab (README, manifest, checksums, previews); the rest
+    # (NIfTI) downloads. Text is never served as HTML.
+    media = next(
+        (m for end, m in VIEWABLE.items() if path.endswith(end)), "application/octet-stream"
+    )
 
     def body(start: int, end: int) -> Iterator[bytes]:
         return storage.chunks(key, start, end)
@@ -170,6 +181,7 @@ def release_file(
         body=body,
         filename=path.rsplit("/", 1)[-1],
         on_start=lambda: _record(engine, user, name, path, entry.size),
+        inline=media != "application/octet-stream",
     )
 
 

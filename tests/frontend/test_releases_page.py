@@ -63,6 +63,28 @@ def test_an_engineer_sees_the_release(browser: Any, site: tuple[str, Path]) -> N
     got = page.request.get(f"{base}{href}", headers={"Range": "bytes=0-511"})
     assert got.status == 206
     assert page.locator("nav a[href='/releases']").count() == 1
+    # The README opens in the browser (inline text); NIfTI files download.
+    readme = page.request.get(f"{base}/api/releases/rel-r1/files/README.md")
+    assert readme.headers["content-disposition"].startswith("inline")
+    assert readme.headers["content-type"].startswith("text/plain")
+    assert "## Training with nnU-Net v2" in readme.text()
+    # Files one by one: a link per file, with its checksum.
+    page.click("[data-testid=release] .file-list summary")
+    page.wait_for_selector("[data-testid=files] li a")
+    links = page.eval_on_selector_all("[data-testid=files] li a", "(a) => a.map((x) => x.href)")
+    assert f"{base}/api/releases/rel-r1/files/dataset.json" in links
+    nifti = next(link for link in links if link.endswith(".nii.gz"))
+    assert page.request.get(nifti).headers["content-disposition"].startswith("attachment")
+    # A download token for scripts: made on the page, it reads releases and nothing else.
+    page.click("#scripted summary")
+    assert "/api/releases/rel-r1/archive.tar" in page.inner_text("[data-testid=curl]")
+    page.click("[data-testid=make-token]")
+    token = page.inner_text("[data-testid=token-value]")
+    fresh = page.context.browser.new_context()  # no session cookie: the token alone
+    bearer = {"Authorization": f"Bearer {token}", "Range": "bytes=0-99"}
+    assert fresh.request.get(f"{base}{href}", headers=bearer).status == 206
+    assert fresh.request.get(f"{base}/api/projects", headers=bearer).status == 403
+    fresh.close()
     shot(page, "releases-laptop.png", full_page=True)
     assert errors == []
 

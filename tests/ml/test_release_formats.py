@@ -90,6 +90,24 @@ def test_monai_loads_the_datalist(release: Path) -> None:
         assert np.allclose(image.affine, label.affine)
 
 
+def test_the_readmes_monai_snippet_runs(release: Path) -> None:
+    """The release README's MONAI lines, run as they are from the folder holding the
+    release: they load a training case with its ignore label."""
+    readme = (release / "README.md").read_text()
+    snippet = readme.split("## Loading with MONAI")[1].split("```python\n")[1].split("```")[0]
+    done = subprocess.run(
+        [sys.executable, "-c", snippet + "\nprint(tuple(item['image'].shape), sorted(set("
+         "item['label'].unique().tolist())))"],
+        cwd=release.parent, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    shape, values = done.stdout.strip().rsplit(" [", 1)
+    assert shape.startswith("(3, ")  # FLAIR, T1 and T2 as channels
+    assert values.rstrip("]").split(", ") == ["0.0", "1.0", "2.0"]
+    # The nnU-Net lines name a dataset folder nnU-Net accepts.
+    assert 'mv Dataset501_mscrowd "$nnUNet_raw/Dataset501_' in readme
+
+
 def test_croissant_metadata_validates(release: Path) -> None:
     mlc = pytest.importorskip(
         "mlcroissant", reason="mlcroissant is absent: `make test` installs the release-check extra"
