@@ -61,6 +61,7 @@ def release_create(
                 Storage(settings.storage_url),
                 release_id,
                 url=settings.public_url,
+                secret=settings.secret_key,
                 progress=progress,
             )
     except DomainError as exc:

@@ -3,9 +3,10 @@ the manifest and checksums, written to storage under ``releases/<name>/`` one ca
 (memory holds one case), with progress reported as it goes."""
 
 import hashlib
+import hmac
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +91,17 @@ def case_labels(
         place(gold, label.box, label.index, read_mask(storage, label.key).astype(np.uint8))
         gold_slices[label.index] = True
     return found
+
+
+def release_rater_ids(users: Iterable[int], name: str, secret: str) -> dict[int, str]:
+    """``R001``... for the release's raters, in an order keyed by the server's secret and the
+    release's name: the same on every build of the release, unrelated to account ids (nor to
+    another release's order), so a rater's numbers cannot be tied to an account."""
+
+    def key(user: int) -> str:
+        return hmac.new(secret.encode(), f"{name}:{user}".encode(), "sha256").hexdigest()
+
+    return {u: f"R{n + 1:03d}" for n, u in enumerate(sorted(users, key=key))}
 
 
 def _channels(cases: list[CasePlan]) -> list[str]:
@@ -205,13 +217,14 @@ def build(
     filters: Filters,
     *,
     url: str,
+    secret: str = "",
     progress: Progress | None = None,
 ) -> Built:
     """Write the release's files under ``releases/<name>/``; what was written. The caller
     deletes the prefix if this raises."""
     out = Written(storage, prefix_of(name))
     channels = _channels(plan.cases)
-    rater_ids = {u: f"R{n + 1:03d}" for n, u in enumerate(sorted(plan.raters))}
+    rater_ids = release_rater_ids(plan.raters, name, secret)
     training: list[layouts.Entry] = []
     held_out: list[layouts.Entry] = []
     infos: list[dict[str, Any]] = []

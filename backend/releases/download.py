@@ -47,8 +47,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable(size)
         return max(size - count, 0), size
     start = int(first)
+    if last and int(last) < start:
+        return None  # an invalid range (last before first) is ignored, as RFC 9110 says
     end = size if not last else min(int(last) + 1, size)
-    if start >= size or end <= start:
+    if start >= size:
         raise RangeNotSatisfiable(size)
     return start, end
 

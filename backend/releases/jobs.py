@@ -11,7 +11,10 @@ from backend.worker import celery_app, job_resources
 def build_release(release_id: int) -> dict[str, Any]:
     """Build a recorded release; what became of it."""
     engine, storage, _relay = job_resources()
-    built = service.run(engine, storage, release_id, url=get_settings().public_url)
+    settings = get_settings()
+    built = service.run(
+        engine, storage, release_id, url=settings.public_url, secret=settings.secret_key
+    )
     if built is None:
         return {"release": release_id, "status": "not built here (taken or no longer building)"}
     return {"release": built.name, "status": built.status.value, "files": built.file_count}

@@ -25,6 +25,9 @@ class ReleaseStatus(StrEnum):
 
 class Release(SQLModel, table=True):
     __tablename__ = "releases"
+    # Names differ in more than case: ``DEMO-R1`` beside ``demo-r1`` would unpack to folders
+    # that collide on case-insensitive file systems, and read as the same release.
+    __table_args__ = (sa.Index("uq_releases_name_nocase", sa.text("lower(name)"), unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     project_id: int = Field(foreign_key="projects.id", ondelete="CASCADE", index=True)

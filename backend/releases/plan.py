@@ -42,7 +42,7 @@ class Filters:
         return cls(
             min_labels=int(data.get("min_labels", 1)),
             min_confidence=float(data.get("min_confidence", 0.0)),
-            exclude_raters=tuple(int(r) for r in data.get("exclude_raters", [])),
+            exclude_raters=tuple(sorted({int(r) for r in data.get("exclude_raters", [])})),
             per_rater=bool(data.get("per_rater", False)),
         )
 

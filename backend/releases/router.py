@@ -16,7 +16,7 @@ from backend.auth.deps import require_role
 from backend.auth.models import User, UserRole
 from backend.core.db import transaction
 from backend.core.deps import EngineDep, SessionDep, StorageDep
-from backend.core.errors import NotFound, error_responses
+from backend.core.errors import NotFound, PermissionDenied, error_responses
 from backend.core.outbox import defer
 from backend.releases import BUILD_RELEASE, download, service
 from backend.releases.build import prefix_of
@@ -59,9 +59,18 @@ def releases(_user: Engineer, session: SessionDep, project: str | None = None) -
     responses=error_responses(400, 404, 409, 422),
 )
 def create_release(body: ReleaseCreate, user: Engineer, session: SessionDep) -> ReleaseRead:
-    """Ask for a release of a project; built by the worker (follow its progress here)."""
+    """Ask for a release of a project; built by the worker (follow its progress here).
+    Leaving raters out by account id is for admins (who see the raters)."""
+    if body.exclude_raters and user.role is not UserRole.admin:
+        raise PermissionDenied(
+            "Only admins may leave raters out by account id: ask an admin for such a release",
+            code="admin_only",
+        )
     filters = Filters(
-        body.min_labels, body.min_confidence, tuple(body.exclude_raters), body.per_rater
+        body.min_labels,
+        body.min_confidence,
+        tuple(sorted(set(body.exclude_raters))),
+        body.per_rater,
     )
     release = service.create(
         session, project_name=body.project, name=body.name, filters=filters, actor=user

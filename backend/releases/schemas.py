@@ -1,7 +1,7 @@
 """Request and response bodies of the release routes."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,7 +13,11 @@ class ReleaseCreate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=64)
     min_labels: int = Field(default=1, ge=1, le=100)
     min_confidence: float = Field(default=0.0, ge=0.0, le=1.0)
-    exclude_raters: list[int] = Field(default_factory=list, max_length=1000)
+    # Account ids of raters whose slices are left out (admins only: an engineer could
+    # otherwise learn who rated what); each must have answered in the project.
+    exclude_raters: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=1000
+    )
     per_rater: bool = False
 
 

@@ -14,8 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from backend.annotations.models import Annotation
 from backend.audit import service as audit
 from backend.audit.models import AuditAction
 from backend.auth.models import User
@@ -27,8 +29,10 @@ from backend.projects.models import Project
 from backend.releases import build as builder
 from backend.releases.models import Release, ReleaseFile, ReleaseStatus
 from backend.releases.plan import Filters, check_not_empty, make_plan
+from backend.tasks.models import Task
 
 log = logging.getLogger(__name__)
+MAX_ID = 2**31 - 1  # account ids are 32-bit integers
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -42,9 +46,9 @@ def _project(session: Session, name: str) -> Project:
 def _free_name(session: Session, project: Project) -> str:
     """``PROJECT-rN`` with the first N free (the project's name cut to leave room)."""
     base = project.name[:56]
-    taken = set(session.exec(select(Release.name)).all())
+    taken = {name.lower() for name in session.exec(select(Release.name)).all()}
     n = 1
-    while f"{base}-r{n}" in taken:
+    while f"{base}-r{n}".lower() in taken:
         n += 1
     return f"{base}-r{n}"
 
@@ -69,11 +73,16 @@ def create(
     if filters.min_labels < 1 or not 0.0 <= filters.min_confidence <= 1.0:
         raise InvalidInput("min_labels must be at least 1 and min_confidence within 0..1")
     chosen = name or _free_name(session, project)
-    existing = session.exec(select(Release).where(Release.name == chosen)).first()
+    existing = session.exec(
+        select(Release).where(sa.func.lower(Release.name) == chosen.lower())
+    ).first()
     if existing is not None:
-        raise Conflict(
-            f"A release named {chosen!r} exists already ({existing.status.value})",
-            code="release_name_taken",
+        raise _taken(chosen, existing.name, existing.status.value)
+    unknown = set(filters.exclude_raters) - _raters_of(session, project, filters.exclude_raters)
+    if unknown:
+        raise InvalidInput(
+            f"{len(unknown)} of the raters to leave out never answered in project {project.name!r}",
+            code="unknown_rater",
         )
     check_not_empty(session, project, filters)  # refuses a release that would hold no case
     assert project.id is not None
@@ -85,8 +94,37 @@ def create(
         message="queued",
     )
     session.add(release)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # Asked for at the same moment under the same name: the other request has it.
+        raise _taken(chosen, chosen, "building") from None
     return release
+
+
+def _taken(asked: str, held: str, state: str) -> Conflict:
+    return Conflict(
+        f"A release named {held!r} exists already ({state}); names differ in more than case"
+        if asked != held
+        else f"A release named {asked!r} exists already ({state})",
+        code="release_name_taken",
+    )
+
+
+def _raters_of(session: Session, project: Project, among: tuple[int, ...]) -> set[int]:
+    """Those of ``among`` who answered a task of the project."""
+    among = tuple(u for u in among if 0 < u <= MAX_ID)
+    if not among:
+        return set()
+    return set(
+        session.exec(
+            select(Annotation.user_id)
+            .join(Task, col(Task.id) == col(Annotation.task_id))
+            .where(Task.project_id == project.id, col(Annotation.user_id).in_(among))
+            .distinct()
+        ).all()
+    )
 
 
 def _claim(engine: Engine, release_id: int) -> bool:
@@ -127,6 +165,7 @@ def run(
     release_id: int,
     *,
     url: str = "",
+    secret: str = "",
     progress: Callable[[float, float | None, str], None] | None = None,
 ) -> Release | None:
     """Build a recorded release (claimed first: None when another job has it or it is not
@@ -146,7 +185,7 @@ def run(
         name, filters = release.name, Filters.of(release.filters)
         plan = make_plan(session, project, filters)
     try:
-        built = builder.build(storage, name, plan, filters, url=url, progress=both)
+        built = builder.build(storage, name, plan, filters, url=url, secret=secret, progress=both)
         with transaction(engine) as session:
             release = session.get_one(Release, release_id, with_for_update=True)
             if release.status is not ReleaseStatus.building:

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -33,7 +35,7 @@ from backend.main import create_app
 from backend.projects.models import Project
 from backend.releases import build as builder
 from backend.releases import service
-from backend.releases.models import ReleaseStatus
+from backend.releases.models import Release, ReleaseStatus
 from backend.releases.plan import Filters, make_plan
 from tests.backend.releases.cases import Crowd, labelled_project
 from tests.factories import create_token
@@ -186,6 +188,20 @@ def test_bad_requests_are_refused(built: Built) -> None:
                 session, project_name=built.crowd.project, name="x", filters=Filters(min_labels=9),
                 actor=None,
             )  # fmt: skip
+        # A name that differs only in case is taken too (the folders would collide).
+        with pytest.raises(Conflict, match="differ in more than case"):
+            service.create(
+                session, project_name=built.crowd.project, name=built.name.upper(),
+                filters=Filters(), actor=None,
+            )  # fmt: skip
+        # Raters to leave out must have answered in the project: no made-up or huge ids
+        # counted in the README as left out.
+        with pytest.raises(InvalidInput, match="never answered") as refused:
+            service.create(
+                session, project_name=built.crowd.project, name="x",
+                filters=Filters(exclude_raters=(built.crowd.volunteers[0], 10**12)), actor=None,
+            )  # fmt: skip
+        assert refused.value.code == "unknown_rater"
         for bad in ("../x", "abc\n", "x" * 65):
             with pytest.raises(InvalidInput, match="release name"):
                 service.create(
@@ -262,6 +278,11 @@ def test_api_reads_need_the_releases_scope_and_downloads_resume(
     )
     assert weak.status_code == 304
     assert api.get(f"/api/releases/{built.name}/files/../x", headers=reader).status_code == 404
+    # A range whose last byte comes before its first is ignored (RFC 9110): the whole file.
+    reversed_ = api.get(
+        f"/api/releases/{built.name}/files/{path}", headers={**reader, "Range": "bytes=10-5"}
+    )
+    assert (reversed_.status_code, reversed_.content) == (200, whole.content)
     # The whole release as a tar, resumed after its first 30 000 bytes.
     archive = api.get(f"/api/releases/{built.name}/archive.tar", headers=reader)
     assert archive.status_code == 200
@@ -290,6 +311,62 @@ def test_api_reads_need_the_releases_scope_and_downloads_resume(
             session.exec(select(AuditEntry).where(AuditEntry.action == AuditAction.release)).first()
             is not None
         )
+
+
+def test_one_name_asked_for_at_once_is_one_release_and_conflicts(
+    built: Built, api: TestClient, module_pg_url: str
+) -> None:
+    """Six engineers' requests for one new name (in case variants) at the same moment: one
+    202, the rest 409 release_name_taken, never a 500; one row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = [_token(built.engine, UserRole.engineer, None) for _ in range(6)]
+    names = ["race-a", "RACE-A", "race-a", "Race-A", "race-a", "race-A"]
+    barrier = threading.Barrier(6)
+
+    def ask(n: int) -> tuple[int, str]:
+        barrier.wait()
+        got = api.post(
+            "/api/releases", json={"project": built.crowd.project, "name": names[n]},
+            headers=headers[n],
+        )  # fmt: skip
+        return got.status_code, got.json().get("code", "")
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = sorted(pool.map(ask, range(6)))
+    assert answers == [(202, "")] + [(409, "release_name_taken")] * 5, answers
+    with Session(built.engine) as session:
+        rows = session.exec(select(Release).where(sa.func.lower(Release.name) == "race-a")).all()
+        assert len(rows) == 1
+        for row in rows:  # not built here: leave the module's other tests one release
+            session.delete(row)
+        session.commit()
+
+
+def test_only_admins_leave_raters_out_and_rater_ids_are_not_account_order(
+    built: Built, api: TestClient
+) -> None:
+    engineer = _token(built.engine, UserRole.engineer, None)
+    admin = _token(built.engine, UserRole.admin, None)
+    body = {"project": built.crowd.project, "name": "ex-1",
+            "exclude_raters": [built.crowd.volunteers[0]]}  # fmt: skip
+    refused = api.post("/api/releases", json=body, headers=engineer)
+    assert (refused.status_code, refused.json()["code"]) == (403, "admin_only")
+    for bad in ([0], [2**31], [2**63], [-1]):
+        got = api.post("/api/releases", json={**body, "exclude_raters": bad}, headers=admin)
+        assert got.status_code == 422, got.text
+    # An admin gets past both checks: every slice here has all three volunteers' answers,
+    # so leaving one out leaves no case.
+    made = api.post("/api/releases", json=body, headers=admin)
+    assert (made.status_code, made.json()["code"]) == (422, "empty_release"), made.text
+    # R001... follow a keyed order, not account ids, and differ between releases.
+    users = list(range(1, 40))
+    first = builder.release_rater_ids(users, "a", "secret")
+    assert sorted(first.values()) == [f"R{n:03d}" for n in range(1, 40)]
+    assert [first[u] for u in users] != sorted(first.values())
+    assert first != builder.release_rater_ids(users, "b", "secret")
+    assert first != builder.release_rater_ids(users, "a", "other secret")
+    assert first == builder.release_rater_ids(users, "a", "secret")
 
 
 def test_a_failed_build_leaves_nothing_and_no_path(built: Built) -> None:
