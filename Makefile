@@ -25,11 +25,12 @@ run: $(INSTALLED)
 	$(BIN)/mscrowd serve --port 8000
 
 ## Lint, type-check and run the whole suite against real PostgreSQL and Redis: two xdist
-## workers (a module's tests stay on one), then the tests marked `solo` (timed, or loading
-## both cores) alone.
+## workers (a module's tests stay on one; torch and BLAS on one thread each, so the two never
+## fight over the two cores), then the tests marked `solo` (timed, or loading both cores) alone.
 test: $(INSTALLED) services lint
 	rm -f var/test-backends.json
-	MSCROWD_REQUIRE_SERVICES=1 $(BIN)/pytest -n 2 --dist loadfile -m "not solo" \
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MSCROWD_REQUIRE_SERVICES=1 \
+		$(BIN)/pytest -n 2 --dist loadfile -m "not solo" \
 		--junitxml=var/junit.xml
 	MSCROWD_REQUIRE_SERVICES=1 MSCROWD_BACKEND_REPORT_ADD=1 $(BIN)/pytest -m solo \
 		--junitxml=var/junit-solo.xml

@@ -137,6 +137,23 @@ def test_a_volunteer_is_turned_away(browser: Any, site: tuple[str, Path]) -> Non
     assert errors == []
 
 
+def test_on_a_phone_the_table_says_it_scrolls_sideways(
+    browser: Any, site: tuple[str, Path]
+) -> None:
+    base, _data = site
+    for width, height, shown in ((360, 640, True), (1440, 900, False)):
+        page, errors = log_in(browser, base, "admin@example.org", "/audit", width, height)
+        page.wait_for_selector("[data-testid=audit-row]")
+        assert page.is_visible("[data-testid=scroll-hint]") is shown
+        if shown:  # and it does: the table is wider than its box
+            assert page.evaluate(
+                "() => { const w = document.querySelector('.table-wrap');"
+                " return w.scrollWidth > w.clientWidth; }"
+            )
+        assert errors == []
+        page.context.close()
+
+
 def test_no_serious_accessibility_violations_at_laptop_and_phone_size(
     browser: Any, site: tuple[str, Path]
 ) -> None:

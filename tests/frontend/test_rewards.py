@@ -172,4 +172,10 @@ def test_a_volunteer_deletes_their_account(browser: Any, site: tuple[str, Path])
         f"{base}/api/auth/login", data={"email": "me@example.org", "password": PASSWORD}
     )
     assert again.status == 401
+    # Signed out, the page says how to log in and shows no empty cards.
+    page.goto(f"{base}/rewards")
+    page.wait_for_selector("[data-testid=gate]", state="visible")
+    assert "Log in to see your points" in page.inner_text("[data-testid=gate]")
+    assert page.is_hidden("#page")
+    assert page.is_hidden("[data-testid=level-card]")
     assert errors == []

@@ -397,8 +397,9 @@ def test_the_test_ends_in_a_verdict_with_what_to_do_next(
         r"You can try again in \d+:\d\d \(at ", page.inner_text("[data-testid=cooldown]")
     )
     assert page.is_disabled("[data-testid=test-again]")
-    results = page.locator("[data-testid=item-result]")
-    assert results.count() == 10
+    page.wait_for_function(  # they come after the verdict, with their own request
+        "() => document.querySelectorAll('[data-testid=item-result]').length === 10"
+    )
     page.wait_for_function(
         "() => [...document.querySelectorAll('[data-testid=item-result] figcaption')]"
         ".every((c) => !c.textContent.includes('loading'))"
@@ -420,7 +421,10 @@ def test_the_test_ends_in_a_verdict_with_what_to_do_next(
     page.reload()
     page.wait_for_selector("[data-testid=verdict]")
     assert page.locator("[data-testid=cooldown]").inner_text().startswith("You can try again in")
-    assert page.locator("[data-testid=item-result]").count() == 10
+    # The slice-by-slice results come after the verdict (their own request): wait for them.
+    page.wait_for_function(
+        "() => document.querySelectorAll('[data-testid=item-result]').length === 10"
+    )
     _no_violations(found)
     assert errors == []
 
