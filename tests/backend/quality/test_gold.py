@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from backend.annotations import sweep
-from backend.annotations.masks import RleMask, encode_rle
 from backend.annotations.models import Annotation
 from backend.auth import service as auth
 from backend.auth.models import User, UserRole
@@ -37,6 +36,7 @@ from backend.quality.reliability import RaterTotals, TrustLevel, reliability
 from backend.tasks import service as tasks
 from backend.tasks.models import Task, TaskKind, TaskState
 from tests.backend.quality.simulated import PROFILES, answer, brain_of, gold_slices
+from tests.crowd import mask_rle as _mask_rle  # other modules import it from here
 from tests.factories import PASSWORD, create_case_row, create_project, submit
 
 LEASE = 600
@@ -98,11 +98,6 @@ def _square_masks(n: int, size: tuple[int, int] = (16, 24)) -> list[np.ndarray]:
         mask[3 + k % 5 : 8 + k % 5, 4:10] = True
         masks.append(mask)
     return masks
-
-
-def _mask_rle(mask: np.ndarray) -> RleMask:
-    h, w = mask.shape
-    return RleMask(encoding="rle", width=w, height=h, counts=encode_rle(mask.astype(np.uint8)))
 
 
 def test_gold_versions_are_frozen_and_scores_keep_theirs(
